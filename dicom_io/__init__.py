@@ -1,0 +1,1 @@
+"""dicom_io package (see ../shared/DESIGN.md for what it owns)."""

@@ -1,0 +1,1 @@
+"""model package (see ../shared/DESIGN.md for what it owns)."""

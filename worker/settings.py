@@ -1,0 +1,202 @@
+"""The one typed settings object, built once per process by :func:`load_settings`.
+
+Precedence: CLI flag > ``USQA_*`` environment variable > default. Nothing here is read at
+import time. Each field documents itself (``help``) so the README table and ``usqa
+settings`` stay in step with the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from worker.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "setting_docs"]
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of usqa. Environment variable = ``USQA_`` + the field name in capitals."""
+
+    # --- storage and transport -------------------------------------------------------
+    database_url: str = _opt(
+        "sqlite:///usqa.db",
+        "SQLAlchemy URL of the ledger. Default: an SQLite file in the working directory. "
+        "Production: postgresql+psycopg://user@host/db",
+    )
+    broker_url: str | None = _opt(
+        None,
+        "Celery broker URL (redis://host:6379/0). Unset means embedded mode: no broker, "
+        "scans are scored in-process by `usqa run`.",
+    )
+
+    # --- input limits and reading (dicom_io) ---------------------------------------------
+    max_pixels: int = _opt(
+        100_000_000, "Largest frame accepted, rows x columns (pixels). Checked before decoding."
+    )
+    max_frames: int = _opt(5_000, "Largest number of frames accepted in one file.")
+    max_samples: int = _opt(
+        2_000_000_000,
+        "Largest whole image accepted: rows x columns x frames x samples per pixel.",
+    )
+    frames_to_score: int = _opt(
+        16,
+        "Frames scored per cine loop, evenly spaced. 0 means every frame.",
+    )
+    modalities: tuple[str, ...] = _opt(
+        ("US",), "DICOM modalities that are scored (comma separated); others are skipped."
+    )
+    pseudonym_salt: str | None = _opt(
+        None,
+        "Secret salt for pseudonymising patient ids and operator names (HMAC-SHA256). "
+        "Unset: those fields are not recorded at all. Use the same value on every machine.",
+        secret=True,
+    )
+    crop: bool = _opt(True, "Crop frames to the B-mode region before scoring.")
+    decode_timeout: float = _opt(
+        60.0, "Seconds one file may take to decode before it is failed as a poison file."
+    )
+
+    # --- model and scoring (model) -----------------------------------------------------
+    weights: Path | None = _opt(
+        None, "Model weights file. Unset: the weights shipped in the package."
+    )
+    good_threshold: float = _opt(80.0, "Scores at or above this are graded good.")
+    average_threshold: float = _opt(
+        45.0, "Scores at or above this (and below good) are graded average; below, poor."
+    )
+    aggregate: str = _opt(
+        "mean", "How frame scores make the scan's grade: mean, min or p10."
+    )
+    batch_size: int = _opt(32, "Frames per inference batch.")
+    precision: str = _opt(
+        "auto", "Inference precision: auto, fp32 or bf16 (bf16 autocast on CPUs that support it)."
+    )
+    threads: int = _opt(0, "Torch threads per worker process. 0 = one per CPU core.")
+    device: str = _opt("cpu", "Torch device for inference: cpu or cuda.")
+
+    # --- ingest (worker) -------------------------------------------------------------
+    stable_seconds: float = _opt(
+        2.0, "A file is taken once its size and mtime have not changed for this long."
+    )
+    rescan_seconds: float = _opt(
+        300.0, "Full rescan of the drop folder every this many seconds (catches missed events)."
+    )
+    polling: bool = _opt(
+        False, "Poll the drop folder instead of inotify (needed on NFS/SMB network shares)."
+    )
+    after_scoring: str = _opt(
+        "keep", "What to do with a file once it has a terminal row: keep, move or delete."
+    )
+    files_per_task: int = _opt(8, "Most files one task carries (inference batches across them).")
+    linger_seconds: float = _opt(0.2, "Longest wait to fill a task with more files.")
+    max_attempts: int = _opt(5, "Attempts before a scan that keeps failing transiently is failed.")
+    stuck_seconds: float = _opt(
+        600.0, "A scan queued or processing for longer than this is re-queued by the reconciler."
+    )
+    alert_wait_seconds: float = _opt(
+        900.0, "`usqa status` exits non-zero when a scan has waited longer than this."
+    )
+
+    # --- logging -----------------------------------------------------------------------
+    log_format: str = _opt("text", "Log format: text or json.")
+    log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (values already typed)."""
+        return dataclasses.replace(self, **changes)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, kind: str) -> Any:
+    """Turn the text of ``USQA_<NAME>`` into the field's type, or raise ConfigError."""
+    text = raw.strip()
+    try:
+        if kind == "int":
+            return int(text.replace("_", ""))
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            low = text.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(text)
+        if kind.startswith("tuple"):
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+        if kind.startswith("Path"):
+            return Path(text).expanduser() if text else None
+        if kind.startswith("str | None"):
+            return text or None
+        return text
+    except ValueError as exc:
+        raise ConfigError(
+            f"USQA_{name.upper()}={raw!r}: expected a {kind.split(' ')[0]} value"
+        ) from exc
+
+
+def _validate(s: Settings) -> None:
+    checks = [
+        (s.max_pixels > 0 and s.max_frames > 0 and s.max_samples > 0, "input limits must be > 0"),
+        (s.frames_to_score >= 0, "USQA_FRAMES_TO_SCORE must be 0 (all) or a positive number"),
+        (0 <= s.average_threshold <= s.good_threshold <= 100,
+         "need 0 <= USQA_AVERAGE_THRESHOLD <= USQA_GOOD_THRESHOLD <= 100"),
+        (s.aggregate in {"mean", "min", "p10"}, "USQA_AGGREGATE must be mean, min or p10"),
+        (s.precision in {"auto", "fp32", "bf16"}, "USQA_PRECISION must be auto, fp32 or bf16"),
+        (s.after_scoring in {"keep", "move", "delete"},
+         "USQA_AFTER_SCORING must be keep, move or delete"),
+        (s.log_format in {"text", "json"}, "USQA_LOG_FORMAT must be text or json"),
+        (s.batch_size > 0 and s.files_per_task > 0 and s.max_attempts > 0,
+         "batch sizes and attempt caps must be > 0"),
+        (s.decode_timeout > 0 and s.stable_seconds >= 0, "time limits must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: ``overrides`` (CLI flags, typed; None values ignored) beat
+    ``USQA_*`` variables in ``environ`` (default ``os.environ``), which beat defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = f"USQA_{f.name.upper()}"
+        if key in env:
+            values[f.name] = _parse(f.name, env[key], str(f.type))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    unknown = set(values) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def setting_docs() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting, for docs and ``--help``."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append((f"USQA_{f.name.upper()}", "unset" if default is None else shown,
+                     str(f.metadata["help"])))
+    return rows
