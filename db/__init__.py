@@ -1,1 +1,22 @@
-"""db package (see ../shared/DESIGN.md for what it owns)."""
+"""The ledger: SQLAlchemy models, the engine/session factory, Alembic migrations, and the
+ledger and query helpers (see ../shared/DESIGN.md). Never imports torch."""
+
+from db.migrate import current_revision, head_revision, require_current, upgrade
+from db.models import Base, FrameScore, ModelVersion, Scan, ScanScore, WorkerProcess
+from db.session import dispose_engines, get_engine, session_scope
+
+__all__ = [
+    "Base",
+    "FrameScore",
+    "ModelVersion",
+    "Scan",
+    "ScanScore",
+    "WorkerProcess",
+    "current_revision",
+    "dispose_engines",
+    "get_engine",
+    "head_revision",
+    "require_current",
+    "session_scope",
+    "upgrade",
+]

@@ -31,3 +31,50 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return os.environ.get("USQA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_url: str):  # type: ignore[no-untyped-def]
+    """A factory of fresh, empty PostgreSQL databases on the test server (one per call);
+    all are dropped at the end of the session. Returns their SQLAlchemy URLs."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"usqa_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    from db.session import dispose_engines
+
+    dispose_engines()
+    with admin.connect() as conn:
+        for name in made:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A usqa checkpoint with random (seeded) weights, for pipeline tests that do not care
+    about score values."""
+    import torch
+
+    from model import Preprocess, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random.pt"
+    save_checkpoint(
+        path,
+        build_model(init="none"),
+        {"target_scale": 100.0, "preprocess": Preprocess().to_dict()},
+    )
+    return path

@@ -1,0 +1,566 @@
+"""Ledger operations: record a received file, claim scans for scoring, write outcomes,
+find stuck scans and duplicates, heartbeats.
+
+Every function takes an open session and never commits (the caller's
+:func:`~db.session.session_scope` does). Writes that finish a scan are guarded by the
+claim token, so a worker that lost its claim (it was presumed dead and the scan handed to
+another) cannot write a second outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import (
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    SCORED,
+    SKIPPED,
+    TERMINAL,
+    FrameScore,
+    ModelVersion,
+    Scan,
+    ScanScore,
+    WorkerProcess,
+    utcnow,
+)
+
+__all__ = [
+    "METADATA_COLUMNS",
+    "Outcome",
+    "age_cutoff",
+    "claim",
+    "ensure_model_version",
+    "find_original",
+    "find_scored_duplicate",
+    "finish",
+    "give_up",
+    "heartbeat",
+    "known_files",
+    "mark_disposed",
+    "metadata_columns",
+    "pending_disposal",
+    "queued_ids",
+    "record_received",
+    "release",
+    "requeue",
+    "stuck_scans",
+    "write_score",
+]
+
+# dicom_io metadata keys stored as columns of ``scans`` (same names).
+METADATA_COLUMNS = (
+    "sop_instance_uid",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_class_uid",
+    "modality",
+    "manufacturer",
+    "model_name",
+    "station_name",
+    "device_serial_number",
+    "software_versions",
+    "transducer",
+    "institution",
+    "operator",
+    "body_part",
+    "study_datetime",
+    "acquisition_datetime",
+    "patient_id_hash",
+    "frame_time_ms",
+    "photometric",
+    "transfer_syntax",
+    "burned_in_annotation",
+)
+_DATETIMES = {"study_datetime", "acquisition_datetime"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A terminal outcome for one scan (``skipped`` or ``failed``)."""
+
+    status: str
+    reason: str
+    duplicate_of: int | None = None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        value = "\\".join(str(v) for v in value)
+    text = str(value).strip()
+    return text[:limit] if text else None
+
+
+def _datetime(value: Any) -> datetime | None:
+    """Scanner-local wall-clock time (an offset, if given, is dropped, not applied)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    try:
+        return datetime.fromisoformat(str(value)).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def metadata_columns(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``scans`` column values for a dicom_io ``Scan.metadata`` dict (unknown keys are
+    ignored; values are trimmed to the column sizes; unparsable dates become None)."""
+    out: dict[str, Any] = {}
+    for key in METADATA_COLUMNS:
+        value = metadata.get(key)
+        if key in _DATETIMES:
+            out[key] = _datetime(value)
+        elif key == "frame_time_ms":
+            try:
+                number = float(value) if value is not None else None
+            except (TypeError, ValueError):
+                number = None
+            out[key] = number if number is not None and math.isfinite(number) else None
+        elif key == "burned_in_annotation":
+            if isinstance(value, bool):
+                out[key] = "YES" if value else "NO"
+            else:
+                out[key] = _text(value, 8)
+        else:
+            column = Scan.__table__.c[key]
+            out[key] = _text(value, getattr(column.type, "length", None) or 255)
+    return out
+
+
+# --- ingest -----------------------------------------------------------------------------
+
+
+def known_files(session: Session, paths: Sequence[str]) -> dict[str, list[Scan]]:
+    """The ledger rows for each of ``paths`` (most recent first)."""
+    found: dict[str, list[Scan]] = {}
+    for start in range(0, len(paths), 500):
+        chunk = list(paths[start : start + 500])
+        rows = session.scalars(
+            select(Scan).where(Scan.path.in_(chunk)).order_by(Scan.id.desc())
+        ).all()
+        for row in rows:
+            found.setdefault(row.path, []).append(row)
+    return found
+
+
+def find_original(session: Session, sha256: str) -> Scan | None:
+    """The first scan with this content that did not fail (the one a copy duplicates)."""
+    return session.scalars(
+        select(Scan)
+        .where(Scan.sha256 == sha256, Scan.status != FAILED, Scan.duplicate_of_id.is_(None))
+        .order_by(Scan.id)
+        .limit(1)
+    ).first()
+
+
+def record_received(
+    session: Session,
+    *,
+    path: str,
+    size_bytes: int,
+    mtime_ns: int,
+    sha256: str,
+    now: datetime | None = None,
+    duplicate_of: Scan | None = None,
+) -> Scan:
+    """Insert the ledger row of a received file: ``queued``, or ``skipped`` when it is a
+    copy of ``duplicate_of``. Flushes, so the row has its id."""
+    now = now or utcnow()
+    scan = Scan(
+        path=path,
+        size_bytes=size_bytes,
+        mtime_ns=mtime_ns,
+        sha256=sha256,
+        received_at=now,
+        updated_at=now,
+        attempts=0,
+    )
+    if duplicate_of is None:
+        scan.status = QUEUED
+        scan.queued_at = now
+    else:
+        scan.status = SKIPPED
+        scan.finished_at = now
+        scan.duplicate_of_id = duplicate_of.id
+        scan.reason = (
+            f"duplicate of scan {duplicate_of.id} ({duplicate_of.path}): same content "
+            f"(sha256 {sha256[:12]})"
+        )
+    session.add(scan)
+    session.flush()
+    return scan
+
+
+def queued_ids(session: Session, limit: int | None = None) -> list[int]:
+    """Ids of every ``queued`` scan, oldest first."""
+    query = select(Scan.id).where(Scan.status == QUEUED).order_by(Scan.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query).all())
+
+
+# --- scoring ----------------------------------------------------------------------------
+
+
+def _holder_alive(dead_before: datetime) -> Any:
+    return exists().where(
+        WorkerProcess.name == Scan.worker,
+        WorkerProcess.last_seen_at >= dead_before,
+        WorkerProcess.stopped_at.is_(None),
+    )
+
+
+def claim(
+    session: Session,
+    scan_ids: Iterable[int],
+    *,
+    token: str,
+    worker: str,
+    stale_before: datetime,
+    dead_before: datetime,
+    now: datetime | None = None,
+) -> list[Scan]:
+    """Take the scans that may be processed now and mark them ``processing``.
+
+    A scan is taken when it is ``queued``; or ``processing`` under the same ``token`` (a
+    retry of the same task); or ``processing`` but abandoned: started before
+    ``stale_before``, or held by a worker whose heartbeat stopped before ``dead_before``.
+    Each claim counts one attempt. Returns the claimed rows."""
+    ids = sorted(set(scan_ids))
+    if not ids:
+        return []
+    now = now or utcnow()
+    abandoned = or_(
+        Scan.claim_token == token,
+        Scan.started_at < stale_before,
+        ~_holder_alive(dead_before),
+    )
+    session.execute(
+        update(Scan)
+        .where(
+            Scan.id.in_(ids),
+            or_(Scan.status == QUEUED, and_(Scan.status == PROCESSING, abandoned)),
+        )
+        .values(
+            status=PROCESSING,
+            claim_token=token,
+            worker=worker,
+            started_at=now,
+            attempts=Scan.attempts + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return list(
+        session.scalars(
+            select(Scan)
+            .where(Scan.id.in_(ids), Scan.status == PROCESSING, Scan.claim_token == token)
+            .order_by(Scan.id)
+            .execution_options(populate_existing=True)
+        ).all()
+    )
+
+
+def ensure_model_version(
+    session: Session,
+    version: str,
+    *,
+    weights_sha256: str | None = None,
+    architecture: str | None = None,
+    weights_name: str | None = None,
+) -> None:
+    """Make sure ``model_versions`` has a row for ``version`` (safe under races)."""
+    now = utcnow()
+    row = session.get(ModelVersion, version)
+    if row is not None:
+        row.last_used_at = now
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                ModelVersion(
+                    version=version,
+                    weights_sha256=weights_sha256,
+                    architecture=architecture,
+                    weights_name=weights_name,
+                    first_used_at=now,
+                    last_used_at=now,
+                )
+            )
+    except IntegrityError:
+        pass  # another worker registered it first
+
+
+def find_scored_duplicate(
+    session: Session,
+    *,
+    model_version: str,
+    sha256: str,
+    sop_instance_uid: str | None,
+    exclude_scan_id: int,
+) -> tuple[Scan, str] | None:
+    """Another scan already scored by ``model_version`` with the same content or SOP
+    instance, and which of the two matched (``content`` or ``SOP instance``)."""
+    match = ScanScore.sha256 == sha256
+    if sop_instance_uid:
+        match = or_(match, ScanScore.sop_instance_uid == sop_instance_uid)
+    hit = session.execute(
+        select(Scan, ScanScore.sha256)
+        .join(ScanScore, ScanScore.scan_id == Scan.id)
+        .where(ScanScore.model_version == model_version, match, Scan.id != exclude_scan_id)
+        .order_by(Scan.id)
+        .limit(1)
+    ).first()
+    if hit is None:
+        return None
+    scan, hit_sha = hit
+    return scan, "content" if hit_sha == sha256 else "SOP instance"
+
+
+def _finish_values(now: datetime) -> dict[str, Any]:
+    return {"finished_at": now, "updated_at": now, "claim_token": None}
+
+
+def finish(
+    session: Session,
+    scan_id: int,
+    token: str,
+    outcome: Outcome,
+    *,
+    model_version: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Write a ``skipped``/``failed`` outcome if this worker still holds the scan."""
+    assert outcome.status in (SKIPPED, FAILED), outcome
+    now = now or utcnow()
+    result = session.execute(
+        update(Scan)
+        .where(Scan.id == scan_id, Scan.status == PROCESSING, Scan.claim_token == token)
+        .values(
+            status=outcome.status,
+            reason=outcome.reason,
+            duplicate_of_id=outcome.duplicate_of,
+            model_version=model_version,
+            **_finish_values(now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def write_score(
+    session: Session,
+    scan: Scan,
+    token: str,
+    *,
+    model_version: str,
+    aggregate: str,
+    summary: Any,
+    frame_scores: Sequence[tuple[int, float]],
+    decode_ms: float | None = None,
+    inference_ms: float | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Mark ``scan`` ``scored`` and insert its scan and frame scores, if this worker still
+    holds it. ``summary`` is a model ``ScanScore``. The unique constraints of
+    ``scan_scores`` raise IntegrityError if the content or SOP instance already has a score
+    for this model version (the caller turns that into a ``skipped`` duplicate)."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Scan)
+        .where(Scan.id == scan.id, Scan.status == PROCESSING, Scan.claim_token == token)
+        .values(status=SCORED, reason=None, model_version=model_version, **_finish_values(now))
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.add(
+        ScanScore(
+            scan_id=scan.id,
+            model_version=model_version,
+            sha256=scan.sha256,
+            sop_instance_uid=scan.sop_instance_uid,
+            score=float(summary.score),
+            mean_score=float(summary.mean),
+            min_score=float(summary.min),
+            p10_score=float(summary.p10),
+            grade=str(summary.grade),
+            frames_scored=int(summary.frames_scored),
+            aggregate=aggregate,
+            scored_at=now,
+            decode_ms=decode_ms,
+            inference_ms=inference_ms,
+        )
+    )
+    session.add_all(
+        FrameScore(scan_id=scan.id, model_version=model_version, frame_index=i, score=float(s))
+        for i, s in frame_scores
+    )
+    session.flush()
+    return True
+
+
+def release(
+    session: Session, scan_ids: Iterable[int], token: str, reason: str, now: datetime | None = None
+) -> list[int]:
+    """Put scans this worker holds back to ``queued`` (to be retried); returns their ids."""
+    ids = sorted(set(scan_ids))
+    if not ids:
+        return []
+    now = now or utcnow()
+    held = list(
+        session.scalars(
+            select(Scan.id).where(
+                Scan.id.in_(ids), Scan.status == PROCESSING, Scan.claim_token == token
+            )
+        ).all()
+    )
+    if held:
+        session.execute(
+            update(Scan)
+            .where(Scan.id.in_(held))
+            .values(status=QUEUED, claim_token=None, reason=reason, queued_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return held
+
+
+# --- reconciling ------------------------------------------------------------------------
+
+
+def stuck_scans(
+    session: Session,
+    *,
+    queued_before: datetime,
+    stale_before: datetime,
+    dead_before: datetime,
+    limit: int = 1000,
+) -> list[Scan]:
+    """Scans that look lost: ``queued`` since before ``queued_before`` (the message may be
+    gone with the broker), or ``processing`` and abandoned (see :func:`claim`)."""
+    abandoned = and_(
+        Scan.status == PROCESSING,
+        or_(Scan.started_at < stale_before, ~_holder_alive(dead_before)),
+    )
+    lost = and_(Scan.status == QUEUED, Scan.queued_at < queued_before)
+    return list(
+        session.scalars(
+            select(Scan).where(or_(lost, abandoned)).order_by(Scan.id).limit(limit)
+        ).all()
+    )
+
+
+def requeue(session: Session, scans: Sequence[Scan], now: datetime | None = None) -> list[int]:
+    """Mark ``scans`` ``queued`` again (only those still in the state they were read in)."""
+    now = now or utcnow()
+    done: list[int] = []
+    for scan in scans:
+        same = [Scan.id == scan.id, Scan.status == scan.status]
+        if scan.status == QUEUED and scan.queued_at is not None:
+            same.append(Scan.queued_at == scan.queued_at)
+        if scan.status == PROCESSING:
+            same += [
+                Scan.attempts == scan.attempts,
+                Scan.claim_token == scan.claim_token
+                if scan.claim_token
+                else Scan.claim_token.is_(None),
+            ]
+        result = session.execute(
+            update(Scan)
+            .where(*same)
+            .values(status=QUEUED, claim_token=None, queued_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            done.append(scan.id)
+    return done
+
+
+def give_up(session: Session, scan: Scan, reason: str, now: datetime | None = None) -> bool:
+    """Fail a stuck scan that has used up its attempts (only if still in that state)."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Scan)
+        .where(Scan.id == scan.id, Scan.status == scan.status, Scan.attempts == scan.attempts)
+        .values(status=FAILED, reason=reason, **_finish_values(now))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- after scoring ----------------------------------------------------------------------
+
+
+def pending_disposal(session: Session, under: str, limit: int = 200) -> list[Scan]:
+    """Terminal scans below the folder ``under`` whose file has not been dealt with yet."""
+    prefix = under.rstrip("/") + "/"
+    return list(
+        session.scalars(
+            select(Scan)
+            .where(
+                Scan.status.in_(TERMINAL),
+                Scan.disposed_at.is_(None),
+                func.substr(Scan.path, 1, len(prefix)) == prefix,
+            )
+            .order_by(Scan.id)
+            .limit(limit)
+        ).all()
+    )
+
+
+def mark_disposed(session: Session, scan_id: int, disposition: str, new_path: str | None) -> None:
+    """Record what was done with the file (kept, moved, deleted, missing)."""
+    session.execute(
+        update(Scan)
+        .where(Scan.id == scan_id)
+        .values(disposition=disposition, disposed_path=new_path, disposed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- workers ----------------------------------------------------------------------------
+
+
+def heartbeat(
+    session: Session,
+    *,
+    name: str,
+    hostname: str,
+    pid: int,
+    mode: str,
+    model_version: str | None = None,
+    scans_done: int | None = None,
+    stopped: bool = False,
+) -> None:
+    """Create or refresh a worker's row."""
+    now = utcnow()
+    row = session.get(WorkerProcess, name)
+    if row is None:
+        row = WorkerProcess(
+            name=name, hostname=hostname, pid=pid, mode=mode, started_at=now, scans_done=0
+        )
+        session.add(row)
+    row.last_seen_at = now
+    row.stopped_at = now if stopped else None
+    if model_version is not None:
+        row.model_version = model_version
+    if scans_done is not None:
+        row.scans_done = scans_done
+    session.flush()
+
+
+def age_cutoff(seconds: float, now: datetime | None = None) -> datetime:
+    """``now`` minus ``seconds``, as an aware UTC datetime."""
+    return (now or datetime.now(UTC)) - timedelta(seconds=seconds)

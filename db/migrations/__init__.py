@@ -1,0 +1,1 @@
+"""Alembic migrations of the usqa ledger (run them with ``usqa db upgrade``)."""

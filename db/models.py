@@ -1,0 +1,255 @@
+"""The ledger schema (SQLAlchemy 2 declarative models). Alembic owns the tables; see
+``db/migrations``. Every timestamp is stored in UTC and read back as an aware datetime.
+
+Tables:
+
+``scans``           one row per received file: where it was, its content hash, its status
+                    (``queued`` -> ``processing`` -> ``scored`` | ``skipped`` | ``failed``), why,
+                    how many attempts, the timestamps of each step and the QA metadata from
+                    :mod:`dicom_io` (no patient names; patient ids only as salted hashes).
+``scan_scores``     the score and grade of a scan for one model version. Unique per scan,
+                    per content hash and per SOP instance UID for that version, so re-delivery
+                    can never produce a second score.
+``frame_scores``    the score of each scored frame.
+``model_versions``  the model versions that have produced scores.
+``workers``         processes that score scans, with their last heartbeat.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "ACTIVE",
+    "STATUSES",
+    "TERMINAL",
+    "Base",
+    "FrameScore",
+    "ModelVersion",
+    "Scan",
+    "ScanScore",
+    "UTCDateTime",
+    "WorkerProcess",
+    "utcnow",
+]
+
+QUEUED = "queued"
+PROCESSING = "processing"
+SCORED = "scored"
+SKIPPED = "skipped"
+FAILED = "failed"
+STATUSES = (QUEUED, PROCESSING, SCORED, SKIPPED, FAILED)
+ACTIVE = (QUEUED, PROCESSING)
+TERMINAL = (SCORED, SKIPPED, FAILED)
+
+# Stable constraint names, so migrations behave the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC: ``timestamptz`` on PostgreSQL, naive UTC text on SQLite.
+    Values come back timezone-aware (UTC) on both."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC value")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw text from SQLite expressions
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ModelVersion(Base):
+    """A model version: the first 12 hex characters of its weights file's sha256."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
+    architecture: Mapped[str | None] = mapped_column(String(64))
+    weights_name: Mapped[str | None] = mapped_column(String(255))
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Scan(Base):
+    """One received file and everything that happened to it."""
+
+    __tablename__ = "scans"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'processing', 'scored', 'skipped', 'failed')",
+            name="status",
+        ),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("ix_scans_status_queued_at", "status", "queued_at"),
+        Index("ix_scans_status_finished_at", "status", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # --- the file, as received -------------------------------------------------------
+    path: Mapped[str] = mapped_column(Text, index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # --- the ledger --------------------------------------------------------------------
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    reason: Mapped[str | None] = mapped_column(Text)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    model_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # what happened to the file afterwards (USQA_AFTER_SCORING): kept, moved or deleted
+    disposition: Mapped[str | None] = mapped_column(String(16))
+    disposed_path: Mapped[str | None] = mapped_column(Text)
+    disposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- what the header says (dicom_io) ----------------------------------------------
+    kind: Mapped[str | None] = mapped_column(String(16))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    samples_per_pixel: Mapped[int | None] = mapped_column(Integer)
+    crop_x0: Mapped[int | None] = mapped_column(Integer)
+    crop_y0: Mapped[int | None] = mapped_column(Integer)
+    crop_x1: Mapped[int | None] = mapped_column(Integer)
+    crop_y1: Mapped[int | None] = mapped_column(Integer)
+    crop_source: Mapped[str | None] = mapped_column(String(16))
+    # --- QA metadata (dicom_io Scan.metadata; patient ids only as salted hashes) --------
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    manufacturer: Mapped[str | None] = mapped_column(String(128))
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    station_name: Mapped[str | None] = mapped_column(String(128), index=True)
+    device_serial_number: Mapped[str | None] = mapped_column(String(128))
+    software_versions: Mapped[str | None] = mapped_column(String(255))
+    transducer: Mapped[str | None] = mapped_column(String(128))
+    institution: Mapped[str | None] = mapped_column(String(255))
+    operator: Mapped[str | None] = mapped_column(String(128))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    # scanner-local wall-clock time as recorded in the file (DICOM has no time zone)
+    study_datetime: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    acquisition_datetime: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=False), index=True
+    )
+    patient_id_hash: Mapped[str | None] = mapped_column(String(128))
+    frame_time_ms: Mapped[float | None] = mapped_column(Float)
+    photometric: Mapped[str | None] = mapped_column(String(32))
+    transfer_syntax: Mapped[str | None] = mapped_column(String(64))
+    burned_in_annotation: Mapped[str | None] = mapped_column(String(8))  # YES | NO
+
+
+class ScanScore(Base):
+    """The score and grade of one scan for one model version.
+
+    ``sha256`` and ``sop_instance_uid`` repeat the scan's so that the unique constraints can
+    refuse a second score for the same content or the same SOP instance."""
+
+    __tablename__ = "scan_scores"
+    __table_args__ = (
+        UniqueConstraint("scan_id", "model_version"),
+        UniqueConstraint("sha256", "model_version"),
+        UniqueConstraint("sop_instance_uid", "model_version"),
+        CheckConstraint("grade IN ('good', 'average', 'poor')", name="grade"),
+        Index("ix_scan_scores_model_version_scored_at", "model_version", "scored_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    mean_score: Mapped[float] = mapped_column(Float)
+    min_score: Mapped[float] = mapped_column(Float)
+    p10_score: Mapped[float] = mapped_column(Float)
+    grade: Mapped[str] = mapped_column(String(16))
+    frames_scored: Mapped[int] = mapped_column(Integer)
+    aggregate: Mapped[str] = mapped_column(String(16))
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    decode_ms: Mapped[float | None] = mapped_column(Float)
+    inference_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class FrameScore(Base):
+    """The score of one frame of a scan for one model version."""
+
+    __tablename__ = "frame_scores"
+
+    scan_id: Mapped[int] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.version"), primary_key=True
+    )
+    frame_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class WorkerProcess(Base):
+    """A process that scores scans (``usqa run`` or one ``usqa worker`` pool process).
+    ``last_seen_at`` is its heartbeat; a scan held by a process whose heartbeat stopped is
+    handed to another."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16))  # embedded | celery
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scans_done: Mapped[int] = mapped_column(Integer, default=0)
