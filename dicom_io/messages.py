@@ -1,0 +1,41 @@
+"""Small helpers that keep every error message on one line and name the file safely."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["first_line", "quiet_warnings", "shown"]
+
+log = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown(path: Path | str) -> str:
+    """The path as the user gave it, with control characters replaced so it stays one line."""
+    return _CONTROL.sub("?", str(path))
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A one-line summary of a third-party exception: its type and first message line."""
+    text = str(exc).strip().splitlines()
+    message = _CONTROL.sub(" ", text[0]).strip() if text else ""
+    if len(message) > limit:
+        message = message[: limit - 3] + "..."
+    kind = type(exc).__name__
+    return f"{kind}: {message}" if message else kind
+
+
+@contextmanager
+def quiet_warnings(name: str) -> Iterator[None]:
+    """Keep library warnings (pydicom, Pillow) off the console; log them at DEBUG instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        log.debug("%s: %s", name, _CONTROL.sub(" ", str(w.message)))

@@ -1,0 +1,301 @@
+"""QA metadata from a DICOM header or a PNG/JPEG sidecar, with pseudonymisation.
+
+The patient's name is never read. The patient id and the operator's name are replaced by
+keyed HMAC-SHA256 pseudonyms when a salt is configured (``USQA_PSEUDONYM_SALT``) and left
+out (None) when it is not. The same salt gives the same pseudonym on every machine, so QA
+can follow one operator or patient without learning who they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from dicom_io.messages import first_line, shown
+from worker.errors import CorruptFileError, LimitExceededError, UnreadableFileError
+
+__all__ = [
+    "METADATA_KEYS",
+    "dicom_metadata",
+    "empty_metadata",
+    "pseudonym",
+    "read_sidecar",
+    "sidecar_metadata",
+]
+
+METADATA_KEYS = (
+    "sop_instance_uid",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_class_uid",
+    "modality",
+    "manufacturer",
+    "model_name",
+    "station_name",
+    "device_serial_number",
+    "software_versions",
+    "transducer",
+    "institution",
+    "operator",
+    "body_part",
+    "study_datetime",
+    "acquisition_datetime",
+    "patient_id_hash",
+    "rows",
+    "columns",
+    "frames",
+    "frame_time_ms",
+    "photometric",
+    "transfer_syntax",
+    "transfer_syntax_name",
+    "burned_in_annotation",
+)
+
+# Sidecar keys that are copied as text; the rest are derived (hash, pseudonym, numbers).
+_TEXT_KEYS = (
+    "sop_instance_uid",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_class_uid",
+    "modality",
+    "manufacturer",
+    "model_name",
+    "station_name",
+    "device_serial_number",
+    "software_versions",
+    "transducer",
+    "institution",
+    "body_part",
+)
+MAX_TEXT = 256
+MAX_SIDECAR_BYTES = 1 << 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def empty_metadata() -> dict[str, Any]:
+    """Every metadata key, all None."""
+    return dict.fromkeys(METADATA_KEYS)
+
+
+def pseudonym(salt: str | None, role: str, value: str | None) -> str | None:
+    """HMAC-SHA256 of ``value`` keyed by ``salt``, separated by ``role`` (so a patient id
+    and an operator name that happen to be equal get different pseudonyms). None without a
+    salt or a value. Patient ids give the full 64 hex digits, others ``op-`` + 16."""
+    if not salt or value is None:
+        return None
+    text = " ".join(str(value).split())
+    if not text:
+        return None
+    digest = hmac.new(
+        salt.encode("utf-8"), f"{role}\x00{text}".encode(), hashlib.sha256
+    ).hexdigest()
+    return digest if role == "patient_id" else f"op-{digest[:16]}"
+
+
+def _text(value: Any) -> str | None:
+    """A DICOM value as one clean line of text; multi-values joined with ' / '."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        parts = [_text(v) for v in value]
+        kept = [p for p in parts if p and p.upper() != "UNUSED"]
+        return " / ".join(kept)[:MAX_TEXT] or None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    text = _CONTROL.sub(" ", str(value)).strip()
+    return text[:MAX_TEXT] or None
+
+
+def _get(ds: Any, keyword: str) -> Any:
+    try:
+        return ds.get(keyword)
+    except Exception:  # a malformed element: treat as absent rather than fail the scan
+        return None
+
+
+def _date(value: Any) -> date | None:
+    text = (_text(value) or "").replace(".", "").replace("-", "").replace("/", "")
+    if len(text) < 8 or not text[:8].isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def _time(value: Any) -> time | None:
+    text = (_text(value) or "").replace(":", "")
+    match = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?", text)
+    if not match:
+        return None
+    hour, minute, second, fraction = match.groups()
+    try:
+        return time(
+            int(hour),
+            int(minute or 0),
+            min(int(second or 0), 59),
+            int((fraction or "0").ljust(6, "0")),
+        )
+    except ValueError:
+        return None
+
+
+def _datetime(value: Any) -> str | None:
+    """A DICOM DT (YYYYMMDDHHMMSS.FFFFFF&ZZXX) as ISO 8601."""
+    text = _text(value) or ""
+    match = re.fullmatch(r"(\d{8})(\d{2,6}(?:\.\d{1,6})?)?([+-]\d{4})?", text)
+    if not match:
+        return None
+    day = _date(match.group(1))
+    if day is None:
+        return None
+    clock = _time(match.group(2)) if match.group(2) else time()
+    if clock is None:
+        return None
+    stamp = datetime.combine(day, clock)
+    if match.group(3):
+        sign = 1 if match.group(3)[0] == "+" else -1
+        hours, minutes = int(match.group(3)[1:3]), int(match.group(3)[3:5])
+        try:
+            stamp = stamp.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+        except ValueError:
+            return None
+    return stamp.isoformat()
+
+
+def _date_time(day_value: Any, time_value: Any) -> str | None:
+    day = _date(day_value)
+    if day is None:
+        return None
+    clock = _time(time_value) if time_value else None
+    return datetime.combine(day, clock or time()).isoformat() if clock else day.isoformat()
+
+
+def _frame_time_ms(ds: Any) -> float | None:
+    for keyword, to_ms in (
+        ("FrameTime", 1.0),
+        ("CineRate", None),
+        ("RecommendedDisplayFrameRate", None),
+    ):
+        value = _get(ds, keyword)
+        try:
+            number = float(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not number > 0 or number == float("inf"):
+            continue
+        return round(number if to_ms else 1000.0 / number, 3)
+    return None
+
+
+def _burned_in(value: Any) -> bool | None:
+    text = (_text(value) or "").upper()
+    return True if text == "YES" else False if text == "NO" else None
+
+
+def dicom_metadata(ds: Any, salt: str | None) -> dict[str, Any]:
+    """QA metadata from a header dataset (read with ``stop_before_pixels``)."""
+    meta = empty_metadata()
+    file_meta = getattr(ds, "file_meta", None)
+    for key, keyword in (
+        ("sop_instance_uid", "SOPInstanceUID"),
+        ("study_instance_uid", "StudyInstanceUID"),
+        ("series_instance_uid", "SeriesInstanceUID"),
+        ("sop_class_uid", "SOPClassUID"),
+        ("manufacturer", "Manufacturer"),
+        ("model_name", "ManufacturerModelName"),
+        ("station_name", "StationName"),
+        ("device_serial_number", "DeviceSerialNumber"),
+        ("software_versions", "SoftwareVersions"),
+        ("transducer", "TransducerData"),
+        ("institution", "InstitutionName"),
+        ("body_part", "BodyPartExamined"),
+        ("photometric", "PhotometricInterpretation"),
+    ):
+        meta[key] = _text(_get(ds, keyword))
+    if meta["sop_class_uid"] is None and file_meta is not None:
+        meta["sop_class_uid"] = _text(_get(file_meta, "MediaStorageSOPClassUID"))
+    if meta["transducer"] is None:
+        meta["transducer"] = _text(_get(ds, "TransducerType"))
+    modality = _text(_get(ds, "Modality"))
+    meta["modality"] = modality.upper() if modality else None
+    meta["operator"] = pseudonym(salt, "operator", _text(_get(ds, "OperatorsName")))
+    meta["patient_id_hash"] = pseudonym(salt, "patient_id", _text(_get(ds, "PatientID")))
+    meta["study_datetime"] = _date_time(_get(ds, "StudyDate"), _get(ds, "StudyTime"))
+    meta["acquisition_datetime"] = _datetime(_get(ds, "AcquisitionDateTime")) or _date_time(
+        _get(ds, "AcquisitionDate"), _get(ds, "AcquisitionTime")
+    )
+    meta["frame_time_ms"] = _frame_time_ms(ds)
+    meta["burned_in_annotation"] = _burned_in(_get(ds, "BurnedInAnnotation"))
+    return meta
+
+
+def read_sidecar(image_path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``<image>.json`` beside an image (``scan.png.json``), or None."""
+    sidecar = image_path.with_name(image_path.name + ".json")
+    if not sidecar.exists():
+        return None
+    name = shown(sidecar)
+    try:
+        size = sidecar.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise LimitExceededError(
+                f"{name}: metadata sidecar is {size} bytes, more than the 1 MiB allowed; "
+                "keep only the QA fields in it"
+            )
+        raw = sidecar.read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(
+            f"{name}: cannot read the metadata sidecar ({first_line(exc)})"
+        ) from exc
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"{name}: metadata sidecar is not valid UTF-8 JSON ({first_line(exc)}); "
+            "fix or remove it"
+        ) from exc
+    if not isinstance(data, dict):
+        raise CorruptFileError(
+            f"{name}: metadata sidecar must hold one JSON object, found {type(data).__name__}"
+        )
+    return data
+
+
+def sidecar_metadata(data: dict[str, Any] | None, salt: str | None) -> dict[str, Any]:
+    """Metadata from a sidecar object. Keys are the metadata keys; ``patient_id`` and
+    ``operator`` are given in clear and pseudonymised here; ``patient_name`` is ignored."""
+    meta = empty_metadata()
+    if not data:
+        return meta
+    for key in _TEXT_KEYS:
+        value = data.get(key)
+        meta[key] = _text(value) if isinstance(value, str | int | float) else None
+    if meta["modality"]:
+        meta["modality"] = meta["modality"].upper()
+    for key, role in (("operator", "operator"), ("patient_id", "patient_id")):
+        value = data.get(key)
+        text = _text(value) if isinstance(value, str | int) else None
+        meta["operator" if role == "operator" else "patient_id_hash"] = pseudonym(salt, role, text)
+    for key in ("study_datetime", "acquisition_datetime"):
+        value = data.get(key)
+        meta[key] = _iso(value) if isinstance(value, str) else None
+    value = data.get("frame_time_ms")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        meta["frame_time_ms"] = float(value)
+    value = data.get("burned_in_annotation")
+    meta["burned_in_annotation"] = value if isinstance(value, bool) else None
+    return meta
+
+
+def _iso(text: str) -> str | None:
+    """An ISO 8601 date or date-time from a sidecar, normalised; None if unparseable."""
+    try:
+        return datetime.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        return None

@@ -1,0 +1,150 @@
+"""A scan as the worker sees it: header facts, QA metadata, the crop box and lazy frames."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["CropBox", "FrameSource", "Scan"]
+
+log = logging.getLogger(__name__)
+
+CropSource = Literal["regions", "heuristic", "none"]
+
+# How many of the selected frames the border heuristic looks at (their brightest pixels).
+HEURISTIC_SAMPLE_FRAMES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CropBox:
+    """A box in full-frame pixels, max inclusive like DICOM ultrasound regions.
+
+    ``source`` says how it was found: ``regions`` (the Sequence of Ultrasound Regions),
+    ``heuristic`` (uniform borders and annotation bars removed) or ``none`` (whole frame).
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    source: CropSource
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0 + 1
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0 + 1
+
+    @classmethod
+    def full(cls, rows: int, columns: int) -> CropBox:
+        """The whole frame, ``source="none"``."""
+        return cls(0, 0, columns - 1, rows - 1, "none")
+
+    def apply(self, frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The part of ``frame`` inside the box (a view, not a copy)."""
+        return frame[self.y0 : self.y1 + 1, self.x0 : self.x1 + 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1, "source": self.source}
+
+
+class FrameSource(Protocol):
+    """Decodes frames of one file to display intensity (uint8 grey or RGB, full frame)."""
+
+    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, NDArray[np.uint8]]]: ...
+
+
+class Scan:
+    """One DICOM or PNG/JPEG file, read header first. Frames are decoded only on demand.
+
+    Attributes follow the interface contract: ``path``, ``kind`` (``dicom`` or ``image``),
+    ``rows``, ``columns``, ``frame_count``, ``samples_per_pixel``, ``selected_frames``
+    (0-based), ``skip_reason`` (set when policy says do not score), ``metadata`` (JSON-safe)
+    and ``notes`` (plain-language remarks, e.g. why ultrasound regions were not used).
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        kind: Literal["dicom", "image"],
+        rows: int,
+        columns: int,
+        frame_count: int,
+        samples_per_pixel: int,
+        selected_frames: list[int],
+        metadata: dict[str, Any],
+        source: FrameSource,
+        region_crop: CropBox | None,
+        crop_enabled: bool,
+        skip_reason: str | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.rows = rows
+        self.columns = columns
+        self.frame_count = frame_count
+        self.samples_per_pixel = samples_per_pixel
+        self.selected_frames = selected_frames
+        self.metadata = metadata
+        self.skip_reason = skip_reason
+        self.notes: list[str] = list(notes or [])
+        self._source = source
+        self._region_crop = region_crop
+        self._crop_enabled = crop_enabled
+        self._crop: CropBox | None = None
+        self._crop_done = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Scan(path={str(self.path)!r}, kind={self.kind!r}, rows={self.rows}, "
+            f"columns={self.columns}, frames={self.frame_count}, "
+            f"selected={len(self.selected_frames)}, skip_reason={self.skip_reason!r})"
+        )
+
+    @property
+    def crop(self) -> CropBox | None:
+        """The B-mode box (None when cropping is off). Without ultrasound regions the
+        heuristic decodes a few selected frames the first time this is asked for."""
+        if not self._crop_enabled:
+            return None
+        if not self._crop_done:
+            self._crop = self._region_crop or self._heuristic_crop()
+            self._crop_done = True
+        return self._crop
+
+    def _heuristic_crop(self) -> CropBox:
+        from dicom_io.borders import find_box
+
+        picks = self.selected_frames or [0]
+        if len(picks) > HEURISTIC_SAMPLE_FRAMES:
+            spots = np.linspace(0, len(picks) - 1, HEURISTIC_SAMPLE_FRAMES).round().astype(int)
+            picks = [picks[i] for i in spots]
+        frames = [frame for _, frame in self._source.frames(picks)]
+        box, note = find_box(frames)
+        if note:
+            self.notes.append(note)
+        log.debug("%s: heuristic crop %s", self.path.name, box)
+        return box
+
+    def iter_frames(self, cropped: bool = True) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+        """Yield ``(index, frame)`` for the selected frames only, decoded one at a time.
+
+        Frames are uint8 at display intensity, (H, W) grey or (H, W, 3) RGB, cut to
+        :attr:`crop` unless ``cropped`` is False. Raises :class:`worker.errors.InputError`.
+        """
+        box = self.crop if cropped else None
+        for index, frame in self._source.frames(self.selected_frames):
+            if box is None:
+                yield index, frame
+            else:
+                yield index, np.ascontiguousarray(box.apply(frame))
