@@ -1,0 +1,122 @@
+"""The training/evaluation image set: a folder of images and a ``splits.csv``.
+
+``splits.csv`` has a header with at least ``path`` and ``split`` (``train``/``val``/``test``);
+``path`` is relative to the data folder. Images are decoded once, converted by the preset's
+first two steps (grey, resize) and kept in memory as uint8 (780 BUSI images are 50 MB).
+Degraded versions are made from these arrays, so every version stays in its source's split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.degradations import Degraded, Protocol
+from model.preprocess import Preprocess
+from worker.errors import ConfigError, InputError
+
+__all__ = ["ImageSet", "eval_versions", "load_split"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ImageSet:
+    """Source images of one split, preprocessed to grey ``size x size`` uint8."""
+
+    split: str
+    paths: list[str]
+    images: np.ndarray  # (N, size, size) uint8
+    data_hash: str  # sha256 over (path, split, file sha256) of these images
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def read_splits(splits: Path) -> list[tuple[str, str]]:
+    """(relative path, split) rows of a splits file; ConfigError if it is unusable."""
+    try:
+        with splits.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"path", "split"} <= set(reader.fieldnames):
+                raise ConfigError(
+                    f"{splits}: expected a CSV header with 'path' and 'split' columns, "
+                    f"got {reader.fieldnames}"
+                )
+            rows = [(r["path"], r["split"]) for r in reader]
+    except OSError as exc:
+        raise ConfigError(f"{splits}: cannot read the splits file ({exc.strerror})") from exc
+    bad = sorted({s for _, s in rows if s not in SPLITS})
+    if bad:
+        raise ConfigError(f"{splits}: unknown split names {bad}; expected train, val or test")
+    return rows
+
+
+def load_split(
+    data: Path,
+    splits: Path,
+    split: str,
+    preprocess: Preprocess,
+    limit: int = 0,
+) -> ImageSet:
+    """Decode the images of ``split`` (the first ``limit`` of them when ``limit`` > 0)."""
+    rows = [p for p, s in read_splits(splits) if s == split]
+    if limit > 0:
+        rows = rows[:limit]
+    if not rows:
+        raise ConfigError(f"{splits}: no images in split {split!r}")
+    digest = hashlib.sha256()
+    images = []
+    for rel in rows:
+        path = data / rel
+        try:
+            raw = path.read_bytes()
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read this training image ({exc})") from exc
+        digest.update(f"{rel}\0{split}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
+        images.append(preprocess.image(arr))
+    log.info("loaded %d %s images from %s", len(rows), split, data)
+    return ImageSet(split, rows, np.stack(images), digest.hexdigest())
+
+
+def eval_versions(
+    images: ImageSet, protocol: Protocol, levels: int = 3, seed: int = 20240
+) -> tuple[list[Degraded], np.ndarray]:
+    """The fixed evaluation set of a split: each source image as the original plus, per
+    degradation, ``levels`` versions whose severities are drawn from equal strata of the
+    range (``paper``: one JPEG and one blur). Returns the versions and their source index."""
+    per_kind = 1 if protocol.name == "paper" else levels
+    versions: list[Degraded] = []
+    source: list[int] = []
+    for i, image in enumerate(images.images):
+        rng = np.random.default_rng([seed, i])
+        versions.append(protocol.apply(image, "original", 0.0))
+        source.append(i)
+        for kind in ("jpeg", "blur"):
+            for level in range(per_kind):
+                sev = protocol.draw(kind, rng, (level, per_kind))
+                versions.append(protocol.apply(image, kind, sev))
+                source.append(i)
+    return versions, np.asarray(source)
+
+
+def crops(images: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size x size`` window of each image (no resampling)."""
+    out = []
+    for im in images:
+        h, w = im.shape
+        y = int(rng.integers(0, h - size + 1))
+        x = int(rng.integers(0, w - size + 1))
+        out.append(im[y : y + size, x : x + size])
+    return np.stack(out)

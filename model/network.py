@@ -1,0 +1,107 @@
+"""The network: torchvision's ResNet-18 with a one-output regression head.
+
+Initialisation is ``none`` (random, seeded by the caller), ``imagenet`` (torchvision's own
+weights API: needs internet access or torchvision's cache) or the path of a local ``.pth``
+file holding a ResNet-18 state dict (offline sites; the 1000-class head is dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from worker.errors import ModelError
+
+__all__ = ["ARCH", "Fp32Conv2d", "build_model"]
+
+log = logging.getLogger(__name__)
+
+ARCH = "resnet18"
+
+
+class Fp32Conv2d(nn.Conv2d):
+    """A Conv2d that always runs in float32, also inside a bf16 autocast region.
+
+    Used for the stem: bf16 keeps 8 significant bits, so casting the normalised input to
+    bf16 would round away the 1-2 grey-level differences that mild blur and high-quality
+    JPEG leave. Same parameters and state-dict keys as the plain Conv2d it replaces.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def _fp32_stem(net: nn.Module) -> None:
+    old = net.conv1
+    assert isinstance(old, nn.Conv2d)
+    stem = Fp32Conv2d(
+        old.in_channels,
+        old.out_channels,
+        old.kernel_size,  # type: ignore[arg-type]
+        old.stride,  # type: ignore[arg-type]
+        old.padding,  # type: ignore[arg-type]
+        bias=False,
+    )
+    stem.weight = old.weight
+    net.conv1 = stem
+
+
+def build_model(init: str | Path = "none") -> nn.Module:
+    """ResNet-18 with ``fc`` replaced by ``Linear(512, 1)`` and a float32 stem convolution.
+
+    ``init``: ``"none"``, ``"imagenet"`` or a path to a local ResNet-18 state dict.
+    Raises :class:`ModelError` when the initial weights cannot be obtained or do not fit.
+    """
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    init_text = str(init)
+    if init_text == "none":
+        net = resnet18(weights=None)
+    elif init_text == "imagenet":
+        try:
+            net = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
+        except Exception as exc:  # no network and no cache: urllib/OSError/RuntimeError
+            raise ModelError(
+                "ImageNet weights for ResNet-18 could not be downloaded or found in "
+                f"torchvision's cache ({exc.__class__.__name__}: {exc}); use --init none, or "
+                "--init FILE with a resnet18 .pth file copied from an online machine"
+            ) from exc
+    else:
+        net = resnet18(weights=None)
+        path = Path(init_text)
+        state = _load_backbone_state(path)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise ModelError(
+                f"{path}: not a ResNet-18 state dict (missing {len(missing)} keys, e.g. "
+                f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]}); "
+                "expected torchvision's resnet18 weights"
+            )
+        log.info("initialised the backbone from %s", path)
+    net.fc = nn.Linear(net.fc.in_features, 1)
+    _fp32_stem(net)
+    return net
+
+
+def _load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
+    """A plain tensor state dict from ``path`` (weights_only loading, never arbitrary pickle)."""
+    if not path.is_file():
+        raise ModelError(f"{path}: initial weights file not found; expected a resnet18 .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(
+            f"{path}: cannot be loaded safely as tensors ({exc.__class__.__name__}); "
+            "expected a resnet18 state dict saved with torch.save(model.state_dict())"
+        ) from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{path}: expected a dict of tensors (a state dict), got {type(obj)}")
+    return obj

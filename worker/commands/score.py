@@ -1,0 +1,149 @@
+"""``usqa score``: score files now and print the result, without the database.
+
+Exit codes: 0 every file scored or skipped, 1 at least one file failed, 2 usage or a model
+that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.errors import InputError, ModelError, SkipScan
+from worker.settings import Settings
+
+__all__ = ["add_parser", "run", "score_file"]
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "score",
+        help="score DICOM/PNG/JPEG files now and print the results",
+        description="Score the image quality of each file (0 = unusable, 100 = as good as "
+        "the training images) and grade it good, average or poor. Nothing is written to the "
+        "database. A file that cannot be read is reported as failed and the next file is "
+        "scored.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files to score")
+    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    p.add_argument(
+        "--weights",
+        dest="weights",
+        type=Path,
+        default=None,
+        help="model checkpoint (USQA_WEIGHTS; default: the shipped model)",
+    )
+    p.add_argument(
+        "--frames",
+        dest="frames_to_score",
+        type=int,
+        default=None,
+        help="frames scored per cine loop, evenly spaced; 0 = all (USQA_FRAMES_TO_SCORE)",
+    )
+    p.add_argument(
+        "--precision",
+        dest="precision",
+        choices=["auto", "fp32", "bf16"],
+        default=None,
+        help="inference precision (USQA_PRECISION)",
+    )
+    return p
+
+
+def _batches(frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[list[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for _, frame in frames:
+        batch.append(frame)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str, Any]:
+    """The result line of one file; bad files give ``status`` failed with a ``reason``."""
+    from dicom_io import read
+
+    row: dict[str, Any] = {
+        "path": str(path),
+        "status": "failed",
+        "score": None,
+        "grade": None,
+        "frames_scored": 0,
+        "frame_scores": [],
+        "model_version": scorer.version,
+        "reason": None,
+    }
+    try:
+        scan = read(path, options)
+        if scan.skip_reason:
+            row.update(status="skipped", reason=scan.skip_reason)
+            return row
+        scores = [scorer.score_frames(b) for b in _batches(scan.iter_frames(), scorer.batch_size)]
+        frame_scores = np.concatenate(scores) if scores else np.empty(0, np.float32)
+        summary = grading.summarise(frame_scores)
+    except SkipScan as exc:
+        row.update(status="skipped", reason=str(exc))
+        return row
+    except InputError as exc:
+        row["reason"] = str(exc)
+        return row
+    except ModelError:
+        raise
+    except Exception as exc:  # never let one file stop the batch
+        log.exception("unexpected error while scoring %s", path)
+        row["reason"] = f"unexpected error: {exc.__class__.__name__}: {exc}"
+        return row
+    row.update(
+        status="scored",
+        score=round(summary.score, 2),
+        grade=summary.grade,
+        frames_scored=summary.frames_scored,
+        frame_scores=[round(float(s), 2) for s in frame_scores],
+        mean=round(summary.mean, 2),
+        min=round(summary.min, 2),
+        p10=round(summary.p10, 2),
+    )
+    return row
+
+
+def _table_line(row: dict[str, Any]) -> str:
+    score = "" if row["score"] is None else f"{row['score']:.1f}"
+    frames = str(row["frames_scored"]) if row["status"] == "scored" else ""
+    text = f"{row['status']:<8} {score:>6} {row['grade'] or '':<8} {frames:>6}  {row['path']}"
+    if row["reason"]:
+        text += f"  ({row['reason']})"
+    return text
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from dicom_io import ReadOptions
+    from model import Grading, Scorer
+
+    try:
+        scorer = Scorer.from_settings(settings)
+    except ModelError as exc:
+        print(f"usqa: model error: {exc}", file=sys.stderr)
+        return 2
+    grading = Grading.from_settings(settings)
+    options = ReadOptions.from_settings(settings)
+    if not args.json:
+        print(f"{'status':<8} {'score':>6} {'grade':<8} {'frames':>6}  file")
+    failed = 0
+    for path in args.files:
+        row = score_file(path, scorer, grading, options)
+        failed += row["status"] == "failed"
+        print(json.dumps(row) if args.json else _table_line(row), flush=True)
+    if not args.json:
+        print(f"model {scorer.version}; {len(args.files)} files, {failed} failed")
+    return 1 if failed else 0

@@ -1,0 +1,182 @@
+"""``usqa train``: fit the quality model on a folder of images and a splits file.
+
+Defaults are the published hyper-parameters (Adam, lr 1e-3, 10 epochs, batch 16, rotation /
+flip / scale augmentation); the shipped model's command in model/MODEL_CARD.md overrides some.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from worker.settings import Settings
+
+__all__ = ["add_parser", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train the quality model (for model maintainers)",
+        description="Train the ResNet-18 quality regressor on pseudo-labelled degraded images. "
+        "Fits on the 'train' split, keeps the epoch with the lowest MSE on 'val'. Writes a "
+        "checkpoint usable with --weights / USQA_WEIGHTS.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="folder holding the images")
+    p.add_argument(
+        "--splits",
+        type=Path,
+        required=True,
+        help="CSV with columns path (relative to --data) and split (train/val/test)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    p.add_argument(
+        "--protocol",
+        choices=["paper", "graded"],
+        default="graded",
+        help="pseudo-label protocol (default graded; paper = 100/60/30)",
+    )
+    p.add_argument(
+        "--init",
+        default="none",
+        help="initial weights: none, imagenet (needs internet or torchvision's "
+        "cache) or a local resnet18 .pth file (default none)",
+    )
+    p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    p.add_argument(
+        "--batch-size",
+        dest="train_batch_size",
+        type=int,
+        default=16,
+        help="training batch size (default 16)",
+    )
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument(
+        "--optimizer", choices=["adam", "adamw"], default="adam", help="optimizer (default adam)"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="weight decay on conv/linear weights (default 0)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="learning-rate schedule per step (default constant)",
+    )
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=0.0,
+        help="linear learning-rate warm-up, in epochs (default 0)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=["paper", "flip", "none"],
+        default="paper",
+        help="geometric augmentation of the clean image before degradation: paper = "
+        "horizontal flip + rotation +-10 deg + scale 0.9-1.1; flip = flip only",
+    )
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=224,
+        help="side of the random training window cut from the preset image, no "
+        "resampling (default 224)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=256,
+        help="preset image size every frame is resized to (default 256)",
+    )
+    p.add_argument(
+        "--target",
+        choices=["raw", "unit"],
+        default="raw",
+        help="regress the label itself (raw) or label/100 (unit) (default raw)",
+    )
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on recent CPUs)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--train-threads",
+        dest="train_threads",
+        type=int,
+        default=2,
+        help="torch threads (default 2)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="use only the first N images of each split (smoke tests)",
+    )
+    p.add_argument(
+        "--val-levels",
+        type=int,
+        default=3,
+        help="graded: severities per degradation per validation image (default 3)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="training state file for --resume (default OUT.state)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the state file")
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help="store the checkpoint's weights as float16 (half the file size)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from model.training import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data,
+        splits=args.splits,
+        out=args.out,
+        protocol=args.protocol,
+        init=args.init,
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        augment=args.augment,
+        crop=args.crop,
+        size=args.size,
+        target=args.target,
+        bf16=args.bf16,
+        seed=args.seed,
+        threads=args.train_threads,
+        limit=args.limit,
+        val_levels=args.val_levels,
+        state=args.state,
+        resume=args.resume,
+        half=args.half,
+        command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
+    )
+    meta = train(cfg, progress=not args.no_progress)
+    best = meta["metrics"]["selected"]
+    log.info(
+        "wrote %s: epoch %s selected, val MSE %.2f, %.0f s of training",
+        args.out,
+        best.get("epoch"),
+        best.get("val_mse", float("nan")),
+        meta["metrics"]["train_seconds"],
+    )
+    return 0
