@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from model.dataset import eval_versions, load_split
 from model.degradations import get_protocol
-from model.metrics import summary
+from model.metrics import grades, summary
 from model.scorer import Scorer
 
 __all__ = ["LADDERS", "evaluate", "plot_scatter"]
@@ -53,8 +53,10 @@ def evaluate(
     average: float = 45.0,
     limit: int = 0,
     progress: bool = True,
+    precision_check: bool = False,
 ) -> dict[str, Any]:
-    """Every figure of the model card for one split; a JSON-safe dict."""
+    """Every figure of the model card for one split; a JSON-safe dict. ``precision_check``
+    also scores every version in both fp32 and bf16 and reports the differences."""
     protocol = get_protocol(protocol_name)
     source = load_split(data, splits, split, scorer.checkpoint.preprocess, limit)
     versions, src = eval_versions(source, protocol, levels=levels)
@@ -82,6 +84,22 @@ def evaluate(
     }
     if ladders:
         result["ladders"] = _ladders(scorer, source.images, protocol_name, progress)
+    if precision_check:
+        images = [v.image for v in versions]
+        twins = [
+            Scorer(scorer.checkpoint, scorer.device, b, scorer.batch_size) for b in (False, True)
+        ]
+        fp32, bf16 = (_score(t, images, progress, "precision check") for t in twins)
+        gap = np.abs(fp32.astype(np.float64) - bf16)
+        result["precision_check"] = {
+            "n": int(gap.size),
+            "max_abs_diff": float(gap.max()),
+            "mean_abs_diff": float(gap.mean()),
+            "p99_abs_diff": float(np.percentile(gap, 99)),
+            "same_grade": float(
+                np.mean(grades(fp32, good, average) == grades(bf16, good, average))
+            ),
+        }
     result["_points"] = {
         "pred": pred.tolist(),
         "label": label.tolist(),

@@ -67,6 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         help="inference precision (USQA_PRECISION)",
     )
+    p.add_argument(
+        "--precision-check",
+        action="store_true",
+        help="also score every version in fp32 and bf16 and report the difference",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument(
         "--plot",
@@ -119,6 +124,13 @@ def _table(result: dict[str, Any]) -> str:
                 f"{lad[kind]['mean_scores']}"
             )
         lines.append(f"mean Kendall tau over all ladders: {lad['mean_kendall_tau']:.3f}")
+    if "precision_check" in result:
+        pc = result["precision_check"]
+        lines.append(
+            f"bf16 vs fp32 on {pc['n']} images: max |diff| {pc['max_abs_diff']:.3f}, mean "
+            f"{pc['mean_abs_diff']:.3f}, 99th percentile {pc['p99_abs_diff']:.3f} points; same "
+            f"grade {pc['same_grade'] * 100:.2f}%"
+        )
     return "\n".join(lines)
 
 
@@ -140,6 +152,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         average=settings.average_threshold,
         limit=args.limit,
         progress=not args.json and sys.stderr.isatty(),
+        precision_check=args.precision_check,
     )
     if args.plot is not None:
         plot_scatter(result, args.plot)
