@@ -111,6 +111,18 @@ class Settings:
     log_format: str = _opt("text", "Log format: text or json.")
     log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
 
+    # --- monitoring (worker/metrics.py, worker/health.py) ----------------------------------
+    metrics_port: int = _opt(
+        0,
+        "Port of the Prometheus metrics endpoint (http://host:PORT/metrics) of `usqa run`, "
+        "`usqa ingest` and `usqa worker`. 0 = off. Each process on one machine needs its own.",
+    )
+    heartbeat_file: Path | None = _opt(
+        None,
+        "File the running process rewrites every USQA_HEARTBEAT_SECONDS so that `usqa health` "
+        "can tell it is alive and not stuck. Unset: no heartbeat file.",
+    )
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (values already typed)."""
         return dataclasses.replace(self, **changes)

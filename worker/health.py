@@ -1,0 +1,266 @@
+"""Is this usqa process doing its job? The answer behind ``usqa health``, the container
+HEALTHCHECK and the Kubernetes probes.
+
+A long-running process (``usqa worker``, ``usqa ingest``, ``usqa run``) writes a small JSON
+heartbeat file (``USQA_HEARTBEAT_FILE``) from its *main loop*, after each piece of work and on
+every idle turn. A separate short-lived ``usqa health`` reads it and also pings the broker:
+
+* no file, or a file older than three beat intervals: the loop has died or hangs;
+* a task in hand for longer than its limit (``USQA_TASK_TIME_LIMIT`` plus a minute): the
+  process is alive but stuck;
+* the broker does not answer within a few seconds: the worker cannot consume.
+
+Any of these makes the process unhealthy (exit 1). In a Celery worker the beat comes from a
+worker bootstep on Celery's own timer, in the pool's parent process: the timer runs in the
+same event loop that receives tasks, so a hung consumer stops the beat, and the oldest
+running task is read from Celery's table of active requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from worker.errors import ConfigError
+
+__all__ = [
+    "Beat",
+    "Check",
+    "HeartbeatFile",
+    "celery_heartbeat_step",
+    "check_broker",
+    "check_heartbeat",
+    "run_checks",
+]
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_BEATS = 3.0
+STUCK_GRACE_SECONDS = 60.0
+BROKER_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One heartbeat as written to the file."""
+
+    role: str  # worker | ingest | run
+    pid: int
+    hostname: str
+    time: float  # wall clock (epoch seconds) of this beat
+    interval: float  # seconds between beats the writer promises
+    busy_since: float | None = None  # wall clock start of the oldest task in hand
+    busy_limit: float | None = None  # seconds a task may take before it counts as stuck
+    scans_done: int = 0  # work items finished (scans, or Celery tasks for a worker)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of one health check."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class HeartbeatFile:
+    """Writes this process's beats to ``path`` atomically (write a temporary file, rename)."""
+
+    def __init__(
+        self, path: Path, role: str, interval: float, busy_limit: float | None = None
+    ) -> None:
+        if interval <= 0:
+            raise ConfigError(f"heartbeat interval must be > 0 seconds, got {interval}")
+        self.path = Path(path)
+        self.role = role
+        self.interval = float(interval)
+        self.busy_limit = busy_limit
+        self.hostname = socket.gethostname()
+        self._failing = False
+
+    @classmethod
+    def from_settings(cls, settings: Any, role: str) -> HeartbeatFile | None:
+        """The heartbeat file named by ``USQA_HEARTBEAT_FILE``, or None when it is unset."""
+        path = getattr(settings, "heartbeat_file", None)
+        if path is None:
+            return None
+        limit = float(settings.task_time_limit) + STUCK_GRACE_SECONDS
+        return cls(Path(path), role, float(settings.heartbeat_seconds), busy_limit=limit)
+
+    def write(self, *, busy_since: float | None = None, scans_done: int = 0) -> None:
+        """Record a beat now. Never raises: an unwritable file shows up as unhealthy."""
+        beat = Beat(
+            role=self.role,
+            pid=os.getpid(),
+            hostname=self.hostname,
+            time=time.time(),
+            interval=self.interval,
+            busy_since=busy_since,
+            busy_limit=self.busy_limit if busy_since is not None else None,
+            scans_done=scans_done,
+        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".heartbeat-", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(asdict(beat), fh)
+            Path(tmp).replace(self.path)
+            if self._failing:
+                log.info("heartbeat file %s written again", self.path)
+            self._failing = False
+        except OSError as exc:
+            if not self._failing:
+                log.warning("cannot write heartbeat file %s: %s", self.path, exc.strerror)
+            self._failing = True
+
+    def remove(self) -> None:
+        """On a clean stop: no heartbeat means not running."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("heartbeat file %s not removed: %s", self.path, exc)
+
+
+def read_beat(path: Path) -> Beat:
+    """The last beat in ``path``. Raises OSError (missing) or ValueError (malformed)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    fields = Beat.__dataclass_fields__
+    return Beat(**{k: v for k, v in data.items() if k in fields})
+
+
+def check_heartbeat(path: Path | None, now: float | None = None) -> Check:
+    """Fresh beat and no task stuck past its limit."""
+    if path is None:
+        return Check(
+            "heartbeat",
+            False,
+            "USQA_HEARTBEAT_FILE is not set: the process writes no heartbeat to check; set it "
+            "to the same path for the process and for `usqa health`",
+        )
+    try:
+        beat = read_beat(path)
+    except FileNotFoundError:
+        return Check(
+            "heartbeat",
+            False,
+            f"{path}: no heartbeat file; the process is not running or has not started yet",
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        return Check("heartbeat", False, f"{path}: unreadable heartbeat file ({exc})")
+    now = time.time() if now is None else now
+    age = now - beat.time
+    limit = STALE_AFTER_BEATS * beat.interval
+    who = f"{beat.role} pid {beat.pid} on {beat.hostname}"
+    if age > limit:
+        return Check(
+            "heartbeat",
+            False,
+            f"{who}: last heartbeat {age:.0f} s ago, expected every {beat.interval:g} s; its "
+            "main loop has stopped or hangs",
+        )
+    if beat.busy_since is not None and beat.busy_limit is not None:
+        busy = now - beat.busy_since
+        if busy > beat.busy_limit:
+            return Check(
+                "heartbeat",
+                False,
+                f"{who}: stuck on one task for {busy:.0f} s (limit {beat.busy_limit:.0f} s)",
+            )
+    state = "idle" if beat.busy_since is None else f"busy {now - beat.busy_since:.0f} s"
+    return Check(
+        "heartbeat", True, f"{who}: beat {age:.0f} s ago, {state}, {beat.scans_done} scans done"
+    )
+
+
+def _shown(url: str) -> str:
+    """The broker URL without its password."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
+
+
+def check_broker(url: str | None, timeout: float = BROKER_TIMEOUT_SECONDS) -> Check:
+    """The broker answers within ``timeout`` seconds (Redis: PING; others: a connection)."""
+    if not url:
+        return Check("broker", True, "embedded mode (no USQA_BROKER_URL): no broker to reach")
+    shown = _shown(url)
+    try:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            import redis
+
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        else:
+            from kombu import Connection
+
+            with Connection(url, connect_timeout=timeout) as conn:
+                conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        why = text[0] if text else type(exc).__name__
+        return Check(
+            "broker",
+            False,
+            f"{shown}: no answer within {timeout:g} s ({why}); the worker cannot receive scans",
+        )
+    return Check("broker", True, f"{shown}: answers")
+
+
+def run_checks(settings: Any, *, broker: bool = True) -> list[Check]:
+    """Every check ``usqa health`` makes for ``settings``."""
+    checks = [check_heartbeat(getattr(settings, "heartbeat_file", None))]
+    if broker:
+        checks.append(check_broker(settings.broker_url))
+    return checks
+
+
+def celery_heartbeat_step(settings: Any) -> type | None:
+    """A Celery worker bootstep that writes the heartbeat file from the worker's timer (the
+    parent process's event loop), with the start time of the oldest running task. None when
+    ``USQA_HEARTBEAT_FILE`` is unset. Add it with ``app.steps["worker"].add(step)``."""
+    found = HeartbeatFile.from_settings(settings, "worker")
+    if found is None:
+        return None
+    heartbeat: HeartbeatFile = found
+    from celery import bootsteps
+
+    class HeartbeatStep(bootsteps.StartStopStep):
+        requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.tref: Any = None
+
+        def start(self, parent: Any) -> None:
+            self.beat()
+            self.tref = parent.timer.call_repeatedly(heartbeat.interval, self.beat, priority=10)
+
+        def stop(self, parent: Any) -> None:
+            if self.tref is not None:
+                self.tref.cancel()
+                self.tref = None
+            heartbeat.remove()
+
+        def beat(self) -> None:
+            from celery.worker import state
+
+            starts = [r.time_start for r in list(state.active_requests) if r.time_start]
+            # total_count: tasks this worker finished, by task name.
+            done = sum(int(n) for n in getattr(state, "total_count", {}).values())
+            heartbeat.write(busy_since=min(starts) if starts else None, scans_done=done)
+
+    return HeartbeatStep
