@@ -19,7 +19,7 @@ frame, the box is the whole frame with ``source="none"``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,18 +75,19 @@ def _bar_rows(frame: NDArray[np.uint8], grey: NDArray[np.float32], dark: float) 
     return top, bottom
 
 
-def find_box(frames: Sequence[NDArray[np.uint8]]) -> tuple[CropBox, str | None]:
-    """The box around the ultrasound image in ``frames`` (same size, display intensity),
-    and a note when the heuristic found nothing usable."""
+def find_box(frames: Iterable[NDArray[np.uint8]]) -> tuple[CropBox, str | None]:
+    """The box around the ultrasound image in ``frames`` (same size, display intensity,
+    consumed one at a time), and a note when the heuristic found nothing usable."""
     from scipy import ndimage
 
-    first = frames[0]
+    stream = iter(frames)
+    first = next(stream)
     rows, columns = first.shape[:2]
     whole = CropBox.full(rows, columns)
     grey = _grey(first)
-    for other in frames[1:]:
+    for other in stream:
         if other.shape[:2] == first.shape[:2]:
-            grey = np.maximum(grey, _grey(other))
+            np.maximum(grey, _grey(other), out=grey)
     u = min(rows, columns) / 240.0
     dark = min(float(np.percentile(grey, 5)), MAX_DARK)
     top, bottom = _bar_rows(first, grey, dark)

@@ -21,6 +21,10 @@ from worker.errors import CorruptFileError, InputError, LimitExceededError
 
 __all__ = ["DicomFrames", "select_frames"]
 
+# 8-bit JPEG syntaxes that Pillow decodes (12-bit extended falls back to other plugins).
+FAST_JPEG_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+UNSAFE_PLUGINS = {"gdcm"}
+
 log = logging.getLogger(__name__)
 
 
@@ -74,37 +78,71 @@ class DicomFrames:
             "the file is damaged or uses an encoding this installation cannot read"
         )
 
+    def _plugins(self) -> list[str]:
+        """Decoder plugins to try, in order. GDCM is left out (it aborts the whole process
+        on some damaged streams); Pillow comes first for 8-bit JPEG, about twice as fast.
+        ``""`` means pydicom's own choice (native data needs no plugin)."""
+        from pydicom.pixels import get_decoder
+
+        available = list(get_decoder(self.transfer_syntax).available_plugins)
+        safe = [p for p in available if p not in UNSAFE_PLUGINS]
+        if not safe:
+            return [""]
+        if self.transfer_syntax in FAST_JPEG_SYNTAXES and "pillow" in safe:
+            safe.remove("pillow")
+            safe.insert(0, "pillow")
+        return safe
+
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, NDArray[np.uint8]]]:
-        """Yield ``(index, frame)`` for ``indices`` (ascending, in range), display uint8."""
+        """Yield ``(index, frame)`` for ``indices`` (ascending, in range), display uint8.
+
+        A frame one plugin fails on is retried with the next; the frames after it stay
+        with the plugin that worked."""
         from pydicom.pixels import iter_pixels
 
         wanted = list(indices)
-        if not wanted:
-            return
         src: Any = self.dataset if self.dataset is not None else self.path
         kwargs: dict[str, Any] = {}
         if self.dataset is None:
             kwargs["transfer_syntax_uid"] = self.transfer_syntax
         name = shown(self.path)
-        iterator = cast(Generator[Any, None, None], iter_pixels(src, indices=wanted, **kwargs))
-        try:
-            for index in wanted:
-                try:
-                    with quiet_warnings(name):
-                        arr = next(iterator)
-                        frame = self._check(index, self.display(arr))
-                except StopIteration as exc:
-                    raise CorruptFileError(
-                        f"{name}: frame {index + 1} of {self.frame_count} is missing from the "
-                        "pixel data; the file is damaged"
-                    ) from exc
-                except InputError:
-                    raise
-                except Exception as exc:  # third-party decoders raise anything
-                    raise self._fail(index, exc) from exc
-                yield index, frame
-        finally:
-            iterator.close()
+        plugins = self._plugins()
+        done = 0
+        while done < len(wanted):
+            remaining = wanted[done:]
+            iterator = cast(
+                Generator[Any, None, None],
+                iter_pixels(src, indices=remaining, decoding_plugin=plugins[0], **kwargs),
+            )
+            try:
+                for index in remaining:
+                    try:
+                        with quiet_warnings(name):
+                            arr = next(iterator)
+                            frame = self._check(index, self.display(arr))
+                    except StopIteration as exc:
+                        raise CorruptFileError(
+                            f"{name}: frame {index + 1} of {self.frame_count} is missing from "
+                            "the pixel data; the file is damaged"
+                        ) from exc
+                    except InputError:
+                        raise
+                    except Exception as exc:  # third-party decoders raise anything
+                        if len(plugins) > 1:
+                            log.debug(
+                                "%s: frame %d: %s failed (%s)",
+                                name,
+                                index + 1,
+                                plugins[0],
+                                first_line(exc),
+                            )
+                            plugins.pop(0)
+                            break
+                        raise self._fail(index, exc) from exc
+                    yield index, frame
+                    done += 1
+            finally:
+                iterator.close()
 
     def _check(self, index: int, frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
         expected = (self.rows, self.columns)

@@ -104,8 +104,8 @@ def _transfer_syntax(ds: Any, name: str) -> tuple[str, bool, bool]:
     uid = UID(str(value).strip().rstrip("\x00"))
     if not uid.is_valid or not uid.is_transfer_syntax:
         raise UnsupportedFileError(
-            f"{name}: transfer syntax {uid} is not one usqa knows; export the scan uncompressed "
-            "or as JPEG, JPEG-LS, JPEG 2000 or RLE"
+            f"{name}: transfer syntax {shown(uid)[:80]} is not one usqa knows; export the scan "
+            "uncompressed or as JPEG, JPEG-LS, JPEG 2000 or RLE"
         )
     return str(uid), bool(uid.is_implicit_VR), bool(uid.is_little_endian)
 
@@ -113,7 +113,7 @@ def _transfer_syntax(ds: Any, name: str) -> tuple[str, bool, bool]:
 def _check_decoder(uid: str, name: str) -> None:
     from pydicom.pixels import get_decoder
 
-    label = f"{_uid_name(uid)} ({uid})"
+    label = shown(f"{_uid_name(uid)} ({uid})")
     try:
         decoder = get_decoder(uid)
     except NotImplementedError as exc:
@@ -335,9 +335,14 @@ def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
     tag, length, offset = _pixel_element(source, implicit, little)
     if tag in FLOAT_PIXEL_DATA:
         raise UnsupportedFileError(f"{name}: holds float pixel data, which is not an image scan")
+    if tag != PIXEL_DATA and "Rows" in ds and "Columns" in ds:
+        raise CorruptFileError(
+            f"{name}: the header describes an image but the file ends before its pixel data; "
+            "it was cut short (an incomplete copy?)"
+        )
     if tag != PIXEL_DATA:
         sop = str(ds.get("SOPClassUID", "") or "")
-        kind = f" ({_uid_name(sop)})" if sop else ""
+        kind = f" ({shown(_uid_name(sop))[:80]})" if sop else ""
         raise NoPixelDataError(
             f"{name}: this DICOM object{kind} holds no image (no Pixel Data); only images "
             "can be scored"
@@ -358,7 +363,8 @@ def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
         )
     if photometric not in SUPPORTED_PHOTOMETRIC:
         raise UnsupportedFileError(
-            f"{name}: photometric interpretation {photometric or 'missing'!s} is not supported "
+            f"{name}: photometric interpretation {shown(photometric or 'missing')[:40]} is not "
+            "supported "
             f"(supported: {', '.join(SUPPORTED_PHOTOMETRIC)})"
         )
     if samples != SUPPORTED_PHOTOMETRIC[photometric]:

@@ -101,7 +101,10 @@ def read(path: str | os.PathLike[str], options: ReadOptions | None = None) -> Sc
                 f"{name}: is not a DICOM, PNG or JPEG file (no DICM marker at byte 128 and no "
                 f"image signature; it starts with {head[:8].hex(' ')})"
             )
-    except InputError:
+    except InputError as exc:
+        message = str(exc)
+        if shown(message) != message:  # text taken from a damaged file: keep one line
+            raise type(exc)(shown(message)) from exc
         raise
     except Exception as exc:  # the boundary: nothing but InputError leaves this function
         log.debug("unexpected error reading %s", name, exc_info=True)

@@ -129,8 +129,7 @@ class Scan:
         if len(picks) > HEURISTIC_SAMPLE_FRAMES:
             spots = np.linspace(0, len(picks) - 1, HEURISTIC_SAMPLE_FRAMES).round().astype(int)
             picks = [picks[i] for i in spots]
-        frames = [frame for _, frame in self._source.frames(picks)]
-        box, note = find_box(frames)
+        box, note = find_box(frame for _, frame in self._source.frames(picks))
         if note:
             self.notes.append(note)
         log.debug("%s: heuristic crop %s", self.path.name, box)
