@@ -143,6 +143,18 @@ class ImageFrames:
         return _orient(arr, self.orientation)
 
 
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk, for messages."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 def _open_header(path: Path, name: str) -> tuple[str, str, tuple[int, int], int, int]:
     """(format, mode, (width, height), orientation, frame count) without decoding pixels."""
     from PIL import Image, UnidentifiedImageError
@@ -157,8 +169,11 @@ def _open_header(path: Path, name: str) -> tuple[str, str, tuple[int, int], int,
                 int(getattr(im, "n_frames", 1) or 1),
             )
     except Image.DecompressionBombError as exc:
+        size = _png_size(path)
+        what = f"declares {size[0]} x {size[1]} pixels" if size else first_line(exc)
         raise LimitExceededError(
-            f"{name}: {first_line(exc)}; refused before decoding (a decompression bomb?)"
+            f"{name}: {what}, more than the image decoder allows; refused before decoding "
+            "(a damaged file or a decompression bomb)"
         ) from exc
     except UnidentifiedImageError as exc:
         raise CorruptFileError(
