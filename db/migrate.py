@@ -4,6 +4,8 @@ database is at the version this code expects."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +22,19 @@ __all__ = ["MIGRATIONS", "current_revision", "head_revision", "require_current",
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic logs each connection at INFO; keep that for DEBUG runs only."""
+    logger = logging.getLogger("alembic.runtime.migration")
+    before = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _config(url: str) -> Config:
@@ -47,7 +62,7 @@ def head_revision() -> str:
 def current_revision(url: str) -> str | None:
     """The schema revision of the database (None: no usqa tables yet)."""
     try:
-        with get_engine(url).connect() as conn:
+        with _quiet_alembic(), get_engine(url).connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except sa_exc.SQLAlchemyError as exc:
         if is_unavailable(exc):
@@ -60,7 +75,7 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
     before = current_revision(url)
     cfg = _config(url)
     try:
-        with get_engine(url).begin() as conn:
+        with _quiet_alembic(), get_engine(url).begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
     except sa_exc.SQLAlchemyError as exc:

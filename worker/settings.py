@@ -19,7 +19,7 @@ from worker.errors import ConfigError
 __all__ = ["Settings", "load_settings", "setting_docs"]
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse
+def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -74,9 +74,7 @@ class Settings:
     average_threshold: float = _opt(
         45.0, "Scores at or above this (and below good) are graded average; below, poor."
     )
-    aggregate: str = _opt(
-        "mean", "How frame scores make the scan's grade: mean, min or p10."
-    )
+    aggregate: str = _opt("mean", "How frame scores make the scan's grade: mean, min or p10.")
     batch_size: int = _opt(32, "Frames per inference batch.")
     precision: str = _opt(
         "auto", "Inference precision: auto, fp32 or bf16 (bf16 autocast on CPUs that support it)."
@@ -101,7 +99,24 @@ class Settings:
     linger_seconds: float = _opt(0.2, "Longest wait to fill a task with more files.")
     max_attempts: int = _opt(5, "Attempts before a scan that keeps failing transiently is failed.")
     stuck_seconds: float = _opt(
-        600.0, "A scan queued or processing for longer than this is re-queued by the reconciler."
+        1200.0,
+        "A scan queued or processing for longer than this is re-queued by the reconciler. "
+        "Must exceed USQA_TASK_TIME_LIMIT.",
+    )
+    task_time_limit: float = _opt(
+        900.0,
+        "Longest one task (a batch of files) may run on a `usqa worker`; past it the pool "
+        "process is replaced and the scans are retried.",
+    )
+    visibility_timeout: float = _opt(
+        3600.0,
+        "Seconds Redis waits before giving an unacknowledged task (its worker died) to another "
+        "worker. Must exceed USQA_TASK_TIME_LIMIT.",
+    )
+    heartbeat_seconds: float = _opt(
+        10.0,
+        "How often each scoring process records that it is alive. One silent for three times "
+        "this long is presumed dead and its scans are handed to another.",
     )
     alert_wait_seconds: float = _opt(
         900.0, "`usqa status` exits non-zero when a scan has waited longer than this."
@@ -164,16 +179,36 @@ def _validate(s: Settings) -> None:
     checks = [
         (s.max_pixels > 0 and s.max_frames > 0 and s.max_samples > 0, "input limits must be > 0"),
         (s.frames_to_score >= 0, "USQA_FRAMES_TO_SCORE must be 0 (all) or a positive number"),
-        (0 <= s.average_threshold <= s.good_threshold <= 100,
-         "need 0 <= USQA_AVERAGE_THRESHOLD <= USQA_GOOD_THRESHOLD <= 100"),
+        (
+            0 <= s.average_threshold <= s.good_threshold <= 100,
+            "need 0 <= USQA_AVERAGE_THRESHOLD <= USQA_GOOD_THRESHOLD <= 100",
+        ),
         (s.aggregate in {"mean", "min", "p10"}, "USQA_AGGREGATE must be mean, min or p10"),
         (s.precision in {"auto", "fp32", "bf16"}, "USQA_PRECISION must be auto, fp32 or bf16"),
-        (s.after_scoring in {"keep", "move", "delete"},
-         "USQA_AFTER_SCORING must be keep, move or delete"),
+        (
+            s.after_scoring in {"keep", "move", "delete"},
+            "USQA_AFTER_SCORING must be keep, move or delete",
+        ),
         (s.log_format in {"text", "json"}, "USQA_LOG_FORMAT must be text or json"),
-        (s.batch_size > 0 and s.files_per_task > 0 and s.max_attempts > 0,
-         "batch sizes and attempt caps must be > 0"),
+        (
+            s.batch_size > 0 and s.files_per_task > 0 and s.max_attempts > 0,
+            "batch sizes and attempt caps must be > 0",
+        ),
         (s.decode_timeout > 0 and s.stable_seconds >= 0, "time limits must be positive"),
+        (
+            s.heartbeat_seconds > 0 and s.linger_seconds >= 0 and s.rescan_seconds > 0,
+            "USQA_HEARTBEAT_SECONDS and USQA_RESCAN_SECONDS must be > 0",
+        ),
+        (
+            0 < s.task_time_limit < s.visibility_timeout,
+            "USQA_VISIBILITY_TIMEOUT must exceed USQA_TASK_TIME_LIMIT (a running task would be "
+            "handed to a second worker)",
+        ),
+        (
+            s.task_time_limit < s.stuck_seconds,
+            "USQA_STUCK_SECONDS must exceed USQA_TASK_TIME_LIMIT (a running task would be "
+            "re-queued)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -209,6 +244,11 @@ def setting_docs() -> list[tuple[str, str, str]]:
     for f in fields(Settings):
         default = f.default
         shown = ",".join(default) if isinstance(default, tuple) else str(default)
-        rows.append((f"USQA_{f.name.upper()}", "unset" if default is None else shown,
-                     str(f.metadata["help"])))
+        rows.append(
+            (
+                f"USQA_{f.name.upper()}",
+                "unset" if default is None else shown,
+                str(f.metadata["help"]),
+            )
+        )
     return rows

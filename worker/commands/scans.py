@@ -1,0 +1,98 @@
+"""``usqa scans [--status S] [--since T] [--json]``: list the ledger, one scan per line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+
+import db
+from db import queries
+from db.models import STATUSES
+from worker.errors import ConfigError
+from worker.service import add_database_option
+from worker.settings import Settings
+
+__all__ = ["add_parser", "parse_since", "run"]
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``30m``, ``2h``, ``7d``, ``1w`` ago, or an ISO date/time (local time unless it
+    carries an offset), as an aware UTC datetime."""
+    now = now or datetime.now(UTC)
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--since {text!r}: expected a time like 2025-03-01, 2025-03-01T08:00, or an age "
+            "like 30m, 2h, 7d"
+        ) from exc
+    if value.tzinfo is None:
+        value = value.astimezone()  # the machine's local time zone
+    return value.astimezone(UTC)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "scans",
+        help="list the scans in the database with their status, score and grade",
+        description="List the scans received, oldest first: status (queued, processing, "
+        "scored, skipped, failed), score, grade and, for skipped or failed scans, the reason.",
+    )
+    p.add_argument("--status", choices=STATUSES, default=None, help="only scans in this status")
+    p.add_argument(
+        "--since",
+        default=None,
+        metavar="T",
+        help="only scans received since T: a date/time (2025-03-01T08:00) or an age (2h, 7d)",
+    )
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the last N scans")
+    p.add_argument("--json", action="store_true", help="one JSON object per scan and line")
+    add_database_option(p)
+    return p
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    head = (
+        f"{'id':>7}  {'status':<10} {'score':>6}  {'grade':<8} {'try':>3}  {'received':<19}  file"
+    )
+    lines = [head]
+    for r in rows:
+        score = "" if r["score"] is None else f"{r['score']:.1f}"
+        received = str(r["received_at"])[:19].replace("T", " ")
+        line = (
+            f"{r['id']:>7}  {r['status']:<10} {score:>6}  {r['grade'] or '':<8} "
+            f"{r['attempts']:>3}  {received:<19}  {r['path']}"
+        )
+        if r["reason"]:
+            line += f"\n{'':>9}{str(r['reason'])[:200]}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    since = parse_since(args.since) if args.since else None
+    if args.limit < 0:
+        raise ConfigError(f"--limit {args.limit}: expected 0 (all) or more")
+    db.require_current(settings.database_url)
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        rows = queries.list_scans(
+            session, status=args.status, since=since, limit=args.limit or None
+        )
+    out = sys.stdout
+    if args.json:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    elif rows:
+        out.write(_table(rows) + "\n")
+    else:
+        out.write("no scans match\n")
+    return 0

@@ -1,0 +1,161 @@
+"""``usqa status [--json]``: is scoring keeping up? Counts per status, queue depth, the
+oldest scan waiting, the last scoring time and the workers seen.
+
+Exit codes (for monitoring): 0 healthy; 1 a scan has waited longer than
+USQA_ALERT_WAIT_SECONDS, or the broker cannot be reached; 2 configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import db
+from db import ledger, queries
+from db.session import shown_url
+from worker.errors import BrokerUnavailableError
+from worker.reconciler import dead_after_seconds
+from worker.service import add_database_option
+from worker.settings import Settings
+
+__all__ = ["add_parser", "run"]
+
+WORKERS_WINDOW_S = 3600.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "status",
+        help="show whether scoring keeps up; exits 1 when scans wait too long",
+        description="Show scans per status, the queue, the oldest scan still waiting, when "
+        "the last scan was scored and which workers are alive. Exits 1 when a scan has waited "
+        "longer than USQA_ALERT_WAIT_SECONDS or the broker is unreachable, so monitoring can "
+        "call it.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--max-wait",
+        dest="alert_wait_seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="alert when a scan has waited longer than S seconds (USQA_ALERT_WAIT_SECONDS)",
+    )
+    add_database_option(p)
+    p.add_argument(
+        "--broker-url", dest="broker_url", default=None, metavar="URL", help="USQA_BROKER_URL"
+    )
+    return p
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = max(0.0, (now - when).total_seconds())
+    if seconds < 120:
+        age = f"{seconds:.0f} s"
+    elif seconds < 7200:
+        age = f"{seconds / 60:.0f} min"
+    else:
+        age = f"{seconds / 3600:.1f} h"
+    return f"{when.isoformat(timespec='seconds')} ({age} ago)"
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    now = ledger.utcnow()
+    db.require_current(settings.database_url)
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        state = queries.status_summary(
+            session, workers_since=ledger.age_cutoff(WORKERS_WINDOW_S, now)
+        )
+    problems: list[str] = []
+    queue: dict[str, Any]
+    if settings.broker_url:
+        from worker.celery_app import queue_depth
+
+        try:
+            depth = queue_depth(settings)
+            queue = (
+                {"mode": "broker", "waiting": depth.waiting, "unacked": depth.unacked}
+                if depth is not None
+                else {"mode": "broker", "waiting": None, "unacked": None}
+            )
+        except BrokerUnavailableError as exc:
+            queue = {"mode": "broker", "waiting": None, "unacked": None, "error": str(exc)}
+            problems.append(str(exc))
+    else:
+        queue = {"mode": "embedded", "waiting": state.counts["queued"], "unacked": None}
+    waited = state.waiting_seconds(now)
+    if waited > settings.alert_wait_seconds:
+        problems.append(
+            f"scan {state.oldest_waiting_id} has waited {waited:.0f} s, longer than "
+            f"{settings.alert_wait_seconds:.0f} s (USQA_ALERT_WAIT_SECONDS): are the workers "
+            "running and keeping up?"
+        )
+    dead_after = dead_after_seconds(settings)
+    workers = [
+        {
+            "name": w.name,
+            "mode": w.mode,
+            "alive": w.stopped_at is None and (now - w.last_seen_at).total_seconds() <= dead_after,
+            "last_seen_at": w.last_seen_at.isoformat(),
+            "stopped_at": w.stopped_at.isoformat() if w.stopped_at else None,
+            "scans_done": w.scans_done,
+            "model_version": w.model_version,
+        }
+        for w in state.workers
+    ]
+    report = {
+        "database": shown_url(settings.database_url),
+        "counts": state.counts,
+        "queue": queue,
+        "oldest_waiting": None
+        if state.oldest_waiting_id is None
+        else {
+            "id": state.oldest_waiting_id,
+            "since": state.oldest_waiting_since.isoformat() if state.oldest_waiting_since else None,
+            "waited_seconds": round(waited, 1),
+        },
+        "last_scored_at": state.last_scored_at.isoformat() if state.last_scored_at else None,
+        "workers": workers,
+        "alert_wait_seconds": settings.alert_wait_seconds,
+        "ok": not problems,
+        "problems": problems,
+    }
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps(report) + "\n")
+        return 0 if not problems else 1
+    counts = ", ".join(f"{k} {v}" for k, v in state.counts.items())
+    lines = [f"database: {report['database']}", f"scans: {counts}"]
+    if queue["mode"] == "embedded":
+        lines.append(f"queue: embedded mode (no broker), {queue['waiting']} queued")
+    elif queue.get("error"):
+        lines.append("queue: broker unreachable")
+    else:
+        lines.append(
+            f"queue: {queue['waiting']} waiting on the broker, {queue['unacked']} taken by workers"
+        )
+    if state.oldest_waiting_id is None:
+        lines.append("oldest waiting: none")
+    else:
+        lines.append(
+            f"oldest waiting: scan {state.oldest_waiting_id}, waiting {waited:.0f} s "
+            f"(alert after {settings.alert_wait_seconds:.0f} s)"
+        )
+    lines.append(f"last scored: {_ago(state.last_scored_at, now)}")
+    alive = sum(1 for w in workers if w["alive"])
+    lines.append(f"workers: {alive} alive (seen in the last hour: {len(workers)})")
+    for w in workers:
+        mark = "alive" if w["alive"] else ("stopped" if w["stopped_at"] else "silent")
+        lines.append(
+            f"  {w['name']:<32} {w['mode']:<9} {mark:<8} last seen "
+            f"{_ago(datetime.fromisoformat(str(w['last_seen_at'])), now)}, {w['scans_done']} scans"
+        )
+    for problem in problems:
+        lines.append(f"PROBLEM: {problem}")
+    out.write("\n".join(lines) + "\n")
+    return 0 if not problems else 1

@@ -1,0 +1,96 @@
+"""``usqa worker [--concurrency N]``: a scaled-mode worker. Takes batches of scan ids from
+the broker (USQA_BROKER_URL), scores them and writes the results to the database
+(USQA_DATABASE_URL). Start as many as needed, on as many machines as needed; each needs the
+drop folder mounted at the same path as on the ingester machine.
+
+SIGTERM or Ctrl-C: the batch in hand is finished, then the worker exits (a second Ctrl-C
+stops at once; the batch then goes to another worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import db
+from worker.celery_app import QUEUE, make_app, node_name
+from worker.errors import ConfigError, ModelError
+from worker.service import add_database_option
+from worker.settings import Settings
+
+__all__ = ["add_parser", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "worker",
+        help="score scans queued by `usqa ingest` (scaled mode; needs Redis)",
+        description="Score the scans that `usqa ingest` queues on the broker "
+        "(USQA_BROKER_URL) and write the results to the database (USQA_DATABASE_URL). Run "
+        "one or more on each machine; every machine needs the drop folder at the same path.",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="scoring processes in this worker, each with its own copy of the model "
+        "(default 1; CPU threads are shared out between them unless USQA_THREADS is set)",
+    )
+    add_database_option(p)
+    p.add_argument(
+        "--broker-url",
+        dest="broker_url",
+        default=None,
+        metavar="URL",
+        help="the broker (USQA_BROKER_URL), e.g. redis://queue-host:6379/0",
+    )
+    p.add_argument(
+        "--weights",
+        dest="weights",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="model checkpoint (USQA_WEIGHTS; default: the shipped model)",
+    )
+    return p
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.broker_url:
+        raise ConfigError(
+            "`usqa worker` needs a broker: set USQA_BROKER_URL (e.g. redis://host:6379/0), or "
+            "use `usqa run` to score in one process without one"
+        )
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency {args.concurrency}: expected 1 or more")
+    if settings.weights is not None and not Path(settings.weights).is_file():
+        raise ModelError(f"{settings.weights}: model weights file not found (USQA_WEIGHTS)")
+    db.require_current(settings.database_url)
+    if settings.threads == 0:
+        threads = max(1, (os.cpu_count() or 1) // args.concurrency)
+        settings = settings.with_overrides(threads=threads)
+    app = make_app(settings)
+    worker = app.Worker(
+        hostname=node_name(),
+        concurrency=args.concurrency,
+        pool_cls="prefork",
+        queues=[QUEUE],
+        loglevel=settings.log_level,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        optimization="fair",
+    )
+    log.info(
+        "usqa worker: %d scoring process(es), %d thread(s) each, queue %r",
+        args.concurrency,
+        settings.threads,
+        QUEUE,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)

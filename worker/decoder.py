@@ -1,0 +1,393 @@
+"""Decoding in a child process, so that a poison file cannot take the worker with it.
+
+A file that makes a codec hang or crash (a damaged JPEG 2000 stream, a hostile header, a
+file on a network share that stops answering) must cost one failed scan, not a worker. The
+:class:`Decoder` runs :func:`dicom_io.read` and ``Scan.iter_frames`` in a long-lived child
+process (``python -m worker.decoder``) and talks to it over its stdin/stdout pipes:
+
+* each file has ``USQA_DECODE_TIMEOUT`` seconds for its header and frames together; past
+  that the child is killed and :class:`~worker.errors.DecodeTimeoutError` is raised;
+* if the child dies (a segfault in a codec, the out-of-memory killer),
+  :class:`DecoderCrashedError` is raised and a fresh child is started for the next file;
+* errors the reader raises on purpose (:class:`~worker.errors.InputError`,
+  :class:`~worker.errors.SkipScan`) come back as the same classes with the same message.
+
+It works the same in the embedded runner and inside Celery pool processes (which may not
+use :mod:`multiprocessing` children). Frames cross the pipe as raw uint8 bytes with a JSON
+header; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from worker import errors
+from worker.errors import CorruptFileError, DecodeTimeoutError, InputError, UsqaError
+
+__all__ = ["DecodedHeader", "Decoder", "DecoderCrashedError", "read_options"]
+
+log = logging.getLogger(__name__)
+
+_HEAD = struct.Struct("!IQ")  # JSON length, payload length
+_MAX_JSON = 64 << 20
+
+
+class DecoderCrashedError(CorruptFileError):
+    """The decoding child process died while reading this file (a codec crashed, or it ran
+    out of memory). Retried up to the attempt cap, because a crash can also be the machine's
+    fault; a file that crashes the decoder every time ends ``failed``."""
+
+
+@dataclass
+class DecodedHeader:
+    """What the header of one file says (the :class:`dicom_io.Scan` attributes)."""
+
+    kind: str
+    rows: int
+    columns: int
+    frame_count: int
+    samples_per_pixel: int
+    selected_frames: list[int]
+    skip_reason: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    crop: dict[str, Any] | None = None
+
+
+def read_options(settings: Any) -> dict[str, Any]:
+    """The :class:`dicom_io.ReadOptions` fields for ``settings``, as JSON-safe values."""
+    from dicom_io import ReadOptions
+
+    options = asdict(ReadOptions.from_settings(settings))
+    options["modalities"] = list(options["modalities"])
+    return options
+
+
+# --- framing (both sides) ---------------------------------------------------------------
+
+
+def _send(stream: IO[bytes], message: dict[str, Any], payload: bytes = b"") -> None:
+    body = json.dumps(message, default=str).encode()
+    stream.write(_HEAD.pack(len(body), len(payload)))
+    stream.write(body)
+    if payload:
+        stream.write(payload)
+    stream.flush()
+
+
+def _read_exact_blocking(stream: IO[bytes], n: int) -> bytes:
+    data = stream.read(n)
+    if data is None or len(data) != n:
+        raise EOFError
+    return data
+
+
+def _recv_blocking(stream: IO[bytes]) -> tuple[dict[str, Any], bytes]:
+    size, payload_size = _HEAD.unpack(_read_exact_blocking(stream, _HEAD.size))
+    message = json.loads(_read_exact_blocking(stream, size))
+    payload = _read_exact_blocking(stream, payload_size) if payload_size else b""
+    return message, payload
+
+
+# --- the parent side --------------------------------------------------------------------
+
+
+class Decoder:
+    """A decoding child process, started on first use and restarted after a crash or a
+    timeout. Use from one thread at a time; :meth:`close` when done."""
+
+    def __init__(
+        self, options: dict[str, Any], timeout: float, log: tuple[str, str] = ("text", "WARNING")
+    ) -> None:
+        self.options = options
+        self.timeout = float(timeout)
+        self.log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._deadline = 0.0
+        self._path = ""
+        self._busy = False  # a reply stream is not finished: the pipe is out of step
+        self.last_crop: dict[str, Any] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Decoder:
+        return cls(
+            read_options(settings), settings.decode_timeout, (settings.log_format, "WARNING")
+        )
+
+    # -- process management --
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        """Start the child now (otherwise the first file starts it)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.decoder"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # its warnings go to our stderr
+            close_fds=True,
+        )
+        assert self._proc.stdin is not None
+        _send(self._proc.stdin, {"op": "init", "options": self.options, "log": list(self.log)})
+        log.debug("decoder process %d started", self._proc.pid)
+
+    def close(self) -> None:
+        """Stop the child (politely, then by force)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout,):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.close()
+
+    def _kill(self) -> None:
+        self._busy = False
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.close()
+
+    # -- I/O with a deadline --
+
+    def _crashed(self, proc: subprocess.Popen[bytes]) -> DecoderCrashedError:
+        self._busy = False
+        try:
+            code = proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        self._proc = None
+        if code < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        return DecoderCrashedError(
+            f"{self._path}: the decoder process {how} while reading this file; it may be "
+            "corrupt or hostile"
+        )
+
+    def _timeout(self) -> DecodeTimeoutError:
+        self._kill()
+        return DecodeTimeoutError(
+            f"{self._path}: decoding took longer than {self.timeout:g} s (USQA_DECODE_TIMEOUT); "
+            "the file is failed as a poison file; raise the limit if such files are expected"
+        )
+
+    def _read_exact(self, proc: subprocess.Popen[bytes], n: int) -> bytes:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        chunks: list[bytes] = []
+        remaining = n
+        while remaining:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise self._timeout()
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise self._timeout()
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                raise self._crashed(proc)
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _recv(self) -> tuple[dict[str, Any], bytes]:
+        proc = self._proc
+        assert proc is not None
+        size, payload_size = _HEAD.unpack(self._read_exact(proc, _HEAD.size))
+        if size > _MAX_JSON:
+            self._kill()
+            raise CorruptFileError(f"{self._path}: the decoder sent a malformed reply")
+        message = json.loads(self._read_exact(proc, size))
+        payload = self._read_exact(proc, payload_size) if payload_size else b""
+        if message.get("type") in ("header", "done", "error"):
+            self._busy = False
+        if message.get("type") == "error":
+            raise _rebuild_error(message)
+        return message, payload
+
+    def _request(self, message: dict[str, Any]) -> None:
+        if self._busy:  # the last reply was abandoned half-way: start afresh
+            self._kill()
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = None
+            self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        try:
+            _send(proc.stdin, message)
+        except (BrokenPipeError, OSError) as exc:
+            raise self._crashed(proc) from exc
+        self._busy = True
+
+    # -- the API --
+
+    def open(self, path: str) -> DecodedHeader:
+        """Read and check the header of ``path``. Starts the file's time budget."""
+        self._path = path
+        self._deadline = time.monotonic() + self.timeout
+        self._request({"op": "open", "path": path})
+        message, _ = self._recv()
+        fields = {k: message[k] for k in DecodedHeader.__dataclass_fields__ if k in message}
+        return DecodedHeader(**fields)
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode the selected frames of the file just opened, one at a time (same budget).
+        The crop box, once known, is in the ``done`` message; see :attr:`last_crop`."""
+        self._request({"op": "frames"})
+        self.last_crop = None
+        while True:
+            message, payload = self._recv()
+            if message.get("type") == "done":
+                self.last_crop = message.get("crop")
+                return
+            shape = tuple(int(v) for v in message["shape"])
+            frame = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+            yield int(message["index"]), frame
+
+
+def _rebuild_error(message: dict[str, Any]) -> UsqaError:
+    """The exception the child reported, as the same class from :mod:`worker.errors`."""
+    text = str(message.get("message") or "decoding failed")
+    cls = getattr(errors, str(message.get("class")), None)
+    if isinstance(cls, type) and issubclass(cls, UsqaError):
+        return cls(text)
+    return CorruptFileError(text)
+
+
+# --- the child side ---------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the parent dies (best effort)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
+def _error_message(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, UsqaError):
+        return {"type": "error", "class": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, MemoryError):
+        return {
+            "type": "error",
+            "class": "LimitExceededError",
+            "message": "decoding ran out of memory; lower USQA_MAX_PIXELS or USQA_MAX_FRAMES",
+        }
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return {
+        "type": "error",
+        "class": "CorruptFileError",
+        "message": f"could not be decoded ({type(exc).__name__}: {first[:300]})",
+    }
+
+
+def child_main() -> int:
+    """The child's loop: one request at a time from stdin, replies on stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    _die_with_parent()
+    if os.getppid() == 1:
+        return 0
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but replies may reach the pipe
+    from dicom_io import ReadOptions, read
+
+    options: ReadOptions | None = None
+    scan: Any = None
+    while True:
+        try:
+            request, _ = _recv_blocking(stdin)
+        except (EOFError, OSError, ValueError):
+            return 0
+        op = request.get("op")
+        try:
+            if op == "init":
+                from worker.logs import configure_logging
+
+                configure_logging(*request.get("log", ("text", "WARNING")))
+                raw = dict(request["options"])
+                raw["modalities"] = tuple(raw.get("modalities") or ())
+                options = ReadOptions(**raw)
+                continue
+            if op == "open":
+                scan = None
+                scan = read(request["path"], options)
+                _send(
+                    stdout,
+                    {
+                        "type": "header",
+                        "kind": scan.kind,
+                        "rows": scan.rows,
+                        "columns": scan.columns,
+                        "frame_count": scan.frame_count,
+                        "samples_per_pixel": scan.samples_per_pixel,
+                        "selected_frames": list(scan.selected_frames),
+                        "skip_reason": scan.skip_reason,
+                        "metadata": scan.metadata,
+                    },
+                )
+            elif op == "frames":
+                if scan is None:
+                    raise InputError("no file is open in the decoder")
+                for index, frame in scan.iter_frames():
+                    array = np.ascontiguousarray(frame, dtype=np.uint8)
+                    _send(
+                        stdout,
+                        {"type": "frame", "index": int(index), "shape": list(array.shape)},
+                        array.tobytes(),
+                    )
+                crop = scan.crop
+                _send(stdout, {"type": "done", "crop": None if crop is None else crop.as_dict()})
+                scan = None
+        except Exception as exc:  # every failure becomes a reply; the loop goes on
+            scan = None
+            try:
+                _send(stdout, _error_message(exc))
+            except (BrokenPipeError, OSError):
+                return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(child_main())

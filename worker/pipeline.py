@@ -1,0 +1,154 @@
+"""What one scoring process holds: its settings, the model (loaded once), the decoder child
+process and a heartbeat in the ``workers`` table. Built once per process (after a fork)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import db
+from db import ledger
+from worker.decoder import Decoder
+from worker.errors import UsqaError
+from worker.reconciler import dead_after_seconds
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from model import Grading, Scorer
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """The per-process scoring context used by :func:`worker.tasks.process_scans`.
+
+    ``mode`` is ``embedded`` (``usqa run``) or ``celery`` (a ``usqa worker`` pool process).
+    Nothing heavy happens in the constructor: the model loads on :meth:`load` or first use.
+    """
+
+    def __init__(self, settings: Settings, mode: str = "embedded") -> None:
+        self.settings = settings
+        self.mode = mode
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.name = f"{self.hostname}:{self.pid}"
+        self.decoder = Decoder.from_settings(settings)
+        self.scans_done = 0
+        self._scorer: Scorer | None = None
+        self._grading: Grading | None = None
+        self._registered = False
+        self._stop = threading.Event()
+        self._beat_thread: threading.Thread | None = None
+        self._beat_failing = False
+        self._lock = threading.Lock()
+
+    # --- the model ------------------------------------------------------------------
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self.load()
+        assert self._scorer is not None
+        return self._scorer
+
+    @property
+    def grading(self) -> Grading:
+        if self._grading is None:
+            from model import Grading
+
+            self._grading = Grading.from_settings(self.settings)
+        return self._grading
+
+    @property
+    def model_version(self) -> str:
+        return self.scorer.version
+
+    def load(self) -> None:
+        """Load the model (once) and register its version. Raises ModelError/ConfigError."""
+        with self._lock:
+            if self._scorer is None:
+                from model import Scorer
+
+                self._scorer = Scorer.from_settings(self.settings)
+        self.register_model()
+
+    def register_model(self) -> None:
+        """Make sure ``model_versions`` knows this process's model (once per process)."""
+        if self._registered:
+            return
+        scorer = self.scorer
+        checkpoint = getattr(scorer, "checkpoint", None)
+        meta: dict[str, Any] = getattr(checkpoint, "meta", None) or {}
+        weights = self.settings.weights
+        with db.session_scope(self.settings.database_url) as session:
+            ledger.ensure_model_version(
+                session,
+                scorer.version,
+                weights_sha256=getattr(checkpoint, "sha256", None),
+                architecture=str(meta.get("arch")) if meta.get("arch") else None,
+                weights_name=weights.name if weights is not None else "shipped",
+            )
+        self._registered = True
+
+    # --- heartbeat ------------------------------------------------------------------
+
+    @property
+    def dead_after(self) -> float:
+        """Seconds of silence after which a scoring process is presumed dead."""
+        return dead_after_seconds(self.settings)
+
+    def beat(self, stopped: bool = False) -> None:
+        """Record that this process is alive (or, with ``stopped``, that it has ended)."""
+        with db.session_scope(self.settings.database_url) as session:
+            ledger.heartbeat(
+                session,
+                name=self.name,
+                hostname=self.hostname,
+                pid=self.pid,
+                mode=self.mode,
+                model_version=self._scorer.version if self._scorer is not None else None,
+                scans_done=self.scans_done,
+                stopped=stopped,
+            )
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                self.beat()
+                if self._beat_failing:
+                    log.info("heartbeat restored")
+                self._beat_failing = False
+            except UsqaError as exc:
+                if not self._beat_failing:
+                    log.warning("heartbeat not recorded: %s", exc)
+                self._beat_failing = True
+            except Exception:  # the heartbeat must never die
+                log.exception("heartbeat failed")
+
+    def start(self) -> None:
+        """First heartbeat now, then one every USQA_HEARTBEAT_SECONDS in a thread; start
+        the decoder child so the first file does not wait for it."""
+        self.beat()
+        self.decoder.start()
+        if self._beat_thread is None:
+            self._beat_thread = threading.Thread(
+                target=self._beat_loop, name="usqa-heartbeat", daemon=True
+            )
+            self._beat_thread.start()
+
+    def close(self) -> None:
+        """Stop the heartbeat, mark this process stopped and stop the decoder."""
+        self._stop.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(timeout=5)
+            self._beat_thread = None
+        try:
+            self.beat(stopped=True)
+        except UsqaError as exc:
+            log.warning("could not record that this worker stopped: %s", exc)
+        self.decoder.close()

@@ -1,0 +1,129 @@
+"""The embedded runner: scores batches of scan ids in a thread of the same process (the
+``usqa run`` default: no broker). It calls the same :func:`worker.tasks.process_scans` as
+the Celery workers, with the same retry rules."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+
+from worker.errors import ModelError, TransientError
+from worker.pipeline import Pipeline
+from worker.tasks import BatchResult, process_scans
+
+__all__ = ["Runner", "backoff_seconds"]
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(tries: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with jitter: about base x 2**tries, at most ``cap``."""
+    return min(cap, base * 2.0 ** max(0, tries)) * random.uniform(0.8, 1.2)
+
+
+class Runner:
+    """A queue of batches and one thread that scores them in order of due time.
+
+    :meth:`submit` is thread-safe. :meth:`stop` lets the batch in hand finish, then ends
+    the thread; what is still queued stays ``queued`` in the ledger for the next start.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.size = max(1, pipeline.settings.files_per_task)
+        self._heap: list[tuple[float, int, list[int], str | None, int]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.failed = 0
+
+    def submit(
+        self, ids: list[int], delay: float = 0.0, token: str | None = None, tries: int = 0
+    ) -> None:
+        """Queue scan ids (a retry keeps its ``token`` and counts its ``tries``)."""
+        if not ids:
+            return
+        with self._cond:
+            due = time.monotonic() + delay
+            heapq.heappush(self._heap, (due, next(self._seq), list(ids), token, tries))
+            self._cond.notify()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running and nothing waiting (retries scheduled for later count)."""
+        with self._cond:
+            return not self._busy and not self._heap
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="usqa-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the batch in hand, then stop."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _next(self) -> tuple[list[int], str | None, int] | None:
+        """Wait for due work; merge fresh batches up to USQA_FILES_PER_TASK files."""
+        with self._cond:
+            while not self._stop:
+                now = time.monotonic()
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, ids, token, tries = heapq.heappop(self._heap)
+                    if token is None:  # fresh work: fill the batch from other due fresh work
+                        while (
+                            len(ids) < self.size
+                            and self._heap
+                            and self._heap[0][0] <= now
+                            and self._heap[0][3] is None
+                            and len(ids) + len(self._heap[0][2]) <= self.size
+                        ):
+                            ids.extend(heapq.heappop(self._heap)[2])
+                    self._busy = True
+                    return ids, token, tries
+                wait = (self._heap[0][0] - now) if self._heap else None
+                self._cond.wait(wait)
+            return None
+
+    def _loop(self) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                return
+            ids, token, tries = job
+            try:
+                self._run(ids, token, tries)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _run(self, ids: list[int], token: str | None, tries: int) -> None:
+        token = token or uuid.uuid4().hex  # kept for retries: they take back their own claims
+        try:
+            result: BatchResult = process_scans(ids, self.pipeline, token=token)
+        except (TransientError, ModelError) as exc:
+            delay = backoff_seconds(tries)
+            log.warning("batch of %d scan(s) will be retried in %.0f s: %s", len(ids), delay, exc)
+            self.submit(ids, delay=delay, token=token, tries=tries + 1)
+            return
+        except Exception:  # a bug: keep the runner alive; the attempt cap bounds the retries
+            delay = backoff_seconds(tries)
+            log.exception("batch of %d scan(s) failed unexpectedly; retrying", len(ids))
+            self.submit(ids, delay=delay, token=token, tries=tries + 1)
+            return
+        self.batches += 1
+        self.failed += result.failed
+        if result.retry:
+            self.submit(result.retry, delay=backoff_seconds(tries))

@@ -1,0 +1,237 @@
+"""The long-running services behind ``usqa run`` and ``usqa ingest``, and what the
+commands share: signal handling and common options."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import func, select
+
+import db
+from db import ledger
+from db.models import ACTIVE, FAILED, Scan
+from db.session import shown_url
+from worker.errors import ConfigError
+from worker.settings import Settings
+
+__all__ = [
+    "add_database_option",
+    "add_ingest_options",
+    "run_embedded",
+    "run_ingester",
+    "stop_signals",
+]
+
+log = logging.getLogger(__name__)
+
+
+def add_database_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database-url",
+        dest="database_url",
+        default=None,
+        metavar="URL",
+        help="database of the ledger (USQA_DATABASE_URL; default sqlite:///usqa.db)",
+    )
+
+
+def add_ingest_options(p: argparse.ArgumentParser) -> None:
+    """The drop-folder options of ``usqa run`` and ``usqa ingest``."""
+    p.add_argument(
+        "--watch",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the drop folder to watch (created if missing); files in sub-folders count too",
+    )
+    add_database_option(p)
+    p.add_argument(
+        "--polling",
+        dest="polling",
+        action="store_const",
+        const=True,
+        default=None,
+        help="poll the folder instead of inotify: needed on NFS/SMB shares (USQA_POLLING)",
+    )
+    p.add_argument(
+        "--after-scoring",
+        dest="after_scoring",
+        choices=["keep", "move", "delete"],
+        default=None,
+        help="what to do with a file once it has its result: keep it, move it to done/ or "
+        "failed/ inside the drop folder, or delete it (USQA_AFTER_SCORING; default keep)",
+    )
+    p.add_argument(
+        "--stable-seconds",
+        dest="stable_seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="take a file once it has not changed for this long (USQA_STABLE_SECONDS)",
+    )
+
+
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by the first SIGTERM or SIGINT (finish the work in hand, then exit);
+    a second signal interrupts at once."""
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info(
+            "%s received: finishing the batch in hand, then stopping (send it again to stop "
+            "at once)",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _active_under(settings: Settings, root: str) -> int:
+    prefix = root.rstrip("/") + "/"
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Scan)
+                .where(
+                    Scan.status.in_(ACTIVE),
+                    func.substr(Scan.path, 1, len(prefix)) == prefix,
+                )
+            )
+            or 0
+        )
+
+
+def _failed_since(settings: Settings, root: str, since: object) -> int:
+    prefix = root.rstrip("/") + "/"
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Scan)
+                .where(
+                    Scan.status == FAILED,
+                    Scan.finished_at >= since,
+                    func.substr(Scan.path, 1, len(prefix)) == prefix,
+                )
+            )
+            or 0
+        )
+
+
+def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
+    """``usqa run``: ingester and in-process runner in one process (no broker).
+
+    With ``once``: take what is in the folder, score it, and return when every file has its
+    outcome. Returns 1 if a file failed during a ``once`` run, else 0."""
+    from worker.ingest import Ingester
+    from worker.pipeline import Pipeline
+    from worker.reconciler import reconcile
+    from worker.runner import Runner
+
+    if settings.broker_url:
+        log.warning(
+            "USQA_BROKER_URL is set, but `usqa run` scores in this process; use `usqa ingest` "
+            "and `usqa worker` for the scaled mode"
+        )
+    db.upgrade(settings.database_url)
+    started = ledger.utcnow()
+    pipeline = Pipeline(settings, mode="embedded")
+    pipeline.load()  # fail now, not on the first file, if the model cannot load
+    runner = Runner(pipeline)
+    ingester = Ingester(
+        root,
+        settings,
+        runner.submit,
+        reconcile_send=runner.submit,
+        transport_empty=lambda: runner.idle,
+    )
+    with stop_signals() as stop:
+        pipeline.start()
+        runner.start()
+        try:
+            with db.session_scope(settings.database_url, readonly=True) as session:
+                waiting = ledger.queued_ids(session)
+            size = max(1, settings.files_per_task)
+            for i in range(0, len(waiting), size):
+                runner.submit(waiting[i : i + size])
+            if waiting:
+                log.info("resuming %d scan(s) queued before the last stop", len(waiting))
+            reconcile(settings, runner.submit)
+
+            def finished() -> bool:
+                return (
+                    ingester.idle
+                    and runner.idle
+                    and _active_under(settings, ingester.root) == 0
+                    and (
+                        settings.after_scoring == "keep"
+                        or not _pending_disposal(settings, ingester.root)
+                    )
+                )
+
+            log.info(
+                "usqa run: scoring in this process with model %s, ledger %s",
+                pipeline.model_version,
+                shown_url(settings.database_url),
+            )
+            ingester.run(stop, until_idle=finished if once else None)
+        finally:
+            runner.stop()
+            pipeline.close()
+    if once:
+        failed = _failed_since(settings, ingester.root, started)
+        log.info("done: %d file(s) recorded in this run, %d failed", ingester.recorded, failed)
+        return 1 if failed else 0
+    return 0
+
+
+def _pending_disposal(settings: Settings, root: str) -> bool:
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        return bool(ledger.pending_disposal(session, root, limit=1))
+
+
+def run_ingester(root: Path, settings: Settings) -> int:
+    """``usqa ingest``: watch the folder, record files, send their ids to the broker, and
+    reconcile lost scans. Scoring happens in ``usqa worker`` processes."""
+    from worker.celery_app import queue_depth, send_batch
+    from worker.ingest import Ingester
+
+    if not settings.broker_url:
+        raise ConfigError(
+            "`usqa ingest` needs a broker: set USQA_BROKER_URL (e.g. redis://host:6379/0), or "
+            "use `usqa run` to score in one process without one"
+        )
+    db.require_current(settings.database_url)
+
+    def send(ids: list[int]) -> None:
+        send_batch(settings, ids)
+
+    def empty() -> bool:
+        depth = queue_depth(settings)
+        return depth is not None and depth.total == 0
+
+    ingester = Ingester(root, settings, send, reconcile_send=send, transport_empty=empty)
+    with stop_signals() as stop:
+        ingester.run(stop)
+    return 0

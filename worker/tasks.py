@@ -1,0 +1,442 @@
+"""``process_scans``: the one scoring path, used by the embedded runner and Celery alike.
+
+For a batch of scan ids it claims the scans in the ledger, decodes each file in the
+decoder child (time-limited), scores the frames of all the files together (so inference
+batches across files), and writes one outcome per scan: ``scored`` (with its scores),
+``skipped`` or ``failed`` with a reason.
+
+The error boundary: a problem with one file ends that scan (``failed``/``skipped`` with
+the reason) and never touches the others; a decoder crash releases the scan for a later
+retry until the attempt cap; a database that is unavailable, or a model that cannot load,
+raises (:class:`~worker.errors.TransientError`/:class:`~worker.errors.ModelError`) and the
+caller retries the whole batch with the same claim token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+import db
+from db import ledger
+from db.models import FAILED, SCORED, SKIPPED, Scan, ScanScore
+from worker.decoder import DecodedHeader, DecoderCrashedError
+from worker.errors import InputError, ModelError, SkipScan, TransientError
+from worker.pipeline import Pipeline
+
+__all__ = ["RETRY", "BatchResult", "process_scans"]
+
+log = logging.getLogger(__name__)
+
+RETRY = "retry"
+
+
+@dataclass
+class BatchResult:
+    """What :func:`process_scans` did: the status written per scan id, the scans released
+    for a later retry, and the ids it did not claim (already finished or held elsewhere)."""
+
+    token: str
+    statuses: dict[int, str] = field(default_factory=dict)
+    retry: list[int] = field(default_factory=list)
+    not_claimed: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.statuses.values() if s == FAILED)
+
+
+@dataclass
+class _Work:
+    """One claimed scan on its way through the batch."""
+
+    scan: Scan
+    columns: dict[str, Any] = field(default_factory=dict)
+    frame_scores: list[tuple[int, float]] = field(default_factory=list)
+    outcome: ledger.Outcome | None = None
+    crashed: str | None = None
+    summary: Any = None
+    decode_ms: float = 0.0
+    inference_ms: float = 0.0
+    frames: int = 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _header_columns(header: DecodedHeader) -> dict[str, Any]:
+    columns = ledger.metadata_columns(header.metadata or {})
+    columns.update(
+        kind=header.kind,
+        rows=header.rows,
+        columns=header.columns,
+        frame_count=header.frame_count,
+        samples_per_pixel=header.samples_per_pixel,
+    )
+    return columns
+
+
+def _crop_columns(crop: dict[str, Any] | None) -> dict[str, Any]:
+    if not crop:
+        return {}
+    return {
+        "crop_x0": crop.get("x0"),
+        "crop_y0": crop.get("y0"),
+        "crop_x1": crop.get("x1"),
+        "crop_y1": crop.get("y1"),
+        "crop_source": crop.get("source"),
+    }
+
+
+class _Inference:
+    """Frames from several scans, scored in batches of ``batch_size`` as they arrive (so
+    memory stays bounded however long a cine is)."""
+
+    def __init__(self, pipeline: Pipeline, reraise: tuple[type[BaseException], ...]) -> None:
+        self.pipeline = pipeline
+        self.reraise = reraise
+        self.size = max(1, pipeline.settings.batch_size)
+        self.pending: list[tuple[_Work, int, np.ndarray]] = []
+
+    def add(self, work: _Work, index: int, frame: np.ndarray) -> None:
+        self.pending.append((work, index, frame))
+        work.frames += 1
+        if len(self.pending) >= self.size:
+            self.flush()
+
+    def drop(self, work: _Work) -> None:
+        self.pending = [p for p in self.pending if p[0] is not work]
+
+    def flush(self) -> None:
+        entries, self.pending = self.pending, []
+        if entries:
+            self._score(entries)
+
+    def _score(self, entries: list[tuple[_Work, int, np.ndarray]]) -> None:
+        alive = [e for e in entries if e[0].outcome is None and e[0].crashed is None]
+        if not alive:
+            return
+        started = time.perf_counter()
+        try:
+            scores = self.pipeline.scorer.score_frames([frame for _, _, frame in alive])
+        except Exception as exc:
+            if isinstance(exc, (TransientError, ModelError, *self.reraise)):
+                raise
+            owners = list(dict.fromkeys(id(w) for w, _, _ in alive))
+            if len(owners) > 1:  # find the scan that breaks the batch
+                for owner in owners:
+                    self._score([e for e in alive if id(e[0]) == owner])
+                return
+            work = alive[0][0]
+            log.debug("scoring scan %d failed", work.scan.id, exc_info=True)
+            work.outcome = ledger.Outcome(
+                FAILED, f"{work.scan.path}: its frames could not be scored ({_first_line(exc)})"
+            )
+            return
+        share = (time.perf_counter() - started) * 1000.0 / len(alive)
+        if len(scores) != len(alive):
+            raise ModelError(
+                f"the scorer returned {len(scores)} scores for {len(alive)} frames; "
+                "the model package is inconsistent"
+            )
+        for (work, index, _), value in zip(alive, scores, strict=True):
+            work.frame_scores.append((index, float(value)))
+            work.inference_ms += share
+
+
+def _claim(pipeline: Pipeline, ids: Sequence[int], token: str) -> list[Scan]:
+    """Claim the scans; those past the attempt cap are failed on the spot."""
+    settings = pipeline.settings
+    now = ledger.utcnow()
+    with db.session_scope(settings.database_url) as session:
+        claimed = ledger.claim(
+            session,
+            ids,
+            token=token,
+            worker=pipeline.name,
+            stale_before=ledger.age_cutoff(settings.stuck_seconds, now),
+            dead_before=ledger.age_cutoff(pipeline.dead_after, now),
+            now=now,
+        )
+        usable = []
+        for scan in claimed:
+            if scan.attempts > settings.max_attempts:
+                last = scan.reason or (
+                    "the process scoring it stopped before finishing (killed or crashed)"
+                )
+                reason = f"gave up after {settings.max_attempts} attempts; last problem: {last}"
+                ledger.finish(session, scan.id, token, ledger.Outcome(FAILED, reason))
+                _log_outcome(scan, FAILED, reason=reason)
+            else:
+                usable.append(scan)
+    return usable
+
+
+def _decode(
+    work: _Work, pipeline: Pipeline, inference: _Inference, reraise: tuple[type[BaseException], ...]
+) -> None:
+    """Check the file, read its header and feed its frames to the inference buffer; any
+    problem becomes the scan's outcome (or a crash mark for a retry)."""
+    scan = work.scan
+    started = time.perf_counter()
+    try:
+        try:
+            st = Path(scan.path).stat()
+        except OSError as exc:
+            raise InputError(
+                f"{scan.path}: the file is gone or unreadable ({exc.strerror}); it was moved "
+                "or deleted before it was scored"
+            ) from exc
+        if st.st_size != scan.size_bytes or st.st_mtime_ns != scan.mtime_ns:
+            raise SkipScan(
+                f"{scan.path}: the file changed after it was received ({scan.size_bytes} -> "
+                f"{st.st_size} bytes); its new content is recorded as a new scan"
+            )
+        header = pipeline.decoder.open(scan.path)
+        work.columns = _header_columns(header)
+        if header.skip_reason:
+            raise SkipScan(header.skip_reason)
+        for index, frame in pipeline.decoder.frames():
+            inference.add(work, index, frame)
+        work.columns.update(_crop_columns(pipeline.decoder.last_crop))
+        if work.frames == 0:
+            raise InputError(f"{scan.path}: no frame was selected for scoring")
+    except DecoderCrashedError as exc:
+        inference.drop(work)
+        work.crashed = str(exc)
+    except SkipScan as exc:
+        inference.drop(work)
+        work.outcome = ledger.Outcome(SKIPPED, str(exc))
+    except InputError as exc:
+        inference.drop(work)
+        work.outcome = ledger.Outcome(FAILED, str(exc))
+    except Exception as exc:  # a bug or an unforeseen file: this scan fails, not the batch
+        if isinstance(exc, (TransientError, ModelError, *reraise)):
+            raise
+        log.exception("unexpected error while reading scan %d", scan.id)
+        inference.drop(work)
+        work.outcome = ledger.Outcome(
+            FAILED, f"{scan.path}: could not be read ({type(exc).__name__}: {_first_line(exc)})"
+        )
+    finally:
+        work.decode_ms = (time.perf_counter() - started) * 1000.0
+
+
+def _known_scores(
+    session: Session, version: str, works: Iterable[_Work]
+) -> tuple[dict[str, Scan], dict[str, Scan]]:
+    """Scans already scored by ``version`` with the same content / SOP instance."""
+    shas = {w.scan.sha256 for w in works}
+    uids = {w.columns.get("sop_instance_uid") for w in works} - {None}
+    match: ColumnElement[bool] = ScanScore.sha256.in_(shas)
+    if uids:
+        match = or_(match, ScanScore.sop_instance_uid.in_(uids))
+    by_sha: dict[str, Scan] = {}
+    by_uid: dict[str, Scan] = {}
+    rows = session.execute(
+        select(Scan, ScanScore.sha256, ScanScore.sop_instance_uid)
+        .join(ScanScore, ScanScore.scan_id == Scan.id)
+        .where(ScanScore.model_version == version, match)
+        .order_by(Scan.id)
+    ).all()
+    for scan, sha, uid in rows:
+        by_sha.setdefault(sha, scan)
+        if uid:
+            by_uid.setdefault(uid, scan)
+    return by_sha, by_uid
+
+
+def _duplicate(scan: Scan, original: Scan, what: str) -> ledger.Outcome:
+    return ledger.Outcome(
+        SKIPPED,
+        f"duplicate of scan {original.id} ({original.path}): same {what}, already scored by "
+        "this model version",
+        duplicate_of=original.id,
+    )
+
+
+def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResult) -> None:
+    settings = pipeline.settings
+    version = pipeline.model_version
+    aggregate = settings.aggregate
+    with db.session_scope(settings.database_url) as session:
+        candidates = [w for w in works if w.outcome is None and w.crashed is None]
+        by_sha, by_uid = _known_scores(session, version, candidates) if candidates else ({}, {})
+        for work in works:
+            scan = work.scan
+            if work.crashed is not None:
+                if scan.attempts >= settings.max_attempts:
+                    work.outcome = ledger.Outcome(
+                        FAILED,
+                        f"{work.crashed}; failed after {scan.attempts} attempts",
+                    )
+                else:
+                    reason = (
+                        f"retrying (attempt {scan.attempts} of {settings.max_attempts}): "
+                        f"{work.crashed}"
+                    )
+                    if ledger.release(session, [scan.id], token, reason):
+                        result.retry.append(scan.id)
+                        result.statuses[scan.id] = RETRY
+                        log.warning(
+                            "scan %d will be retried: the decoder crashed",
+                            scan.id,
+                            extra={"scan_id": scan.id, "status": RETRY},
+                        )
+                    continue
+            if work.columns:
+                session.execute(
+                    update(Scan)
+                    .where(Scan.id == scan.id, Scan.claim_token == token)
+                    .values(**work.columns)
+                    .execution_options(synchronize_session=False)
+                )
+                for key, value in work.columns.items():
+                    setattr(scan, key, value)
+            if work.outcome is None:
+                uid = work.columns.get("sop_instance_uid")
+                original = by_sha.get(scan.sha256)
+                what = "content"
+                if (original is None or original.id == scan.id) and uid:
+                    original, what = by_uid.get(uid), "SOP instance"
+                if original is not None and original.id != scan.id:
+                    work.outcome = _duplicate(scan, original, what)
+            if work.outcome is None:
+                try:
+                    work.summary = pipeline.grading.summarise(
+                        [s for _, s in sorted(work.frame_scores)]
+                    )
+                except InputError as exc:
+                    work.outcome = ledger.Outcome(FAILED, f"{scan.path}: {exc}")
+            if work.outcome is None:
+                try:
+                    with session.begin_nested():
+                        written = ledger.write_score(
+                            session,
+                            scan,
+                            token,
+                            model_version=version,
+                            aggregate=aggregate,
+                            summary=work.summary,
+                            frame_scores=sorted(work.frame_scores),
+                            decode_ms=round(work.decode_ms, 2),
+                            inference_ms=round(work.inference_ms, 2),
+                        )
+                except IntegrityError:  # scored meanwhile by another worker, or in this batch
+                    hit = ledger.find_scored_duplicate(
+                        session,
+                        model_version=version,
+                        sha256=scan.sha256,
+                        sop_instance_uid=scan.sop_instance_uid,
+                        exclude_scan_id=scan.id,
+                    )
+                    if hit is None:
+                        raise
+                    work.outcome = _duplicate(scan, hit[0], hit[1])
+                else:
+                    if written:
+                        result.statuses[scan.id] = SCORED
+                        by_sha.setdefault(scan.sha256, scan)
+                        if scan.sop_instance_uid:
+                            by_uid.setdefault(scan.sop_instance_uid, scan)
+                    else:
+                        result.not_claimed.append(scan.id)
+                    continue
+            assert work.outcome is not None
+            if ledger.finish(session, scan.id, token, work.outcome, model_version=version):
+                result.statuses[scan.id] = work.outcome.status
+            else:
+                result.not_claimed.append(scan.id)
+
+
+def _log_outcome(
+    scan: Scan, status: str, *, reason: str | None = None, work: _Work | None = None
+) -> None:
+    extra: dict[str, Any] = {
+        "scan_id": scan.id,
+        "file": Path(scan.path).name,
+        "sha256": scan.sha256[:12],
+        "status": status,
+    }
+    if status == SCORED and work is not None and work.summary is not None:
+        extra.update(
+            score=round(float(work.summary.score), 2),
+            grade=work.summary.grade,
+            frames=work.summary.frames_scored,
+            model_version=scan.model_version,
+            decode_ms=round(work.decode_ms, 1),
+            inference_ms=round(work.inference_ms, 1),
+        )
+        log.info(
+            "scan %d scored %.1f (%s, %d frames): %s",
+            scan.id,
+            extra["score"],
+            extra["grade"],
+            extra["frames"],
+            extra["file"],
+            extra=extra,
+        )
+        return
+    extra["reason"] = reason
+    level = logging.WARNING if status == FAILED else logging.INFO
+    log.log(level, "scan %d %s: %s", scan.id, status, reason, extra=extra)
+
+
+def process_scans(
+    scan_ids: Sequence[int],
+    pipeline: Pipeline,
+    *,
+    token: str | None = None,
+    reraise: tuple[type[BaseException], ...] = (),
+) -> BatchResult:
+    """Score a batch of scans by id and write one outcome per scan.
+
+    ``token`` identifies this piece of work: a retry of the same batch passes the same
+    token and takes back its own claims. ``reraise`` lists extra exception types that must
+    abort the batch instead of failing a scan (Celery's soft time limit).
+
+    Raises :class:`~worker.errors.TransientError` (database unavailable) or
+    :class:`~worker.errors.ModelError`: retry the batch later with the same token.
+    """
+    token = token or uuid.uuid4().hex
+    result = BatchResult(token=token)
+    ids = [int(i) for i in scan_ids]
+    if not ids:
+        return result
+    pipeline.load()  # before claiming: a model that cannot load must not burn attempts
+    claimed = _claim(pipeline, ids, token)
+    claimed_ids = {s.id for s in claimed}
+    result.not_claimed = [i for i in ids if i not in claimed_ids]
+    if not claimed:
+        return result
+    works = [_Work(scan) for scan in claimed]
+    inference = _Inference(pipeline, reraise)
+    for work in works:
+        _decode(work, pipeline, inference, reraise)
+    inference.flush()
+    _write(pipeline, works, token, result)
+    for work in works:
+        status = result.statuses.get(work.scan.id)
+        if status in (SCORED, SKIPPED, FAILED):
+            work.scan.model_version = pipeline.model_version
+            _log_outcome(
+                work.scan,
+                status,
+                reason=None if work.outcome is None else work.outcome.reason,
+                work=work,
+            )
+    pipeline.scans_done += sum(1 for s in result.statuses.values() if s != RETRY)
+    return result
