@@ -10,6 +10,8 @@ import pytest
 from model.evaluation import LADDERS
 from worker.cli import main
 
+pytestmark = pytest.mark.integration  # reads the BUSI data
+
 
 def test_evaluate_json_plot_ladders(
     busi_dir: Path, random_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

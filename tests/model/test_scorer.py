@@ -74,8 +74,9 @@ def test_grading() -> None:
     assert Grading.from_settings(settings) == Grading(good=70.0, average=45.0, aggregate="min")
 
 
-@pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="shipped weights not built yet")
+@pytest.mark.integration
 def test_shipped_model_prefers_a_clean_image(busi_test_image: np.ndarray) -> None:
+    assert SHIPPED_WEIGHTS.is_file(), f"{SHIPPED_WEIGHTS} is missing from the checkout"
     scorer = Scorer.load()
     clean, blurred = scorer.score_frames([busi_test_image, blur(busi_test_image, 4.0)])
     assert clean >= 80.0  # graded good

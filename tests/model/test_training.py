@@ -12,6 +12,8 @@ from model.training import TrainConfig, train
 from worker.cli import main
 from worker.errors import ConfigError
 
+pytestmark = pytest.mark.integration  # reads the BUSI data
+
 
 def _config(busi_dir: Path, out: Path, **kw: object) -> TrainConfig:
     base: dict[str, object] = dict(
