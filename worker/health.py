@@ -24,6 +24,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ __all__ = [
     "Beat",
     "Check",
     "HeartbeatFile",
+    "beating",
     "celery_heartbeat_step",
     "check_broker",
     "check_heartbeat",
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER_BEATS = 3.0
 STUCK_GRACE_SECONDS = 60.0
+LOOP_INTERVAL_FLOOR_SECONDS = 20.0
 BROKER_TIMEOUT_SECONDS = 5.0
 
 
@@ -84,6 +87,7 @@ class HeartbeatFile:
         self.busy_limit = busy_limit
         self.hostname = socket.gethostname()
         self._failing = False
+        self._last_write = float("-inf")
 
     @classmethod
     def from_settings(cls, settings: Any, role: str) -> HeartbeatFile | None:
@@ -91,8 +95,16 @@ class HeartbeatFile:
         path = getattr(settings, "heartbeat_file", None)
         if path is None:
             return None
-        limit = float(settings.task_time_limit) + STUCK_GRACE_SECONDS
-        return cls(Path(path), role, float(settings.heartbeat_seconds), busy_limit=limit)
+        interval = float(settings.heartbeat_seconds)
+        if role != "worker":
+            # The ingester's loop may spend a while hashing a burst of large files or walking
+            # a big folder between turns: it promises a beat at least every 20 s.
+            interval = max(interval, LOOP_INTERVAL_FLOOR_SECONDS)
+        task_limit = float(settings.task_time_limit)
+        # Celery replaces a pool process at the limit; allow it that long again (at most a
+        # minute) before calling the worker stuck.
+        limit = task_limit + min(STUCK_GRACE_SECONDS, task_limit)
+        return cls(Path(path), role, interval, busy_limit=limit)
 
     def write(self, *, busy_since: float | None = None, scans_done: int = 0) -> None:
         """Record a beat now. Never raises: an unwritable file shows up as unhealthy."""
@@ -120,12 +132,44 @@ class HeartbeatFile:
                 log.warning("cannot write heartbeat file %s: %s", self.path, exc.strerror)
             self._failing = True
 
+    def tick(self, *, busy_since: float | None = None, scans_done: int = 0) -> None:
+        """Call from the main loop as often as it turns: writes a beat when half an interval
+        has passed since the last one (a loop that stops turning stops the beats)."""
+        now = time.monotonic()
+        if now - self._last_write >= self.interval / 2.0:
+            self._last_write = now
+            self.write(busy_since=busy_since, scans_done=scans_done)
+
     def remove(self) -> None:
         """On a clean stop: no heartbeat means not running."""
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
             log.debug("heartbeat file %s not removed: %s", self.path, exc)
+
+
+def beating(
+    heartbeat: HeartbeatFile | None,
+    until_idle: Callable[[], bool] | None,
+    *,
+    busy_since: Callable[[], float | None] | None = None,
+    done: Callable[[], int] | None = None,
+) -> Callable[[], bool] | None:
+    """Wrap the ``until_idle`` callback that the ingester's loop calls after every tick so
+    that each turn of the loop also ticks the heartbeat (``busy_since`` and ``done`` read the
+    scorer's state in ``usqa run``). Returns ``until_idle`` itself when there is no heartbeat."""
+    if heartbeat is None:
+        return until_idle
+    beat = heartbeat
+
+    def after_tick() -> bool:
+        beat.tick(
+            busy_since=busy_since() if busy_since is not None else None,
+            scans_done=done() if done is not None else 0,
+        )
+        return bool(until_idle()) if until_idle is not None else False
+
+    return after_tick
 
 
 def read_beat(path: Path) -> Beat:
@@ -222,7 +266,8 @@ def check_broker(url: str | None, timeout: float = BROKER_TIMEOUT_SECONDS) -> Ch
 
 def run_checks(settings: Any, *, broker: bool = True) -> list[Check]:
     """Every check ``usqa health`` makes for ``settings``."""
-    checks = [check_heartbeat(getattr(settings, "heartbeat_file", None))]
+    path = getattr(settings, "heartbeat_file", None)
+    checks = [check_heartbeat(Path(path) if path else None)]
     if broker:
         checks.append(check_broker(settings.broker_url))
     return checks

@@ -38,6 +38,7 @@ from typing import Any
 import db
 from db import ledger
 from db.models import FAILED, Scan
+from worker import metrics
 from worker.errors import ConfigError, TransientError
 from worker.reconciler import reconcile
 
@@ -485,6 +486,9 @@ class Ingester:
         for path, st, _ in fresh:
             self._mark_known(path, st)
         self.recorded += len(fresh)
+        metrics.scan_received(len(fresh))
+        for _ in range(len(fresh) - len(queued)):  # copies of known content: skipped at once
+            metrics.scan_finished("skipped", reason="duplicate")
         log.debug("recorded %d file(s), %d queued", len(fresh), len(queued))
         self.batcher.add(queued)
 

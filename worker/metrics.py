@@ -54,6 +54,7 @@ __all__ = [
     "FAILED_REASONS",
     "SKIPPED_REASONS",
     "inference_done",
+    "ledger_queue_depth",
     "metrics",
     "model_loaded",
     "reason_class",
@@ -294,6 +295,18 @@ def watch_queue_depth(read_depth: Callable[[], int], every: float = 15.0) -> Non
         _queue_stop.clear()
         _queue_thread = threading.Thread(target=loop, name="usqa-queue-depth", daemon=True)
         _queue_thread.start()
+
+
+def ledger_queue_depth(database_url: str) -> int:
+    """Scans in the ledger with status ``queued`` (the value of ``usqa_queue_depth``)."""
+    from sqlalchemy import func, select
+
+    import db
+    from db.models import QUEUED, Scan
+
+    with db.session_scope(database_url, readonly=True) as session:
+        count = session.scalar(select(func.count()).select_from(Scan).where(Scan.status == QUEUED))
+    return int(count or 0)
 
 
 def _enable_multiprocess() -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import db
 from db import ledger
 from db.models import PROCESSING
+from worker import metrics
 
 __all__ = ["dead_after_seconds", "lost_grace_seconds", "reconcile"]
 
@@ -68,6 +69,7 @@ def reconcile(
                         reason,
                         extra={"scan_id": scan.id, "status": "failed", "reason": reason},
                     )
+                    metrics.scan_finished("failed", reason="attempts", received_at=scan.received_at)
             else:
                 again.append(scan)
         ids = ledger.requeue(session, again, now)

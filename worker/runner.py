@@ -41,6 +41,7 @@ class Runner:
         self._cond = threading.Condition()
         self._stop = False
         self._busy = False
+        self.busy_since: float | None = None  # wall-clock start of the batch in hand (health)
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.failed = 0
@@ -91,6 +92,7 @@ class Runner:
                         ):
                             ids.extend(heapq.heappop(self._heap)[2])
                     self._busy = True
+                    self.busy_since = time.time()
                     return ids, token, tries
                 wait = (self._heap[0][0] - now) if self._heap else None
                 self._cond.wait(wait)
@@ -107,6 +109,7 @@ class Runner:
             finally:
                 with self._cond:
                     self._busy = False
+                    self.busy_since = None
                     self._cond.notify_all()
 
     def _run(self, ids: list[int], token: str | None, tries: int) -> None:

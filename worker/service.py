@@ -19,7 +19,9 @@ import db
 from db import ledger
 from db.models import ACTIVE, FAILED, Scan
 from db.session import shown_url
+from worker import metrics
 from worker.errors import ConfigError
+from worker.health import HeartbeatFile, beating
 from worker.settings import Settings
 
 __all__ = [
@@ -158,6 +160,9 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     started = ledger.utcnow()
     pipeline = Pipeline(settings, mode="embedded")
     pipeline.load()  # fail now, not on the first file, if the model cannot load
+    metrics.serve(settings.metrics_port)
+    metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+    heartbeat = HeartbeatFile.from_settings(settings, "run")
     runner = Runner(pipeline)
     ingester = Ingester(
         root,
@@ -195,10 +200,20 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
                 pipeline.model_version,
                 shown_url(settings.database_url),
             )
-            ingester.run(stop, until_idle=finished if once else None)
+            ingester.run(
+                stop,
+                until_idle=beating(
+                    heartbeat,
+                    finished if once else None,
+                    busy_since=lambda: runner.busy_since,
+                    done=lambda: pipeline.scans_done,
+                ),
+            )
         finally:
             runner.stop()
             pipeline.close()
+            if heartbeat is not None:
+                heartbeat.remove()
     if once:
         failed = _failed_since(settings, ingester.root, started)
         log.info("done: %d file(s) recorded in this run, %d failed", ingester.recorded, failed)
@@ -223,6 +238,9 @@ def run_ingester(root: Path, settings: Settings) -> int:
             "use `usqa run` to score in one process without one"
         )
     db.require_current(settings.database_url)
+    metrics.serve(settings.metrics_port)
+    metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+    heartbeat = HeartbeatFile.from_settings(settings, "ingest")
 
     def send(ids: list[int]) -> None:
         send_batch(settings, ids)
@@ -233,5 +251,9 @@ def run_ingester(root: Path, settings: Settings) -> int:
 
     ingester = Ingester(root, settings, send, reconcile_send=send, transport_empty=empty)
     with stop_signals() as stop:
-        ingester.run(stop)
+        try:
+            ingester.run(stop, until_idle=beating(heartbeat, None))
+        finally:
+            if heartbeat is not None:
+                heartbeat.remove()
     return 0

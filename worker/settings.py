@@ -132,7 +132,7 @@ class Settings:
         "Port of the Prometheus metrics endpoint (http://host:PORT/metrics) of `usqa run`, "
         "`usqa ingest` and `usqa worker`. 0 = off. Each process on one machine needs its own.",
     )
-    heartbeat_file: Path | None = _opt(
+    heartbeat_file: str | None = _opt(
         None,
         "File the running process rewrites every USQA_HEARTBEAT_SECONDS so that `usqa health` "
         "can tell it is alive and not stuck. Unset: no heartbeat file.",

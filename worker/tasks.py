@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 import db
 from db import ledger
 from db.models import FAILED, SCORED, SKIPPED, Scan, ScanScore
+from worker import metrics
 from worker.decoder import DecodedHeader, DecoderCrashedError
 from worker.errors import InputError, ModelError, SkipScan, TransientError
 from worker.pipeline import Pipeline
@@ -70,6 +71,7 @@ class _Work:
     decode_ms: float = 0.0
     inference_ms: float = 0.0
     frames: int = 0
+    reason_class: str | None = None  # for the metrics: why it failed or was skipped
 
 
 def _first_line(exc: BaseException) -> str:
@@ -142,11 +144,13 @@ class _Inference:
                 return
             work = alive[0][0]
             log.debug("scoring scan %d failed", work.scan.id, exc_info=True)
+            work.reason_class = "scoring"
             work.outcome = ledger.Outcome(
                 FAILED, f"{work.scan.path}: its frames could not be scored ({_first_line(exc)})"
             )
             return
         share = (time.perf_counter() - started) * 1000.0 / len(alive)
+        metrics.inference_done(time.perf_counter() - started, len(alive))
         if len(scores) != len(alive):
             raise ModelError(
                 f"the scorer returned {len(scores)} scores for {len(alive)} frames; "
@@ -180,6 +184,7 @@ def _claim(pipeline: Pipeline, ids: Sequence[int], token: str) -> list[Scan]:
                 reason = f"gave up after {settings.max_attempts} attempts; last problem: {last}"
                 ledger.finish(session, scan.id, token, ledger.Outcome(FAILED, reason))
                 _log_outcome(scan, FAILED, reason=reason)
+                metrics.scan_finished(FAILED, reason="attempts", received_at=scan.received_at)
             else:
                 usable.append(scan)
     return usable
@@ -217,12 +222,15 @@ def _decode(
     except DecoderCrashedError as exc:
         inference.drop(work)
         work.crashed = str(exc)
+        work.reason_class = metrics.reason_class(exc)
     except SkipScan as exc:
         inference.drop(work)
         work.outcome = ledger.Outcome(SKIPPED, str(exc))
+        work.reason_class = metrics.reason_class(exc, status=SKIPPED)
     except InputError as exc:
         inference.drop(work)
         work.outcome = ledger.Outcome(FAILED, str(exc))
+        work.reason_class = metrics.reason_class(exc)
     except Exception as exc:  # a bug or an unforeseen file: this scan fails, not the batch
         if isinstance(exc, (TransientError, ModelError, *reraise)):
             raise
@@ -417,6 +425,7 @@ def process_scans(
     if not ids:
         return result
     pipeline.load()  # before claiming: a model that cannot load must not burn attempts
+    metrics.model_loaded(pipeline.model_version)
     claimed = _claim(pipeline, ids, token)
     claimed_ids = {s.id for s in claimed}
     result.not_claimed = [i for i in ids if i not in claimed_ids]
@@ -437,6 +446,13 @@ def process_scans(
                 status,
                 reason=None if work.outcome is None else work.outcome.reason,
                 work=work,
+            )
+            duplicate = work.outcome is not None and work.outcome.duplicate_of is not None
+            metrics.scan_finished(
+                status,
+                grade=None if work.summary is None else work.summary.grade,
+                reason="duplicate" if duplicate else work.reason_class,
+                received_at=work.scan.received_at,
             )
     pipeline.scans_done += sum(1 for s in result.statuses.values() if s != RETRY)
     return result

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from worker.health import run_checks
 from worker.settings import Settings
@@ -30,7 +29,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--heartbeat-file",
         dest="heartbeat_file",
-        type=Path,
         default=None,
         help="heartbeat file of the process to check (USQA_HEARTBEAT_FILE)",
     )

@@ -15,8 +15,10 @@ import os
 from pathlib import Path
 
 import db
+from worker import metrics
 from worker.celery_app import QUEUE, make_app, node_name
 from worker.errors import ConfigError, ModelError
+from worker.health import celery_heartbeat_step
 from worker.service import add_database_option
 from worker.settings import Settings
 
@@ -74,7 +76,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.threads == 0:
         threads = max(1, (os.cpu_count() or 1) // args.concurrency)
         settings = settings.with_overrides(threads=threads)
+    # Before the pool forks: pool processes then count into files that this process serves.
+    metrics.serve(settings.metrics_port, multiprocess=True)
     app = make_app(settings)
+    heartbeat_step = celery_heartbeat_step(settings)
+    if heartbeat_step is not None:
+        app.steps["worker"].add(heartbeat_step)
     worker = app.Worker(
         hostname=node_name(),
         concurrency=args.concurrency,
@@ -93,4 +100,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         QUEUE,
     )
     worker.start()
+    metrics.shutdown()
     return int(worker.exitcode or 0)
