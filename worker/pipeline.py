@@ -28,10 +28,13 @@ class Pipeline:
     """The per-process scoring context used by :func:`worker.tasks.process_scans`.
 
     ``mode`` is ``embedded`` (``usqa run``) or ``celery`` (a ``usqa worker`` pool process).
-    Nothing heavy happens in the constructor: the model loads on :meth:`load` or first use.
+    Nothing heavy happens in the constructor: the model loads on :meth:`load` or first use
+    (or pass an already loaded ``scorer``).
     """
 
-    def __init__(self, settings: Settings, mode: str = "embedded") -> None:
+    def __init__(
+        self, settings: Settings, mode: str = "embedded", scorer: Scorer | None = None
+    ) -> None:
         self.settings = settings
         self.mode = mode
         self.hostname = socket.gethostname()
@@ -39,7 +42,7 @@ class Pipeline:
         self.name = f"{self.hostname}:{self.pid}"
         self.decoder = Decoder.from_settings(settings)
         self.scans_done = 0
-        self._scorer: Scorer | None = None
+        self._scorer: Scorer | None = scorer  # a loaded one may be shared (tests, benchmarks)
         self._grading: Grading | None = None
         self._registered = False
         self._stop = threading.Event()

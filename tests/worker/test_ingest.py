@@ -1,0 +1,270 @@
+"""The ingester on a real folder and a real SQLite ledger: complete files only, temporary
+names, symlinks, rescans, duplicates, the after-scoring policies, and the live observer."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from usqa_files import make_settings, write_png
+
+import db
+from db.models import Scan
+from worker.ingest import Batcher, Ingester, is_ignored_name
+
+
+def until(
+    condition: Callable[[], bool], timeout: float = 10.0, step: Callable[[], Any] = lambda: None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step()
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def scans(url: str) -> list[Scan]:
+    with db.session_scope(url, readonly=True) as s:
+        return list(s.scalars(select(Scan).order_by(Scan.id)).all())
+
+
+class Drop:
+    """An ingester on ``tmp_path/drop`` driven tick by tick, recording what it sends."""
+
+    def __init__(self, url: str, root: Path, weights: Path, **overrides: Any) -> None:
+        self.url = url
+        self.root = root
+        self.sent: list[list[int]] = []
+        overrides.setdefault("rescan_seconds", 0.5)  # no observer here: rescans find files
+        settings = make_settings(url, weights, stable_seconds=0.3, **overrides)
+        self.ingester = Ingester(root, settings, self.sent.append)
+
+    def settle(self, count: int, timeout: float = 10.0) -> list[Scan]:
+        until(
+            lambda: len(scans(self.url)) >= count and self.ingester.idle,
+            timeout,
+            self.ingester.tick,
+        )
+        for _ in range(3):  # and nothing more arrives
+            self.ingester.tick()
+            time.sleep(0.1)
+        return scans(self.url)
+
+    @property
+    def sent_ids(self) -> list[int]:
+        return [i for batch in self.sent for i in batch]
+
+
+@pytest.fixture
+def drop(sqlite_url: str, tmp_path: Path, random_weights: Path) -> Drop:
+    return Drop(sqlite_url, tmp_path / "drop", random_weights)
+
+
+@pytest.mark.parametrize(
+    ("name", "ignored"),
+    [
+        ("a.dcm", False),
+        ("sub/IM0001", False),
+        ("a.png.part", True),
+        ("x.tmp", True),
+        ("x.PARTIAL", True),
+        (".hidden.dcm", True),
+        (".sync/a.dcm", True),
+        ("a.png.json", True),
+        ("backup~", True),
+        ("done/a.dcm", True),
+        ("failed/x/a.dcm", True),
+        ("sub/done/a.dcm", False),
+    ],
+)
+def test_ignored_names(name: str, ignored: bool) -> None:
+    assert is_ignored_name(name) is ignored
+
+
+def test_batcher_sends_full_batches_then_lingering_ones() -> None:
+    clock = [0.0]
+    sent: list[list[int]] = []
+    batcher = Batcher(sent.append, size=3, linger=0.5, clock=lambda: clock[0])
+    batcher.add([1, 2, 3, 4])
+    assert sent == [[1, 2, 3]]
+    batcher.flush()
+    assert sent == [[1, 2, 3]]
+    clock[0] = 0.6
+    batcher.flush()
+    assert sent == [[1, 2, 3], [4]] and batcher.empty
+
+
+def test_batcher_keeps_what_the_broker_refused() -> None:
+    clock = [0.0]
+    sent: list[list[int]] = []
+    down = [True]
+
+    def send(ids: list[int]) -> None:
+        if down[0]:
+            raise ConnectionError("broker down")
+        sent.append(ids)
+
+    batcher = Batcher(send, size=2, linger=0.0, clock=lambda: clock[0])
+    batcher.add([1, 2, 3])
+    batcher.flush()
+    assert sent == [] and not batcher.empty
+    down[0] = False
+    clock[0] = 5.0
+    batcher.flush()
+    assert sorted(i for b in sent for i in b) == [1, 2, 3] and batcher.empty
+
+
+def test_files_already_there_are_recorded_once_and_queued(drop: Drop) -> None:
+    for i in range(5):
+        write_png(drop.root / f"s{i % 2}" / f"{i}.png", i)
+    got = drop.settle(5)
+    assert [r.status for r in got] == ["queued"] * 5
+    assert sorted(drop.sent_ids) == [r.id for r in got]
+    assert all(len(b) <= 4 for b in drop.sent)  # USQA_FILES_PER_TASK in make_settings
+    drop.ingester._next_rescan = 0  # a full rescan finds nothing new
+    drop.ingester.known.clear()  # ... even without the in-memory cache
+    assert len(drop.settle(5)) == 5
+
+
+def test_temporary_names_wait_for_their_rename(drop: Drop) -> None:
+    drop.root.mkdir(exist_ok=True)
+    (drop.root / "scan.png.part").write_bytes(write_png(drop.root.parent / "s.png", 1).read_bytes())
+    (drop.root / ".scan2.png").write_bytes(b"hidden")
+    drop.settle(0)
+    assert scans(drop.url) == []
+    (drop.root / "scan.png.part").rename(drop.root / "scan.png")
+    [row] = drop.settle(1)
+    assert row.path == str(drop.root / "scan.png")
+
+
+def test_a_file_written_slowly_is_taken_only_when_complete(drop: Drop) -> None:
+    source = write_png(drop.root.parent / "big.png", 7, size=(300, 300)).read_bytes()
+    target = drop.root / "slow.png"
+    drop.root.mkdir(exist_ok=True)
+    done = threading.Event()
+
+    def writer() -> None:
+        with target.open("wb") as fh:
+            for start in range(0, len(source), len(source) // 8 + 1):
+                fh.write(source[start : start + len(source) // 8 + 1])
+                fh.flush()
+                time.sleep(0.15)  # pauses shorter than the 0.3 s window
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not done.is_set():
+        drop.ingester.tick()
+        assert scans(drop.url) == [], "taken while still being written"
+        time.sleep(0.03)
+    thread.join()
+    [row] = drop.settle(1)
+    assert row.size_bytes == len(source)
+
+
+def test_symlinks_out_of_the_folder_are_refused(drop: Drop, tmp_path: Path) -> None:
+    outside = write_png(tmp_path / "outside.png", 1)
+    inside = write_png(drop.root / "real.png", 2)
+    (drop.root / "escape.png").symlink_to(outside)
+    (drop.root / "alias.png").symlink_to(inside)
+    os.mkfifo(drop.root / "pipe.dcm")
+    got = drop.settle(2)
+    assert {Path(r.path).name for r in got} == {"real.png", "alias.png"}
+    assert str(drop.root / "escape.png") in drop.ingester.refused
+    assert sorted(r.status for r in got) == ["queued", "skipped"]  # one file, two names
+    dup = next(r for r in got if r.status == "skipped")
+    assert "same content" in (dup.reason or "")
+
+
+def test_copies_under_two_names_are_recorded_once_as_scans(drop: Drop) -> None:
+    first = write_png(drop.root / "one.png", 3)
+    (drop.root / "two.png").write_bytes(first.read_bytes())
+    got = drop.settle(2)
+    queued = [r for r in got if r.status == "queued"]
+    skipped = [r for r in got if r.status == "skipped"]
+    assert len(queued) == 1 and len(skipped) == 1
+    assert skipped[0].duplicate_of_id == queued[0].id
+    assert drop.sent_ids == [queued[0].id]
+
+
+def test_a_touched_file_is_not_recorded_again_but_new_content_is(drop: Drop) -> None:
+    path = write_png(drop.root / "a.png", 1)
+    drop.settle(1)
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    drop.ingester._next_rescan = 0
+    assert len(drop.settle(1)) == 1
+    write_png(path, 2, size=(50, 50))
+    got = drop.settle(2)
+    assert got[1].path == str(path) and got[1].sha256 != got[0].sha256
+
+
+def finish_all(url: str, status: str = "scored") -> None:
+    with db.session_scope(url) as s:
+        s.execute(update(Scan).values(status=status, finished_at=db.models.utcnow()))
+
+
+@pytest.mark.parametrize("policy", ["move", "delete"])
+def test_after_scoring_policies(
+    sqlite_url: str, tmp_path: Path, random_weights: Path, policy: str
+) -> None:
+    drop = Drop(sqlite_url, tmp_path / "drop", random_weights, after_scoring=policy)
+    good = write_png(drop.root / "x" / "good.png", 1)
+    (drop.root / "x" / "good.png.json").write_text("{}")
+    drop.settle(1)
+    finish_all(sqlite_url)
+    bad = write_png(drop.root / "bad.png", 2)
+    drop.settle(2)
+    with db.session_scope(sqlite_url) as s:
+        s.execute(update(Scan).where(Scan.path == str(bad)).values(status="failed"))
+    until(lambda: all(r.disposed_at is not None for r in scans(sqlite_url)), 10, drop.ingester.tick)
+    assert not good.exists() and not bad.exists()
+    assert not (drop.root / "x" / "good.png.json").exists()
+    got = {Path(r.path).name: r for r in scans(sqlite_url)}
+    if policy == "move":
+        assert (drop.root / "done" / "x" / "good.png").is_file()
+        assert (drop.root / "done" / "x" / "good.png.json").is_file()
+        assert (drop.root / "failed" / "bad.png").is_file()
+        assert got["good.png"].disposition == "moved"
+        assert got["good.png"].disposed_path == str(drop.root / "done" / "x" / "good.png")
+    else:
+        assert got["good.png"].disposition == "deleted"
+    # the same file sent again is a new delivery: recorded, as a duplicate of the first
+    write_png(good, 1)
+    again = drop.settle(3)[-1]
+    assert again.status == "skipped" and again.duplicate_of_id == got["good.png"].id
+    assert len(scans(sqlite_url)) == 3  # done/ and failed/ are never ingested
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_the_live_observer_sees_new_files_and_folders(
+    sqlite_url: str, tmp_path: Path, random_weights: Path, polling: bool
+) -> None:
+    settings = make_settings(
+        sqlite_url, random_weights, stable_seconds=0.3, polling=polling, rescan_seconds=3600
+    )
+    sent: list[list[int]] = []
+    ingester = Ingester(tmp_path / "drop", settings, sent.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=ingester.run, args=(stop,))
+    thread.start()
+    try:
+        until(lambda: ingester.idle, 10)
+        write_png(tmp_path / "drop" / "new.png", 1)
+        staged = tmp_path / "staging"
+        write_png(staged / "a.png", 2)
+        write_png(staged / "deep" / "b.png", 3)
+        staged.rename(tmp_path / "drop" / "arrived")  # a whole folder moved in
+        until(lambda: len(scans(sqlite_url)) == 3, 15)
+        until(lambda: sum(len(b) for b in sent) == 3, 5)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()

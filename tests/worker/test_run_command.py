@@ -1,0 +1,147 @@
+"""`usqa run` as a hospital would use it: a real process, a real folder, SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from usqa_files import copy_dicom, write_png
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REQUIRED = {"path", "sha256", "status", "score", "grade", "reason", "attempts", "model_version"}
+
+
+def env_for(tmp_path: Path, weights: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USQA_")}
+    env.update(
+        USQA_WEIGHTS=str(weights),
+        USQA_STABLE_SECONDS="0.3",
+        USQA_HEARTBEAT_SECONDS="0.5",
+        USQA_THREADS="1",
+        USQA_PRECISION="fp32",
+    )
+    return env
+
+
+def usqa(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_once_scores_the_folder_and_the_ledger_answers(
+    tmp_path: Path, random_weights: Path
+) -> None:
+    env = env_for(tmp_path, random_weights)
+    drop = tmp_path / "dropbox"
+    write_png(drop / "a.png", 1)
+    write_png(drop / "ward2" / "b.png", 2)
+    copy_dicom("examples_ybr_color.dcm", drop / "cine.dcm")
+    (drop / "notes.txt").write_text("not a scan")
+    done = usqa(["run", "--watch", "dropbox", "--once"], tmp_path, env)
+    assert done.returncode == 1, done.stderr  # notes.txt failed
+    assert "done: 4 file(s) recorded in this run, 1 failed" in done.stderr
+    listing = usqa(["scans", "--json"], tmp_path, env)
+    assert listing.returncode == 0, listing.stderr
+    lines = [json.loads(x) for x in listing.stdout.splitlines()]
+    assert len(lines) == 4 and all(set(x) >= REQUIRED for x in lines)
+    by_name = {Path(x["path"]).name: x for x in lines}
+    assert by_name["notes.txt"]["status"] == "failed" and by_name["notes.txt"]["reason"]
+    assert {by_name[n]["status"] for n in ("a.png", "b.png", "cine.dcm")} == {"scored"}
+    with sqlite3.connect(tmp_path / "usqa.db") as conn:  # the default database, plain SQL
+        plain = conn.execute(
+            "SELECT s.path, ss.score, ss.grade FROM scans s JOIN scan_scores ss "
+            "ON ss.scan_id = s.id ORDER BY s.path"
+        ).fetchall()
+    assert sorted(Path(p).name for p, _, _ in plain) == ["a.png", "b.png", "cine.dcm"]
+    assert all(
+        0 <= score <= 100 and grade in ("good", "average", "poor") for _, score, grade in plain
+    )
+    table = usqa(["scans", "--status", "failed"], tmp_path, env)
+    assert "notes.txt" in table.stdout and "a.png" not in table.stdout
+    again = usqa(["run", "--watch", "dropbox", "--once"], tmp_path, env)  # nothing new
+    assert again.returncode == 0, again.stderr
+    assert len(usqa(["scans", "--json"], tmp_path, env).stdout.splitlines()) == 4
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(x) for x in text)
+    return found
+
+
+def test_sigterm_finishes_the_work_in_hand_and_exits_cleanly(
+    tmp_path: Path, random_weights: Path
+) -> None:
+    env = env_for(tmp_path, random_weights)
+    env["USQA_LOG_FORMAT"] = "json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "run", "--watch", "dropbox"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        db_file = tmp_path / "usqa.db"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # ready when its heartbeat is in the ledger
+            if db_file.exists():
+                with sqlite3.connect(db_file) as conn:
+                    try:
+                        if conn.execute("SELECT count(*) FROM workers").fetchone()[0]:
+                            break
+                    except sqlite3.OperationalError:
+                        pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        for i in range(6):
+            write_png(tmp_path / "dropbox" / f"{i}.png", i)
+        while time.monotonic() < deadline:
+            with sqlite3.connect(db_file) as conn:
+                if conn.execute("SELECT count(*) FROM scans").fetchone()[0] == 6:
+                    break
+            time.sleep(0.05)
+        helpers = children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with sqlite3.connect(db_file) as conn:
+        statuses = [r[0] for r in conn.execute("SELECT status FROM scans")]
+        stopped = conn.execute("SELECT stopped_at FROM workers").fetchone()[0]
+    assert stopped is not None
+    # nothing half-done: each scan is scored, or still queued for the next start
+    assert set(statuses) <= {"scored", "queued"} and "processing" not in statuses
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    outcomes = [r for r in records if r.get("status") == "scored"]
+    assert len(outcomes) == statuses.count("scored")
+    assert all("scan_id" in r and "score" in r for r in outcomes)
+    time.sleep(0.5)
+    for pid in helpers:  # the decoder child went with it
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    resumed = usqa(["run", "--watch", "dropbox", "--once"], tmp_path, env)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(db_file) as conn:
+        assert {r[0] for r in conn.execute("SELECT status FROM scans")} == {"scored"}

@@ -1,0 +1,194 @@
+"""process_scans, the one scoring path: outcomes, duplicates, idempotence, the attempt cap,
+poison files. Real files, real decoder child, real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+import pytest
+from sqlalchemy import func, select, update
+from usqa_files import FAULTS, copy_dicom, write_png
+
+import db
+from db import ledger
+from db.models import FrameScore, ModelVersion, Scan, ScanScore, WorkerProcess
+from worker.pipeline import Pipeline
+from worker.tasks import RETRY, process_scans
+
+pytestmark = pytest.mark.integration
+
+
+def receive(url: str, path: Path) -> int:
+    st = path.stat()
+    with db.session_scope(url) as s:
+        return ledger.record_received(
+            s,
+            path=str(path),
+            size_bytes=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        ).id
+
+
+def rows(url: str) -> dict[int, Scan]:
+    with db.session_scope(url, readonly=True) as s:
+        return {r.id: r for r in s.scalars(select(Scan)).all()}
+
+
+def edited_dicom(tmp_path: Path, name: str, **changes: str) -> Path:
+    """The real cine with some header elements changed (same SOP instance UID)."""
+    path = copy_dicom("examples_ybr_color.dcm", tmp_path / name)
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+    return path
+
+
+def test_a_batch_writes_one_outcome_per_scan(
+    any_url: str,
+    tmp_path: Path,
+    pipeline_for: Callable[..., Pipeline],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    files = {
+        "a": write_png(tmp_path / "a.png", 1),
+        "b": write_png(tmp_path / "sub" / "b.png", 2, size=(40, 300)),
+        "cine": edited_dicom(tmp_path, "cine.dcm", PatientName="Doe^Jane", PatientID="PID4711"),
+        "ct": edited_dicom(
+            tmp_path, "ct.dcm", Modality="CT", SOPInstanceUID=pydicom.uid.generate_uid()
+        ),
+    }
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"\x00" * 200 + b"garbage")
+    files["junk"] = junk
+    ids = {k: receive(any_url, p) for k, p in files.items()}
+    pipeline = pipeline_for(any_url)
+    with caplog.at_level(logging.INFO, logger="worker.tasks"):
+        result = process_scans(list(ids.values()), pipeline)
+    assert result.statuses == {
+        ids["a"]: "scored",
+        ids["b"]: "scored",
+        ids["cine"]: "scored",
+        ids["ct"]: "skipped",
+        ids["junk"]: "failed",
+    }
+    got = rows(any_url)
+    assert "CT" in (got[ids["ct"]].reason or "")
+    assert "junk.dcm" in (got[ids["junk"]].reason or "")
+    cine = got[ids["cine"]]
+    assert cine.modality == "US" and cine.manufacturer == "SonoSite, Inc."
+    assert cine.frame_count == 30 and cine.crop_source is not None
+    assert cine.patient_id_hash is None  # no salt configured: not recorded at all
+    assert all(r.model_version == pipeline.model_version for r in got.values())
+    assert all(r.attempts == 1 and r.finished_at is not None for r in got.values())
+    with db.session_scope(any_url, readonly=True) as s:
+        scores = {x.scan_id: x for x in s.scalars(select(ScanScore)).all()}
+        frames = s.scalar(
+            select(func.count()).select_from(FrameScore).where(FrameScore.scan_id == ids["cine"])
+        )
+        assert s.get(ModelVersion, pipeline.model_version) is not None
+        assert s.get(WorkerProcess, pipeline.name) is not None
+    assert set(scores) == {ids["a"], ids["b"], ids["cine"]}
+    assert scores[ids["cine"]].frames_scored == 16 == frames
+    assert all(
+        0.0 <= x.score <= 100.0 and x.grade in ("good", "average", "poor") for x in scores.values()
+    )
+    outcome_lines = [r for r in caplog.records if getattr(r, "scan_id", None) is not None]
+    assert sorted(r.scan_id for r in outcome_lines) == sorted(ids.values())  # type: ignore[attr-defined]
+    text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
+    assert "Doe" not in text and "PID4711" not in text
+
+
+def test_redelivery_changes_nothing(
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+) -> None:
+    ids = [receive(any_url, write_png(tmp_path / f"{i}.png", i)) for i in range(3)]
+    pipeline = pipeline_for(any_url)
+    first = process_scans(ids, pipeline)
+    assert set(first.statuses.values()) == {"scored"}
+    again = process_scans(ids, pipeline)
+    assert again.statuses == {} and again.not_claimed == ids
+    with db.session_scope(any_url, readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(ScanScore)) == 3
+    assert {r.attempts for r in rows(any_url).values()} == {1}
+
+
+def test_the_same_sop_instance_is_scored_once(
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+) -> None:
+    original = copy_dicom("examples_ybr_color.dcm", tmp_path / "orig.dcm")
+    resent = edited_dicom(tmp_path, "resent.dcm", StationName="RESENT")  # other bytes, same UID
+    third = edited_dicom(tmp_path, "third.dcm", StationName="AGAIN")
+    ids = [receive(any_url, p) for p in (original, resent)]
+    pipeline = pipeline_for(any_url)
+    result = process_scans(ids, pipeline)  # both in one batch
+    assert result.statuses == {ids[0]: "scored", ids[1]: "skipped"}
+    later = receive(any_url, third)
+    assert process_scans([later], pipeline).statuses == {later: "skipped"}  # a later batch
+    got = rows(any_url)
+    for dup in (ids[1], later):
+        assert got[dup].duplicate_of_id == ids[0]
+        assert f"duplicate of scan {ids[0]}" in (got[dup].reason or "")
+        assert "SOP instance" in (got[dup].reason or "")
+
+
+def test_a_file_that_changed_or_vanished_is_not_scored(
+    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+) -> None:
+    changed = write_png(tmp_path / "changed.png", 1)
+    gone = write_png(tmp_path / "gone.png", 2)
+    ids = [receive(sqlite_url, changed), receive(sqlite_url, gone)]
+    write_png(changed, 3, size=(70, 70))
+    gone.unlink()
+    result = process_scans(ids, pipeline_for(sqlite_url))
+    assert result.statuses == {ids[0]: "skipped", ids[1]: "failed"}
+    got = rows(sqlite_url)
+    assert "changed after it was received" in (got[ids[0]].reason or "")
+    assert "gone" in (got[ids[1]].reason or "")
+
+
+def test_a_scan_past_the_attempt_cap_fails_with_its_last_problem(
+    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+) -> None:
+    scan_id = receive(sqlite_url, write_png(tmp_path / "a.png", 1))
+    with db.session_scope(sqlite_url) as s:
+        s.execute(update(Scan).where(Scan.id == scan_id).values(attempts=3, reason="database away"))
+    result = process_scans([scan_id], pipeline_for(sqlite_url, max_attempts=3))
+    assert result.statuses == {}
+    got = rows(sqlite_url)[scan_id]
+    assert got.status == "failed" and got.attempts == 4
+    assert got.reason == "gave up after 3 attempts; last problem: database away"
+
+
+def test_poison_files_fail_and_their_neighbours_are_scored(
+    sqlite_url: str,
+    tmp_path: Path,
+    pipeline_for: Callable[..., Pipeline],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(FAULTS))
+    monkeypatch.setenv("USQA_TEST_FAULTS", "1")
+    crash = write_png(tmp_path / "crash-decoder.png", 1)
+    hang = write_png(tmp_path / "hang-decoder.png", 2)
+    good = [write_png(tmp_path / f"good{i}.png", 10 + i) for i in range(2)]
+    ids = [receive(sqlite_url, p) for p in (good[0], crash, hang, good[1])]
+    pipeline = pipeline_for(sqlite_url, decode_timeout=3.0, max_attempts=3)
+    result = process_scans(ids, pipeline)
+    assert result.statuses == {ids[0]: "scored", ids[1]: RETRY, ids[2]: "failed", ids[3]: "scored"}
+    assert result.retry == [ids[1]]
+    got = rows(sqlite_url)
+    assert got[ids[1]].status == "queued" and "attempt 1 of 3" in (got[ids[1]].reason or "")
+    assert "longer than 3 s" in (got[ids[2]].reason or "")
+    for _ in range(2):  # the runner/Celery re-send it after a backoff; the cap ends it
+        result = process_scans([ids[1]], pipeline)
+    assert result.statuses == {ids[1]: "failed"}
+    crashed = rows(sqlite_url)[ids[1]]
+    assert crashed.attempts == 3
+    assert "SIGSEGV" in (crashed.reason or "") and "failed after 3 attempts" in (
+        crashed.reason or ""
+    )
