@@ -135,6 +135,7 @@ _metrics: _Metrics | None = None
 _server: Any = None
 _multiprocess_dir: str | None = None
 _queue_thread: threading.Thread | None = None
+_queue_reader: Callable[[], int] | None = None
 _queue_stop = threading.Event()
 
 
@@ -277,19 +278,23 @@ def set_queue_depth(depth: int) -> None:
 
 def watch_queue_depth(read_depth: Callable[[], int], every: float = 15.0) -> None:
     """Refresh ``usqa_queue_depth`` from ``read_depth()`` every ``every`` seconds in a daemon
-    thread (the ingester's or the embedded runner's). A failing read keeps the last value."""
-    global _queue_thread
+    thread (the ingester's or the embedded runner's); a later call replaces the reader. A
+    failing read keeps the last value. :func:`shutdown` stops the thread."""
+    global _queue_thread, _queue_reader
 
     def loop() -> None:
         while True:
-            try:
-                set_queue_depth(int(read_depth()))
-            except Exception as exc:  # the database may be away for a while
-                log.debug("queue depth not read: %s", exc)
+            reader = _queue_reader
+            if reader is not None:
+                try:
+                    set_queue_depth(int(reader()))
+                except Exception as exc:  # the database may be away for a while
+                    log.debug("queue depth not read: %s", exc)
             if _queue_stop.wait(every):
                 return
 
     with _lock:
+        _queue_reader = read_depth
         if _queue_thread is not None and _queue_thread.is_alive():
             return
         _queue_stop.clear()
@@ -343,6 +348,7 @@ def serve(port: int, *, multiprocess: bool = False, addr: str = "0.0.0.0") -> in
         raise ConfigError(f"USQA_METRICS_PORT={port}: not a TCP port (1 to 65535, or 0 for off)")
     from prometheus_client import CollectorRegistry, start_http_server
 
+    _stop_server()  # one endpoint per process: a second call replaces the first
     if multiprocess:
         from prometheus_client import multiprocess as mp
 
@@ -374,19 +380,28 @@ def mark_process_dead(pid: int) -> None:
         log.debug("could not mark process %d dead for metrics", pid, exc_info=True)
 
 
+def _stop_server() -> None:
+    global _server
+    if _server is None:
+        return
+    server = _server[0] if isinstance(_server, tuple) else _server
+    try:
+        server.shutdown()
+        server.server_close()
+    except Exception:
+        log.debug("metrics server did not stop cleanly", exc_info=True)
+    _server = None
+
+
 def shutdown() -> None:
     """Stop the HTTP server and the queue-depth thread; remove a private multiprocess dir."""
-    global _server, _multiprocess_dir, _queue_thread
+    global _multiprocess_dir, _queue_thread, _queue_reader
     _queue_stop.set()
-    if _server is not None:
-        server = _server[0] if isinstance(_server, tuple) else _server
-        try:
-            server.shutdown()
-            server.server_close()
-        except Exception:
-            log.debug("metrics server did not stop cleanly", exc_info=True)
-        _server = None
+    if _queue_thread is not None:
+        _queue_thread.join(timeout=5)
+    _queue_thread = None
+    _queue_reader = None
+    _stop_server()
     if _multiprocess_dir is not None and _multiprocess_dir.startswith(tempfile.gettempdir()):
         shutil.rmtree(_multiprocess_dir, ignore_errors=True)
     _multiprocess_dir = None
-    _queue_thread = None

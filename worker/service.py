@@ -160,8 +160,8 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     started = ledger.utcnow()
     pipeline = Pipeline(settings, mode="embedded")
     pipeline.load()  # fail now, not on the first file, if the model cannot load
-    metrics.serve(settings.metrics_port)
-    metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+    if metrics.serve(settings.metrics_port):
+        metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
     heartbeat = HeartbeatFile.from_settings(settings, "run")
     runner = Runner(pipeline)
     ingester = Ingester(
@@ -238,8 +238,8 @@ def run_ingester(root: Path, settings: Settings) -> int:
             "use `usqa run` to score in one process without one"
         )
     db.require_current(settings.database_url)
-    metrics.serve(settings.metrics_port)
-    metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+    if metrics.serve(settings.metrics_port):
+        metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
     heartbeat = HeartbeatFile.from_settings(settings, "ingest")
 
     def send(ids: list[int]) -> None:
