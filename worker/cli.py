@@ -71,12 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
         "See README.md for the full list.",
     )
     parser.add_argument(
-        "--log-format", dest="log_format", choices=["text", "json"], default=None,
+        "--log-format",
+        dest="log_format",
+        choices=["text", "json"],
+        default=None,
         help="log line format (USQA_LOG_FORMAT)",
     )
     parser.add_argument(
-        "--log-level", dest="log_level", default=None,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (USQA_LOG_LEVEL)",
+        "--log-level",
+        dest="log_level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (USQA_LOG_LEVEL)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True

@@ -12,7 +12,7 @@ tell "this file is bad" (never retried, the scan ends ``failed``) from "a server
     │   ├── LimitExceededError              over the pixel, frame or size budget
     │   ├── NoPixelDataError                a DICOM object without an image (e.g. a report)
     │   └── DecodeTimeoutError (TimeoutError)   decoding ran past USQA_DECODE_TIMEOUT
-    ├── SkipScan                            valid, but policy says do not score (modality, duplicate)
+    ├── SkipScan                            valid, but policy says not to score (modality, copy)
     ├── TransientError                      a server is unavailable; retried with backoff
     │   ├── DatabaseUnavailableError
     │   └── BrokerUnavailableError
@@ -75,7 +75,7 @@ class DecodeTimeoutError(InputError, TimeoutError):
     """Decoding took longer than the configured limit (a poison file)."""
 
 
-class SkipScan(UsqaError):
+class SkipScan(UsqaError):  # noqa: N818 - a control-flow outcome, not a failure
     """The file is valid but policy says not to score it; the scan ends ``skipped``."""
 
 

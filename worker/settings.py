@@ -67,7 +67,7 @@ class Settings:
     )
 
     # --- model and scoring (model) -----------------------------------------------------
-    weights: Path | None = _opt(
+    weights: Path | None = _opt(  # noqa: RUF009 - field() factory, value is immutable
         None, "Model weights file. Unset: the weights shipped in the package."
     )
     good_threshold: float = _opt(80.0, "Scores at or above this are graded good.")
