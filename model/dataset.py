@@ -111,12 +111,15 @@ def eval_versions(
     return versions, np.asarray(source)
 
 
-def crops(images: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``size x size`` window of each image (no resampling)."""
+def crops(
+    images: Sequence[np.ndarray], size: int, rng: np.random.Generator, align: int = 1
+) -> np.ndarray:
+    """A random ``size x size`` window of each image (no resampling), its corner on a
+    multiple of ``align`` pixels (8 keeps the JPEG block grid where inference sees it)."""
     out = []
     for im in images:
         h, w = im.shape
-        y = int(rng.integers(0, h - size + 1))
-        x = int(rng.integers(0, w - size + 1))
+        y = align * int(rng.integers(0, (h - size) // align + 1))
+        x = align * int(rng.integers(0, (w - size) // align + 1))
         out.append(im[y : y + size, x : x + size])
     return np.stack(out)

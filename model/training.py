@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.dataset import crops, eval_versions, load_split
-from model.degradations import KINDS, get_protocol
+from model.degradations import KINDS, Protocol, get_protocol
 from model.inference import autocast, predict_images
 from model.metrics import regression
 from model.network import build_model
@@ -58,6 +58,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     augment: str = "paper"  # paper: flip + rotation + scale | flip | none
     crop: int = 224
+    crop_align: int = 8  # crop corners on the 8-pixel JPEG grid, as at inference
     size: int = 256
     target: str = "raw"  # raw: regress the label | unit: regress label / 100
     bf16: bool = False
@@ -65,6 +66,7 @@ class TrainConfig:
     threads: int = 2
     limit: int = 0  # use only the first N images of each split (tests, smoke runs)
     val_levels: int = 3
+    bn_recal: int = 0  # batches of fresh training data to re-estimate BatchNorm statistics
     state: Path | None = None
     resume: bool = False
     half: bool = False
@@ -88,6 +90,10 @@ class TrainConfig:
                 raise ConfigError(f"--{name} {getattr(self, name)!r}: expected one of {allowed}")
         if not 16 <= self.crop <= self.size:
             raise ConfigError(f"--crop {self.crop}: expected 16..{self.size} (the --size)")
+        if self.bn_recal < 0:
+            raise ConfigError(f"--bn-recal {self.bn_recal}: expected 0 (off) or more batches")
+        if self.crop_align < 1:
+            raise ConfigError(f"--crop-align {self.crop_align}: expected 1 or more")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("--epochs, --batch-size and --lr must be positive")
 
@@ -206,17 +212,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         )
         for step in bar:
             items = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            versions = [
-                protocol.sample(
-                    _augment(train_set.images[i // len(KINDS)], cfg.augment, rng),
-                    KINDS[i % len(KINDS)],
-                    rng,
-                )
-                for i in items
-            ]
-            x = preprocess.tensor(crops([v.image for v in versions], cfg.crop, rng))
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = torch.tensor([v.label / target_scale for v in versions], dtype=torch.float32)
+            x, labels = _batch(cfg, train_set.images, items, protocol, preprocess, rng)
+            y = torch.tensor(labels / target_scale, dtype=torch.float32)
             with autocast("cpu", cfg.bf16):
                 out = net(x).view(-1)
             loss = loss_fn(out.float(), y)
@@ -233,6 +230,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             seen += len(items)
             bar.set_postfix(loss=f"{total / seen * target_scale**2:.1f}")
         bar.close()
+        if cfg.bn_recal:
+            _recalibrate_bn(net, cfg, train_set.images, protocol, preprocess, epoch, n_items)
         pred = predict_images(net, val_images, preprocess, target_scale, 64, cfg.bf16)
         val = regression(pred, val_labels, logistic=False)
         elapsed += time.perf_counter() - t0
@@ -286,6 +285,61 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     return meta
 
 
+def _batch(
+    cfg: TrainConfig,
+    images: np.ndarray,
+    items: np.ndarray,
+    protocol: Protocol,
+    preprocess: Preprocess,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Network input and labels for training items (item i = image i // 3, kind i % 3)."""
+    versions = [
+        protocol.sample(
+            _augment(images[i // len(KINDS)], cfg.augment, rng), KINDS[i % len(KINDS)], rng
+        )
+        for i in items
+    ]
+    x = preprocess.tensor(crops([v.image for v in versions], cfg.crop, rng, cfg.crop_align))
+    return x.contiguous(memory_format=torch.channels_last), np.array([v.label for v in versions])
+
+
+@torch.no_grad()
+def _recalibrate_bn(
+    net: nn.Module,
+    cfg: TrainConfig,
+    images: np.ndarray,
+    protocol: Protocol,
+    preprocess: Preprocess,
+    epoch: int,
+    n_items: int,
+) -> None:
+    """Re-estimate every BatchNorm's running mean/variance for the current weights as the
+    plain average over ``cfg.bn_recal`` fresh training batches ("precise BN").
+
+    The exponential running average lags behind weights that change fast, and evaluation
+    (and the Scorer) use those running statistics: without this the validation error of an
+    epoch says more about stale statistics than about the weights. Only the statistics
+    change, never the trained weights, and the data comes from its own random stream, so
+    the training trajectory is the same with or without it.
+    """
+    rng = np.random.default_rng([cfg.seed, epoch, 7])
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    for _ in range(cfg.bn_recal):
+        items = rng.integers(0, n_items, cfg.batch_size)
+        x, _ = _batch(cfg, images, items, protocol, preprocess, rng)
+        with autocast("cpu", cfg.bf16):
+            net(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    net.eval()
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -297,8 +351,11 @@ def _combined_hash(*hashes: str) -> str:
 
 
 def _config_key(cfg: TrainConfig) -> dict[str, Any]:
-    """The options that must match for ``--resume`` (paths and run control excluded)."""
+    """The options that must match for ``--resume`` (paths and run control excluded;
+    ``bn_recal`` changes statistics only, never the trained weights, so a run may be
+    resumed with it switched on)."""
     skip = {
+        "bn_recal",
         "data",
         "splits",
         "out",

@@ -60,6 +60,8 @@ def test_cli_tiny_training_writes_a_loadable_checkpoint(busi_dir: Path, tmp_path
             "--no-progress",
             "--protocol",
             "paper",
+            "--bn-recal",
+            "1",
         ]
     )
     assert code == 0
@@ -70,6 +72,7 @@ def test_cli_tiny_training_writes_a_loadable_checkpoint(busi_dir: Path, tmp_path
     assert len(meta["data_hash"]) == 64
     assert meta["command"].startswith("usqa ") or meta["command"] == ""
     assert meta["config"]["bf16"] is True and meta["config"]["epochs"] == 1
+    assert meta["config"]["bn_recal"] == 1
     assert meta["metrics"]["history"][0]["epoch"] == 1
     assert "val_mse" in meta["metrics"]["selected"]
     assert out.with_name(out.name + ".state").is_file()

@@ -92,6 +92,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "resampling (default 224)",
     )
     p.add_argument(
+        "--bn-recal",
+        type=int,
+        default=0,
+        help="after each epoch, re-estimate BatchNorm statistics on this many fresh training "
+        "batches before validating and saving (0 = off, the published behaviour)",
+    )
+    p.add_argument(
+        "--crop-align",
+        type=int,
+        default=8,
+        help="training windows start on multiples of this many pixels; 8 keeps the JPEG block "
+        "grid where the scorer sees it (default 8; 1 = any position)",
+    )
+    p.add_argument(
         "--size",
         type=int,
         default=256,
@@ -158,6 +172,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         warmup_epochs=args.warmup_epochs,
         augment=args.augment,
         crop=args.crop,
+        crop_align=args.crop_align,
+        bn_recal=args.bn_recal,
         size=args.size,
         target=args.target,
         bf16=args.bf16,
