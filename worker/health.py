@@ -6,11 +6,13 @@ heartbeat file (``USQA_HEARTBEAT_FILE``) from its *main loop*, after each piece 
 every idle turn. A separate short-lived ``usqa health`` reads it and also pings the broker:
 
 * no file, or a file older than three beat intervals: the loop has died or hangs;
-* a task in hand for longer than its limit (``USQA_TASK_TIME_LIMIT`` plus a minute): the
-  process is alive but stuck;
+* a task in hand for longer than its limit (``USQA_TASK_TIME_LIMIT``, plus as long again
+  and at most a minute): the process is alive but stuck;
 * the broker does not answer within a few seconds: the worker cannot consume.
 
-Any of these makes the process unhealthy (exit 1). In a Celery worker the beat comes from a
+Any of these makes the process unhealthy (exit 1). Under systemd (``Type=notify`` with
+``WatchdogSec=``) each beat also pings systemd's watchdog, except while a task is stuck, so
+systemd restarts a hung or stuck process by itself. In a Celery worker the beat comes from a
 worker bootstep on Celery's own timer, in the pool's parent process: the timer runs in the
 same event loop that receives tasks, so a hung consumer stops the beat, and the oldest
 running task is read from Celery's table of active requests.
@@ -39,6 +41,7 @@ __all__ = [
     "celery_heartbeat_step",
     "check_broker",
     "check_heartbeat",
+    "notify_systemd",
     "run_checks",
 ]
 
@@ -88,6 +91,7 @@ class HeartbeatFile:
         self.hostname = socket.gethostname()
         self._failing = False
         self._last_write = float("-inf")
+        self._ready_sent = False
 
     @classmethod
     def from_settings(cls, settings: Any, role: str) -> HeartbeatFile | None:
@@ -131,6 +135,19 @@ class HeartbeatFile:
             if not self._failing:
                 log.warning("cannot write heartbeat file %s: %s", self.path, exc.strerror)
             self._failing = True
+        stuck = (
+            busy_since is not None
+            and self.busy_limit is not None
+            and beat.time - busy_since > self.busy_limit
+        )
+        if not stuck:  # a stuck process stops feeding systemd's watchdog, which restarts it
+            self._notify_systemd()
+
+    def _notify_systemd(self) -> None:
+        """Under systemd (Type=notify, WatchdogSec=): READY=1 once, then WATCHDOG=1 per beat."""
+        message = b"WATCHDOG=1" if self._ready_sent else b"READY=1\nWATCHDOG=1"
+        if notify_systemd(message):
+            self._ready_sent = True
 
     def tick(self, *, busy_since: float | None = None, scans_done: int = 0) -> None:
         """Call from the main loop as often as it turns: writes a beat when half an interval
@@ -170,6 +187,23 @@ def beating(
         return bool(until_idle()) if until_idle is not None else False
 
     return after_tick
+
+
+def notify_systemd(message: bytes) -> bool:
+    """Send ``message`` to systemd's notification socket (``NOTIFY_SOCKET``, set for units of
+    Type=notify). Returns False when there is none or it cannot be reached; never raises."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address or address[0] not in "@/":
+        return False
+    target = "\0" + address[1:] if address[0] == "@" else address
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(target)
+            sock.sendall(message)
+    except OSError as exc:
+        log.debug("systemd notification not sent: %s", exc)
+        return False
+    return True
 
 
 def read_beat(path: Path) -> Beat:

@@ -68,6 +68,9 @@ def test_units_are_hardened_and_restart(name: str) -> None:
         key = value.split("=", 1)[0]
         assert key in setting_variables(), f"{name}: {key} is not a usqa setting"
     if name != "usqa-migrate.service":
+        # The heartbeat feeds systemd's watchdog: a hung or stuck process is restarted.
+        assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"], name
+        assert int(service["WatchdogSec"][0].rstrip("s")) >= 3 * 20, name
         assert "/srv/usqa/dropbox" in service["ReadWritePaths"], name
         assert "usqa-migrate.service" in " ".join(unit["Unit"]["After"]), name
         assert unit["Install"]["WantedBy"] == ["usqa.target"]

@@ -138,3 +138,42 @@ def test_usqa_health_exit_codes(
     assert report["healthy"] is False
     assert {c["name"]: c["ok"] for c in report["checks"]} == {"heartbeat": True, "broker": False}
     assert main(["health", "--no-broker"]) == 0
+
+
+@pytest.mark.parametrize("abstract", [False, True])
+def test_beats_feed_systemds_watchdog_unless_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, abstract: bool
+) -> None:
+    """A real datagram socket stands in for systemd's NOTIFY_SOCKET."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"usqa-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    else:
+        path = tmp_path / "notify"
+        sock.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    sock.settimeout(2.0)
+    try:
+        hb = HeartbeatFile(tmp_path / "hb.json", "worker", interval=10.0, busy_limit=100.0)
+        hb.write()
+        assert sock.recv(256) == b"READY=1\nWATCHDOG=1"
+        hb.write(busy_since=time.time() - 50)  # busy within its limit: still pinging
+        assert sock.recv(256) == b"WATCHDOG=1"
+        hb.write(busy_since=time.time() - 500)  # stuck: the watchdog is starved
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(256)
+        assert check_heartbeat(tmp_path / "hb.json").ok is False
+    finally:
+        sock.close()
+
+
+def test_no_notify_socket_means_no_notification(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.health import notify_systemd
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert notify_systemd(b"WATCHDOG=1") is False
+    monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/socket")
+    assert notify_systemd(b"WATCHDOG=1") is False
