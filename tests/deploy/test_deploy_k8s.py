@@ -20,6 +20,7 @@ K8S_VERSION = "1.30"
 BASE = K8S / "base"
 CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "StorageClass", "ClusterRole"}
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+OPERATOR_KINDS = {"PodMonitor", "PrometheusRule"}  # Prometheus Operator CRDs
 
 
 def _all_docs() -> list[tuple[Path, dict[str, Any]]]:
@@ -56,7 +57,7 @@ def test_every_document_has_api_version_kind_and_metadata() -> None:
 def test_builtin_kinds_match_the_kubernetes_schema() -> None:
     checked = 0
     for path, doc in _all_docs():
-        if doc["kind"] in KEDA_KINDS or doc["kind"] == "Kustomization":
+        if doc["kind"] in KEDA_KINDS | OPERATOR_KINDS or doc["kind"] == "Kustomization":
             continue
         if path.parent.name == "gpu":  # a strategic-merge patch, not a whole object
             continue
@@ -281,3 +282,20 @@ def test_kustomize_builds_offline(overlay: str) -> None:
         assert {"name": "USQA_DEVICE", "value": "cuda"} in container["env"]
     else:
         assert "nvidia.com/gpu" not in container["resources"]["limits"]
+
+
+def test_operator_monitoring_matches_the_prometheus_files() -> None:
+    docs = _by_kind_name(load_yaml_docs(K8S / "monitoring" / "usqa-monitoring.yaml"))
+    rule = docs[("PrometheusRule", "usqa")]
+    alerts = yaml.safe_load((K8S.parent / "prometheus" / "usqa-alerts.yml").read_text("utf-8"))
+    assert rule["spec"] == alerts, "PrometheusRule and usqa-alerts.yml have drifted apart"
+    monitor = docs[("PodMonitor", "usqa")]
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "usqa"}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    base = _by_kind_name(_base_docs())
+    for name in ("usqa-worker", "usqa-ingest"):
+        (container,) = _pod_spec(base[("Deployment", name)])["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert endpoint["port"] in ports, name
+        env = base[("ConfigMap", "usqa-config")]["data"]
+        assert ports[endpoint["port"]] == int(env["USQA_METRICS_PORT"]), name
