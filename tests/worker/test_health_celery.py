@@ -71,7 +71,7 @@ def celery_worker(tmp_path: Path, redis_url: str) -> Iterator[tuple[subprocess.P
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
         "USQA_BROKER_URL": redis_url,
         "USQA_HEARTBEAT_FILE": str(heartbeat),
-        "USQA_HEARTBEAT_SECONDS": "0.5",
+        "USQA_HEARTBEAT_SECONDS": "1",
         # A task may run 2 s (+ 2 s grace) before the worker counts as stuck.
         "USQA_TASK_TIME_LIMIT": "2",
         "HB_QUEUE": queue,

@@ -174,7 +174,7 @@ def test_scaled_worker_endpoint_adds_up_its_pool_processes(
     base = {
         **os.environ,
         "USQA_DATABASE_URL": url, "USQA_BROKER_URL": broker, "USQA_WEIGHTS": str(random_weights),
-        "USQA_STABLE_SECONDS": "0.2", "USQA_HEARTBEAT_SECONDS": "0.5", "USQA_PRECISION": "fp32",
+        "USQA_STABLE_SECONDS": "0.2", "USQA_HEARTBEAT_SECONDS": "2", "USQA_PRECISION": "fp32",
         "USQA_THREADS": "1", "USQA_FILES_PER_TASK": "2", "USQA_LINGER_SECONDS": "0.05",
     }  # fmt: skip
     worker_env = {**base, "USQA_METRICS_PORT": str(worker_port),
