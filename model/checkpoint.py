@@ -31,7 +31,14 @@ from model.network import ARCH, build_model
 from model.preprocess import Preprocess
 from worker.errors import ModelError
 
-__all__ = ["FORMAT", "Checkpoint", "file_sha256", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "export",
+    "file_sha256",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +147,11 @@ def load_checkpoint(path: Path, device: str = "cpu") -> Checkpoint:
     net.to(device).eval()
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return Checkpoint(net, meta, preprocess, target_scale, file_sha256(path))
+
+
+def export(src: Path, dst: Path, half: bool = True) -> None:
+    """Re-write checkpoint ``src`` to ``dst`` (float16 weights when ``half``), metadata kept."""
+    ckpt = load_checkpoint(src)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "arch", "weights_dtype")}
+    meta["exported_from"] = {"sha256": ckpt.sha256, "weights_dtype": ckpt.meta["weights_dtype"]}
+    save_checkpoint(dst, ckpt.net, meta, half=half)
