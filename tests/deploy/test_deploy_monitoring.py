@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 from deploy_files import DEPLOY, REPO
@@ -40,13 +41,19 @@ def promql_metric_names(expr: str) -> set[str]:
     return {t for t in tokens if t.startswith("usqa_") or t == "up"}
 
 
-def _balanced(expr: str) -> bool:
-    depth = 0
-    for ch in expr:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            return False
-    return depth == 0
+def _parses(expr: str) -> bool:
+    """PromQL syntax check with the promql-parser package (a port of Prometheus's parser)."""
+    try:
+        promql_parser.parse(expr)
+    except ValueError:
+        return False
+    return True
+
+
+def test_the_promql_check_rejects_bad_syntax() -> None:
+    assert _parses("sum(rate(usqa_scans_scored_total[5m]))")
+    assert not _parses("sum(rate(usqa_scans_scored_total[5m])")
+    assert not _parses("sum by (grade) rate(usqa_scans_scored_total[5m])")
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -78,7 +85,7 @@ def test_alert_rules_use_exported_metrics_and_have_runbooks() -> None:
     assert len(rules) >= 6
     for rule in rules:
         name = rule["alert"]
-        assert _balanced(rule["expr"]), name
+        assert _parses(rule["expr"]), name
         used = promql_metric_names(rule["expr"])
         assert used, f"{name}: no metric in its expression"
         assert used <= exported, f"{name}: unknown metrics {used - exported}"
@@ -110,7 +117,7 @@ def test_dashboard_reads_prometheus_and_the_ledger_views() -> None:
                 prom_panels += 1
                 used = promql_metric_names(target["expr"])
                 assert used and used <= exported, f"{panel['title']}: {used - exported}"
-                assert _balanced(target["expr"]), panel["title"]
+                assert _parses(target["expr"]), panel["title"]
             else:
                 sql_panels += 1
                 views = set(re.findall(r"\bFROM\s+([a-z_]+)", target["rawSql"], re.I))
