@@ -35,22 +35,25 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def postgres_database(postgres_url: str):  # type: ignore[no-untyped-def]
-    """A factory of fresh, empty PostgreSQL databases on the test server (one per call);
-    all are dropped at the end of the session. Returns their SQLAlchemy URLs."""
+    """A factory of fresh, empty PostgreSQL namespaces on the test server (one per call): a
+    new schema, made the connection's search_path through the URL, so every table, view and
+    alembic_version of a test lives apart. All are dropped at the end of the session.
+    Returns their SQLAlchemy URLs (usable by subprocesses too)."""
     import uuid
 
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     made: list[str] = []
 
     def make() -> str:
         name = f"usqa_test_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
         made.append(name)
-        return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={name}"})
+        return url.render_as_string(hide_password=False)
 
     yield make
     from db.session import dispose_engines
@@ -58,7 +61,7 @@ def postgres_database(postgres_url: str):  # type: ignore[no-untyped-def]
     dispose_engines()
     with admin.connect() as conn:
         for name in made:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     admin.dispose()
 
 

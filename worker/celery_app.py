@@ -71,6 +71,7 @@ def make_app(settings: Settings) -> Any:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
+        worker_proc_alive_timeout=60.0,
         task_time_limit=float(settings.task_time_limit),
         task_soft_time_limit=max(1.0, float(settings.task_time_limit) * 0.9),
         broker_transport_options=_transport_options(settings),
@@ -187,10 +188,10 @@ def _register(app: Any, settings: Settings) -> None:
         from db import dispose_engines
 
         dispose_engines()  # never reuse the parent's connections
-        try:
-            worker_pipeline(settings).load()
+        try:  # heartbeat and decoder now; the model loads with the first batch
+            worker_pipeline(settings)
         except Exception as exc:  # logged; each task tries again and reports it
-            log.error("worker process %d could not load the model: %s", os.getpid(), exc)
+            log.error("worker process %d could not start: %s", os.getpid(), exc)
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _stop_process(**_: Any) -> None:

@@ -66,6 +66,11 @@ def is_ignored_name(relative: str) -> bool:
     return name.endswith(TEMP_SUFFIXES) or name.endswith("~")
 
 
+def _shown(path: str) -> str:
+    """A path for a log line: control characters shown as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in path)
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:  # noqa: PTH123 - plain string paths throughout
@@ -371,18 +376,23 @@ class Ingester:
                     self.refused.add(path)
                     log.warning(
                         "refused %s: it is a symbolic link to %s, outside the drop folder",
-                        path,
-                        target,
+                        _shown(path),
+                        _shown(target),
                     )
                 return None
         try:
             st = Path(path).stat()
         except OSError:
+            if stat.S_ISLNK(link.st_mode) and path not in self.refused:
+                self.refused.add(path)
+                log.warning(
+                    "ignored %s: a symbolic link to a file that does not exist", _shown(path)
+                )
             return None
         if not stat.S_ISREG(st.st_mode):
             if path not in self.refused:
                 self.refused.add(path)
-                log.warning("ignored %s: not a regular file", path)
+                log.warning("ignored %s: not a regular file", _shown(path))
             return None
         return st
 
@@ -447,7 +457,7 @@ class Ingester:
                 digest = _sha256(path)
                 after = Path(path).stat()
             except OSError as exc:
-                log.warning("could not read %s to record it: %s", path, exc.strerror)
+                log.warning("could not read %s to record it: %s", _shown(path), exc.strerror)
                 self.pending.pop(path, None)
                 continue
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
@@ -463,7 +473,9 @@ class Ingester:
             now = ledger.utcnow()
             originals: dict[str, Scan] = {}
             for path, st, digest in fresh:
-                original = originals.get(digest) or ledger.find_original(session, digest)
+                original = None
+                if st.st_size > 0:  # empty files have no identity: each fails on its own
+                    original = originals.get(digest) or ledger.find_original(session, digest)
                 row = ledger.record_received(
                     session,
                     path=path,
@@ -520,7 +532,7 @@ class Ingester:
                 log.warning(
                     "could not %s %s after scoring: %s",
                     self.settings.after_scoring,
-                    scan.path,
+                    _shown(scan.path),
                     exc.strerror,
                 )
                 done.append((scan.id, "kept", None))

@@ -74,6 +74,11 @@ class _Work:
     reason_class: str | None = None  # for the metrics: why it failed or was skipped
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters shown as ``?`` (a log line stays one line)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -375,7 +380,7 @@ def _log_outcome(
 ) -> None:
     extra: dict[str, Any] = {
         "scan_id": scan.id,
-        "file": Path(scan.path).name,
+        "file": _printable(Path(scan.path).name),
         "sha256": scan.sha256[:12],
         "status": status,
     }
@@ -398,9 +403,9 @@ def _log_outcome(
             extra=extra,
         )
         return
-    extra["reason"] = reason
+    extra["reason"] = None if reason is None else _printable(reason)
     level = logging.WARNING if status == FAILED else logging.INFO
-    log.log(level, "scan %d %s: %s", scan.id, status, reason, extra=extra)
+    log.log(level, "scan %d %s: %s", scan.id, status, extra["reason"], extra=extra)
 
 
 def process_scans(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 import db
 from db import ledger, queries
+from db.migrate import include_object
 from db.models import Base, FrameScore, Scan, ScanScore, WorkerProcess
 from worker.errors import ConfigError, DatabaseUnavailableError
 
@@ -75,11 +76,15 @@ def score(url: str, scan: Scan, token: str, version: str = "v1") -> bool:
         )
 
 
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_migrations_match_the_models(url: str) -> None:
     assert db.current_revision(url) == db.head_revision()
     db.require_current(url)
     with db.get_engine(url).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(
+            conn, opts={"include_object": include_object, "compare_type": True}
+        )
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
     db.upgrade(url)  # idempotent
     assert db.current_revision(url) == db.head_revision()

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from usqa_files import copy_dicom, write_png
 
+from worker.cli import main
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUIRED = {"path", "sha256", "status", "score", "grade", "reason", "attempts", "model_version"}
@@ -45,20 +47,26 @@ def usqa(
 
 
 def test_run_once_scores_the_folder_and_the_ledger_answers(
-    tmp_path: Path, random_weights: Path
+    tmp_path: Path,
+    random_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = env_for(tmp_path, random_weights)
+    for key, value in env_for(tmp_path, random_weights).items():
+        if key.startswith("USQA_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("USQA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("USQA_BROKER_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default database is ./usqa.db
     drop = tmp_path / "dropbox"
     write_png(drop / "a.png", 1)
     write_png(drop / "ward2" / "b.png", 2)
     copy_dicom("examples_ybr_color.dcm", drop / "cine.dcm")
     (drop / "notes.txt").write_text("not a scan")
-    done = usqa(["run", "--watch", "dropbox", "--once"], tmp_path, env)
-    assert done.returncode == 1, done.stderr  # notes.txt failed
-    assert "done: 4 file(s) recorded in this run, 1 failed" in done.stderr
-    listing = usqa(["scans", "--json"], tmp_path, env)
-    assert listing.returncode == 0, listing.stderr
-    lines = [json.loads(x) for x in listing.stdout.splitlines()]
+    assert main(["run", "--watch", "dropbox", "--once"]) == 1  # notes.txt failed
+    capsys.readouterr()
+    assert main(["scans", "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) == 4 and all(set(x) >= REQUIRED for x in lines)
     by_name = {Path(x["path"]).name: x for x in lines}
     assert by_name["notes.txt"]["status"] == "failed" and by_name["notes.txt"]["reason"]
@@ -72,11 +80,12 @@ def test_run_once_scores_the_folder_and_the_ledger_answers(
     assert all(
         0 <= score <= 100 and grade in ("good", "average", "poor") for _, score, grade in plain
     )
-    table = usqa(["scans", "--status", "failed"], tmp_path, env)
-    assert "notes.txt" in table.stdout and "a.png" not in table.stdout
-    again = usqa(["run", "--watch", "dropbox", "--once"], tmp_path, env)  # nothing new
-    assert again.returncode == 0, again.stderr
-    assert len(usqa(["scans", "--json"], tmp_path, env).stdout.splitlines()) == 4
+    assert main(["scans", "--status", "failed"]) == 0
+    table = capsys.readouterr().out
+    assert "notes.txt" in table and "a.png" not in table
+    assert main(["run", "--watch", "dropbox", "--once"]) == 0  # nothing new: nothing recorded
+    assert main(["scans", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
 
 
 def children(pid: int) -> set[int]:

@@ -1,0 +1,44 @@
+"""Fixtures of the fault tests: real Redis (a dedicated database number, flushed before and
+after), a fresh PostgreSQL database per test, real `usqa ingest` and `usqa worker`
+processes, and a real drop folder."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker"))  # usqa_files
+
+from fault_stack import Stack, ensure_redis
+
+import db
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[str]:
+    """The dedicated Redis test database, empty before and after."""
+    ensure_redis()
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path, postgres_database: Callable[[], str], broker: str, random_weights: Path
+) -> Iterator[Stack]:
+    url = postgres_database()
+    db.upgrade(url)
+    services = Stack(tmp_path, url, broker, random_weights)
+    try:
+        yield services
+    finally:
+        services.close()
