@@ -211,3 +211,23 @@ def test_a_burst_of_1000_files_is_scored_once_each(stack: Stack) -> None:
     original = next(r for r in rows if r.id == dup.duplicate_of_id)
     assert {Path(dup.path).name, Path(original.path).name} == {"scan0000.png", "twin-copy.png"}
     print(f"1001 files scored by two workers in {took:.1f} s")
+
+
+def test_sigterm_lets_a_worker_finish_the_batch_in_hand(stack: Stack) -> None:
+    slow = {"USQA_FRAMES_TO_SCORE": "0"}
+    stack.start_worker("a", env=slow)
+    stack.start_ingester()
+    files = distinct_cines(stack.drop, 2)  # one batch, seconds of work
+    pool = set(stack.pool_pids("a"))
+    until(
+        lambda: any(p in pool for p in holder_pids(stack)),
+        120,
+        "worker a to take the batch",
+        interval=0.02,
+    )
+    stack.procs["a"].send_signal(signal.SIGTERM)
+    assert stack.procs["a"].wait(120) == 0
+    rows = stack.check_exactly_once(files)
+    assert {r.status for r in rows} == {"scored"}
+    assert {r.attempts for r in rows} == {1}  # finished by the worker that had it, not redone
+    assert {int(r.worker.rsplit(":", 1)[1]) for r in rows if r.worker} <= pool
