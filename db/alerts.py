@@ -1,0 +1,322 @@
+"""Drift alerts: is a scanner, probe or operator producing worse images than it used to?
+
+For every group (a station, an operator, ...) the scans of the *recent* window (by default
+the last 7 days up to the report's end) are compared with the same group's *baseline* (the
+28 days before). Two things are checked, each with a one-sided test:
+
+* the mean score fell: recent mean at least ``mean_drop`` points below the baseline mean,
+  and Welch's t-test (unequal variances) says a drop that large is unlikely by chance;
+* the poor share rose: recent share of ``poor`` grades at least ``poor_rise`` above the
+  baseline share, and Fisher's exact test on the 2 x 2 table (poor / not poor by window)
+  says so too.
+
+A group is only tested when both windows hold at least ``min_scans`` scored scans. The
+p-values are compared with ``p_value`` divided by the number of tests run (Bonferroni), so
+that checking many groups every day does not raise alarms on noise. Only scans of one model
+version are compared (a new model is not a drift).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.orm import Session
+
+from db.reports import DIMENSIONS, GRADES, ScoreRows, fetch_scores
+
+__all__ = [
+    "DriftAlert",
+    "DriftCheck",
+    "DriftResult",
+    "DriftRule",
+    "WindowStats",
+    "check_drift",
+    "detect_drift",
+    "fisher_rise_p",
+    "welch_drop_p",
+]
+
+MEAN = "mean score"
+POOR = "poor share"
+POOR_CODE = GRADES.index("poor")
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """When a change counts as a drift (see the module docstring)."""
+
+    recent_days: int = 7
+    baseline_days: int = 28
+    min_scans: int = 30
+    mean_drop: float = 5.0  # score points
+    poor_rise: float = 0.10  # share, 0..1 (0.10 = ten percentage points)
+    p_value: float = 0.01  # family-wise, over every test of one run
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.recent_days < 1 or self.baseline_days < 1:
+            problems.append("the recent and baseline windows must be at least 1 day")
+        if self.min_scans < 2:
+            problems.append("the minimum number of scans per window must be at least 2")
+        if self.mean_drop < 0 or not 0 <= self.poor_rise <= 1:
+            problems.append("the score drop must be >= 0 and the poor-share rise in 0..1")
+        if not 0 < self.p_value < 1:
+            problems.append("the p-value threshold must be between 0 and 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def windows(self, until: date) -> tuple[date, date, date]:
+        """(baseline start, recent start, until): the baseline ends the day before the
+        recent window starts."""
+        recent_start = until - timedelta(days=self.recent_days - 1)
+        return recent_start - timedelta(days=self.baseline_days), recent_start, until
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Scored scans of one group in one window."""
+
+    scans: int
+    mean: float
+    variance: float  # sample variance (0 for a single scan)
+    poor: int
+
+    @property
+    def poor_share(self) -> float:
+        return self.poor / self.scans if self.scans else 0.0
+
+
+@dataclass(frozen=True)
+class DriftAlert:
+    """A drop that is larger than the rule's threshold and unlikely to be chance."""
+
+    dimension: str
+    group: str | None
+    metric: str  # "mean score" | "poor share"
+    baseline: float
+    recent: float
+    change: float  # recent - baseline (score points, or share 0..1)
+    p_value: float
+    threshold: float  # the Bonferroni-corrected p-value threshold it beat
+    test: str
+    baseline_scans: int
+    recent_scans: int
+    baseline_since: date
+    recent_since: date
+    until: date
+
+    def message(self, label: str) -> str:
+        """One line a QA lead can act on."""
+        who = f"{label} {self.group or '(not recorded)'}"
+        if self.metric == MEAN:
+            what = (
+                f"mean score fell from {self.baseline:.1f} to {self.recent:.1f} "
+                f"({self.change:+.1f} points)"
+            )
+        else:
+            what = (
+                f"poor share rose from {self.baseline:.0%} to {self.recent:.0%} "
+                f"({self.change * 100:+.0f} percentage points)"
+            )
+        return (
+            f"{who}: {what}; last {(self.until - self.recent_since).days + 1} days "
+            f"({self.recent_since}..{self.until}, {self.recent_scans} scans) vs the "
+            f"{(self.recent_since - self.baseline_since).days} days before "
+            f"({self.baseline_scans} scans); {self.test} p = {self.p_value:.2g}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("baseline_since", "recent_since", "until"):
+            out[key] = getattr(self, key).isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """What was found for one group: ``alert``, ``ok`` or ``too few scans``."""
+
+    dimension: str
+    group: str | None
+    outcome: str
+    baseline: WindowStats | None
+    recent: WindowStats | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dimension": self.dimension,
+            "group": self.group,
+            "outcome": self.outcome,
+            "baseline": None if self.baseline is None else asdict(self.baseline),
+            "recent": None if self.recent is None else asdict(self.recent),
+        }
+
+
+@dataclass
+class DriftResult:
+    """The alerts of one run, and every group looked at."""
+
+    rule: DriftRule
+    baseline_since: date
+    recent_since: date
+    until: date
+    model_version: str | None
+    tests: int = 0
+    alerts: list[DriftAlert] = field(default_factory=list)
+    checks: list[DriftCheck] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": asdict(self.rule),
+            "baseline_since": self.baseline_since.isoformat(),
+            "recent_since": self.recent_since.isoformat(),
+            "until": self.until.isoformat(),
+            "model_version": self.model_version,
+            "tests": self.tests,
+            "corrected_p_value": self.rule.p_value / self.tests if self.tests else None,
+            "alerts": [a.to_dict() for a in self.alerts],
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+def welch_drop_p(baseline: WindowStats, recent: WindowStats) -> float:
+    """One-sided p-value of Welch's t-test that the recent mean is below the baseline's."""
+    from scipy.stats import t
+
+    se2 = baseline.variance / baseline.scans + recent.variance / recent.scans
+    drop = baseline.mean - recent.mean
+    if se2 <= 0.0:  # no spread at all: any drop is certain, none is impossible
+        return 0.0 if drop > 0 else 1.0
+    df = (
+        se2
+        * se2
+        / (
+            (baseline.variance / baseline.scans) ** 2 / (baseline.scans - 1)
+            + (recent.variance / recent.scans) ** 2 / (recent.scans - 1)
+        )
+    )
+    return float(t.sf(drop / math.sqrt(se2), df))
+
+
+def fisher_rise_p(baseline: WindowStats, recent: WindowStats) -> float:
+    """One-sided p-value of Fisher's exact test that poor grades are more likely now."""
+    from scipy.stats import fisher_exact
+
+    table = [
+        [recent.poor, recent.scans - recent.poor],
+        [baseline.poor, baseline.scans - baseline.poor],
+    ]
+    return float(fisher_exact(table, alternative="greater").pvalue)
+
+
+def _window_stats(
+    rows: ScoreRows, keep: NDArray[np.bool_], dimension: str
+) -> dict[str | None, WindowStats]:
+    codes, labels = rows.codes[dimension], rows.labels[dimension]
+    out: dict[str | None, WindowStats] = {}
+    for code in np.unique(codes[keep]):
+        chosen = keep & (codes == code)
+        scores = rows.score[chosen]
+        n = int(scores.size)
+        out[labels[int(code)]] = WindowStats(
+            scans=n,
+            mean=float(scores.mean()),
+            variance=float(scores.var(ddof=1)) if n > 1 else 0.0,
+            poor=int((rows.grade[chosen] == POOR_CODE).sum()),
+        )
+    return out
+
+
+def check_drift(
+    session: Session,
+    dimensions: Sequence[str],
+    *,
+    until: date,
+    rule: DriftRule | None = None,
+    model_version: str | None = None,
+) -> DriftResult:
+    """Read the scans of the windows ending on ``until`` and check them for drift."""
+    rule = rule or DriftRule()
+    baseline_since, _, _ = rule.windows(until)
+    rows = fetch_scores(session, baseline_since, until)
+    return detect_drift(rows, dimensions, until=until, rule=rule, model_version=model_version)
+
+
+def detect_drift(
+    rows: ScoreRows,
+    dimensions: Sequence[str],
+    *,
+    until: date,
+    rule: DriftRule | None = None,
+    model_version: str | None = None,
+) -> DriftResult:
+    """Check every group of each of ``dimensions`` for a drift ending on ``until``.
+    ``rows`` must cover the baseline and recent windows; ``model_version`` None compares
+    scans of every version together."""
+    rule = rule or DriftRule()
+    baseline_since, recent_since, until = rule.windows(until)
+    result = DriftResult(rule, baseline_since, recent_since, until, model_version)
+    in_base = rows.mask(
+        since=baseline_since,
+        until=recent_since - timedelta(days=1),
+        model_version=model_version,
+    )
+    in_recent = rows.mask(since=recent_since, until=until, model_version=model_version)
+    candidates: list[tuple[str, str | None, WindowStats, WindowStats]] = []
+    for dimension in dimensions:
+        if dimension not in DIMENSIONS:
+            raise ValueError(
+                f"unknown grouping {dimension!r}: expected one of {', '.join(DIMENSIONS)}"
+            )
+        base_stats = _window_stats(rows, in_base, dimension)
+        recent_stats = _window_stats(rows, in_recent, dimension)
+        groups = set(base_stats) | set(recent_stats)
+        for name in sorted(groups, key=lambda g: (g is None, g or "")):
+            base, recent = base_stats.get(name), recent_stats.get(name)
+            if base is None or recent is None or min(base.scans, recent.scans) < rule.min_scans:
+                result.checks.append(DriftCheck(dimension, name, "too few scans", base, recent))
+                continue
+            candidates.append((dimension, name, base, recent))
+    result.tests = 2 * len(candidates)
+    threshold = rule.p_value / result.tests if result.tests else rule.p_value
+    for dimension, name, base, recent in candidates:
+        found = []
+        drop = recent.mean - base.mean
+        if -drop >= rule.mean_drop:
+            p = welch_drop_p(base, recent)
+            if p < threshold:
+                found.append((MEAN, base.mean, recent.mean, drop, p, "Welch's t-test"))
+        rise = recent.poor_share - base.poor_share
+        if rise >= rule.poor_rise:
+            p = fisher_rise_p(base, recent)
+            if p < threshold:
+                found.append(
+                    (POOR, base.poor_share, recent.poor_share, rise, p, "Fisher's exact test")
+                )
+        for metric, before, now, change, p, test in found:
+            result.alerts.append(
+                DriftAlert(
+                    dimension=dimension,
+                    group=name,
+                    metric=metric,
+                    baseline=before,
+                    recent=now,
+                    change=change,
+                    p_value=p,
+                    threshold=threshold,
+                    test=test,
+                    baseline_scans=base.scans,
+                    recent_scans=recent.scans,
+                    baseline_since=baseline_since,
+                    recent_since=recent_since,
+                    until=until,
+                )
+            )
+        result.checks.append(DriftCheck(dimension, name, "alert" if found else "ok", base, recent))
+    return result

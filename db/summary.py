@@ -1,0 +1,158 @@
+"""The whole QA report as one object: the figures of :mod:`db.reports` and the drift
+checks of :mod:`db.alerts` for one period, grouping and model version. ``usqa report``
+renders it as a terminal table, CSV, JSON or HTML; every output shows the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.alerts import DriftResult, DriftRule, detect_drift
+from db.reports import (
+    DEFAULT_DAYS,
+    DayGrades,
+    GroupDay,
+    GroupFigures,
+    Period,
+    ScoreStats,
+    WorstScan,
+    current_model_version,
+    daily_grades,
+    daily_group_means,
+    fetch_scores,
+    group_figures,
+    outcome_counts,
+    resolve_period,
+    worst_scans,
+)
+
+__all__ = ["ALL_VERSIONS", "QAReport", "build_report"]
+
+ALL_VERSIONS = "all"
+
+
+@dataclass
+class QAReport:
+    """Everything one report shows. ``period`` is None when the database holds no scan
+    up to the requested end (an empty database, or a period before the first scan)."""
+
+    dimension: str
+    period: Period | None
+    model_version: str | None  # None: every model version mixed
+    generated_at: datetime
+    overall: GroupFigures = field(default_factory=lambda: GroupFigures(None, ScoreStats()))
+    groups: list[GroupFigures] = field(default_factory=list)
+    days: list[DayGrades] = field(default_factory=list)
+    group_days: list[GroupDay] = field(default_factory=list)  # per day and group
+    worst: list[WorstScan] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)  # scored scans per version
+    drift: DriftResult | None = None
+
+    @property
+    def has_scores(self) -> bool:
+        return self.overall.stats.scans > 0
+
+    @property
+    def excluded_versions(self) -> dict[str, int]:
+        """Scored scans of the period left out because another model version scored them."""
+        if self.model_version is None:
+            return {}
+        return {v: n for v, n in self.versions.items() if v != self.model_version}
+
+    def no_data_reason(self) -> str | None:
+        """Why there is nothing to show, in words (None when there are scores)."""
+        if self.period is None:
+            return (
+                "No scans in the database yet. Score some first (usqa run --watch DIR), "
+                "then run usqa report again."
+            )
+        if self.overall.received == 0:
+            return (
+                f"No scans were received for {self.period}. Choose another period with "
+                "--since/--until."
+            )
+        if not self.has_scores:
+            return (
+                f"None of the {self.overall.received} scans of {self.period} was scored "
+                f"by model {self.model_version or 'any'} "
+                f"({self.overall.failed} failed, {self.overall.skipped} skipped, "
+                f"{self.overall.pending} still waiting)."
+            )
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dimension": self.dimension,
+            "since": None if self.period is None else self.period.since.isoformat(),
+            "until": None if self.period is None else self.period.until.isoformat(),
+            "model_version": self.model_version,
+            "generated_at": self.generated_at.isoformat(timespec="seconds"),
+            "no_data": self.no_data_reason(),
+            "overall": self.overall.to_dict(),
+            "groups": [g.to_dict() for g in self.groups],
+            "days": [d.to_dict() for d in self.days],
+            "group_days": [d.to_dict() for d in self.group_days],
+            "worst_scans": [w.to_dict() for w in self.worst],
+            "model_versions": self.versions,
+            "excluded_model_versions": self.excluded_versions,
+            "drift": None if self.drift is None else self.drift.to_dict(),
+        }
+
+
+def build_report(
+    session: Session,
+    *,
+    dimension: str = "station",
+    since: date | None = None,
+    until: date | None = None,
+    model_version: str | None = None,
+    rule: DriftRule | None = None,
+    alert_dimensions: Sequence[str] | None = None,
+    worst: int = 20,
+    default_days: int = DEFAULT_DAYS,
+    today: date | None = None,
+    now: datetime | None = None,
+) -> QAReport:
+    """Gather the report. ``model_version``: a version, ``"all"`` to mix every version, or
+    None for the version that scored the most recent scan. Without ``since`` the period
+    is ``default_days`` long. Drift is checked over
+    ``alert_dimensions`` (default: ``dimension``) for the windows ending on the period's
+    last day."""
+    now = now or datetime.now(UTC)
+    today = today or now.date()
+    if model_version is None:
+        model_version = current_model_version(session)
+    version = None if model_version == ALL_VERSIONS else model_version
+    period = resolve_period(
+        session, since=since, until=until, today=today, default_days=default_days
+    )
+    report = QAReport(dimension, period, version, now)
+    if period is None:
+        return report
+    rule = rule or DriftRule()
+    baseline_since, _, _ = rule.windows(period.until)
+    rows = fetch_scores(session, min(period.since, baseline_since), period.until)
+    in_period = rows.mask(since=period.since, until=period.until)
+    report.versions = rows.version_counts(in_period)
+    keep = rows.mask(since=period.since, until=period.until, model_version=version)
+    [overall] = group_figures(rows, keep, outcome_counts(session, period), None) or [
+        GroupFigures(None, ScoreStats())
+    ]
+    report.overall = overall
+    report.groups = group_figures(rows, keep, outcome_counts(session, period, dimension), dimension)
+    report.days = daily_grades(rows, keep)
+    report.group_days = daily_group_means(rows, keep, dimension)
+    report.worst = worst_scans(session, rows, keep, limit=worst)
+    report.drift = detect_drift(
+        rows,
+        list(alert_dimensions or [dimension]),
+        until=period.until,
+        rule=rule,
+        model_version=version,
+    )
+    return report

@@ -1,0 +1,190 @@
+"""Seed a ledger for the report tests through the db package's own helpers, the way the
+worker fills it: record the file, set its header metadata, claim it, write its outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
+
+from sqlalchemy import update
+
+import db
+from db import ledger
+from db.models import Scan
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scan to seed. ``acquired``: the file carries an acquisition time on ``day``
+    (09:30 by the scanner's clock; received the next day 01:00 UTC); otherwise it is
+    received on ``day`` at 12:00 UTC and carries no acquisition time."""
+
+    day: date
+    score: float | None = None
+    status: str = "scored"  # scored | failed | skipped | queued
+    station: str | None = "US-1"
+    operator: str | None = None
+    transducer: str | None = None
+    manufacturer: str | None = None
+    model_name: str | None = None
+    body_part: str | None = None
+    version: str = "v1"
+    acquired: bool = True
+    acquired_time: time = time(9, 30)
+    received_at: datetime | None = None
+
+
+def grade(score: float) -> str:
+    return "good" if score >= 80 else "average" if score >= 45 else "poor"
+
+
+def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
+    """Write ``rows`` into the ledger at ``url``; returns the scan ids."""
+    ids = []
+    with db.session_scope(url) as s:
+        for i, row in enumerate(rows, start=start):
+            if row.received_at is not None:
+                received = row.received_at
+            elif row.acquired:
+                received = datetime.combine(row.day + timedelta(days=1), time(1, 0), UTC)
+            else:
+                received = datetime.combine(row.day, time(12, 0), UTC)
+            received += timedelta(microseconds=i)
+            sha = hashlib.sha256(f"scan-{i}".encode()).hexdigest()
+            scan = ledger.record_received(
+                s, path=f"/drop/scan{i}.dcm", size_bytes=1000, mtime_ns=1, sha256=sha, now=received
+            )
+            meta = {
+                "sop_instance_uid": f"1.2.826.0.1.3680043.10.9999.{i}",
+                "study_instance_uid": f"1.2.826.0.1.3680043.10.9998.{i}",
+                "modality": "US",
+                "manufacturer": row.manufacturer,
+                "model_name": row.model_name,
+                "station_name": row.station,
+                "transducer": row.transducer,
+                "operator": row.operator,
+                "body_part": row.body_part,
+                "acquisition_datetime": (
+                    datetime.combine(row.day, row.acquired_time).isoformat()
+                    if row.acquired
+                    else None
+                ),
+            }
+            s.execute(
+                update(Scan).where(Scan.id == scan.id).values(**ledger.metadata_columns(meta))
+            )
+            ids.append(scan.id)
+            if row.status == "queued":
+                continue
+            token = f"seed-{i}"
+            [claimed] = ledger.claim(
+                s,
+                [scan.id],
+                token=token,
+                worker="seed:1",
+                stale_before=received - timedelta(hours=1),
+                dead_before=received - timedelta(days=3650),
+                now=received,
+            )
+            if row.status in ("failed", "skipped"):
+                ledger.finish(
+                    s,
+                    scan.id,
+                    token,
+                    ledger.Outcome(row.status, f"seeded {row.status}"),
+                    now=received,
+                )
+                continue
+            assert row.status == "scored" and row.score is not None, row
+            ledger.ensure_model_version(s, row.version)
+            summary = SimpleNamespace(
+                score=row.score,
+                mean=row.score,
+                min=max(0.0, row.score - 6),
+                p10=max(0.0, row.score - 4),
+                grade=grade(row.score),
+                frames_scored=4,
+            )
+            assert ledger.write_score(
+                s,
+                claimed,
+                token,
+                model_version=row.version,
+                aggregate="mean",
+                summary=summary,
+                frame_scores=[(0, row.score)],
+                now=received + timedelta(minutes=1),
+            )
+    return ids
+
+
+STATIONS = (
+    ("US-ER-1", "GE Healthcare", "LOGIQ E10"),
+    ("US-ER-2", "GE Healthcare", "LOGIQ E10"),
+    ("US-RAD-3", "Philips", "EPIQ 7"),
+    ("US-RAD-4", "Philips", "EPIQ 7"),
+    ("US-OB-5", "Siemens", "ACUSON Sequoia"),
+    ("US-CARD-6", "Canon", "Aplio i800"),
+)
+TRANSDUCERS = ("C1-6", "L2-9", "C5-1", "L12-3", "5C1", "PVI-475BX")
+BODY_PARTS = ("ABDOMEN", "BREAST", "THYROID", "PELVIS", "HEART")
+
+
+def realistic_rows(
+    until: date,
+    *,
+    days: int = 60,
+    per_day: int = 40,
+    degrade: str | None = "US-RAD-4",
+    degrade_days: int = 7,
+    seed_value: int = 7,
+) -> list[Row]:
+    """A few months of a department: six stations of four makes, a dozen operators, probes
+    and body parts; scores near each station's usual level; about 2 % failed and 1 %
+    skipped; ``degrade`` loses about 18 points over its last ``degrade_days`` days."""
+    rng = random.Random(seed_value)
+    operators = [f"op-{k:02d}" for k in range(1, 13)]
+    level = {
+        "US-ER-1": 66,
+        "US-ER-2": 63,
+        "US-RAD-3": 76,
+        "US-RAD-4": 74,
+        "US-OB-5": 71,
+        "US-CARD-6": 60,
+    }
+    rows: list[Row] = []
+    for d in range(days):
+        day = until - timedelta(days=days - 1 - d)
+        weekend = day.weekday() >= 5
+        for _ in range(int(per_day * (0.4 if weekend else 1.0) * rng.uniform(0.8, 1.2))):
+            station, maker, model = rng.choice(STATIONS)
+            operator = rng.choice(operators)
+            mu = level[station] + (-8 if operator == "op-07" else 0)
+            if degrade == station and (until - day).days < degrade_days:
+                mu -= 18
+            status = rng.choices(("scored", "failed", "skipped"), (97, 2, 1))[0]
+            score = min(100.0, max(0.0, rng.gauss(mu, 13)))
+            rows.append(
+                Row(
+                    day=day,
+                    score=round(score, 2) if status == "scored" else None,
+                    status=status,
+                    station=station,
+                    manufacturer=maker,
+                    model_name=model,
+                    operator=operator,
+                    transducer=rng.choice(TRANSDUCERS),
+                    body_part=rng.choice(BODY_PARTS),
+                    acquired=rng.random() > 0.05,
+                    acquired_time=time(rng.randrange(7, 19), rng.randrange(60)),
+                )
+            )
+    return rows
+
+
+def scores_of(rows: Sequence[Row]) -> list[float]:
+    return [r.score for r in rows if r.status == "scored" and r.score is not None]

@@ -1,0 +1,198 @@
+"""``usqa report`` as text: the terminal table, the drift alerts and the CSV file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from db.alerts import DriftAlert
+from db.reports import GroupFigures
+from db.summary import QAReport
+
+__all__ = [
+    "CSV_COLUMNS",
+    "DIMENSION_LABELS",
+    "alerts_text",
+    "group_label",
+    "report_csv",
+    "report_text",
+]
+
+DIMENSION_LABELS = {
+    "station": "Station",
+    "operator": "Operator",
+    "transducer": "Transducer",
+    "manufacturer": "Manufacturer",
+    "body_part": "Body part",
+}
+NOT_RECORDED = "(not recorded)"
+
+CSV_COLUMNS = (
+    "dimension",
+    "group",
+    "since",
+    "until",
+    "model_version",
+    "scans",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "sd",
+    "median",
+    "p5",
+    "q1",
+    "q3",
+    "p95",
+    "min",
+    "max",
+    "good",
+    "average",
+    "poor",
+    "good_share",
+    "average_share",
+    "poor_share",
+    "poor_share_ci_low",
+    "poor_share_ci_high",
+    "received",
+    "failed",
+    "skipped",
+    "pending",
+)
+
+
+def group_label(group: str | None) -> str:
+    return NOT_RECORDED if group is None else group
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _row(label: str, g: GroupFigures) -> list[str]:
+    s = g.stats
+    ci = "-" if s.ci_low is None or s.ci_high is None else f"{s.ci_low:.1f}-{s.ci_high:.1f}"
+    return [
+        label,
+        str(s.scans),
+        _num(s.mean),
+        ci,
+        _num(s.median),
+        _pct(s.share("good")),
+        _pct(s.share("average")),
+        _pct(s.share("poor")),
+        str(g.failed),
+        str(g.skipped),
+    ]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _heading(report: QAReport) -> str:
+    label = DIMENSION_LABELS[report.dimension].lower()
+    model = report.model_version or "all model versions"
+    if report.period is None:
+        return f"Image quality report by {label}"
+    return (
+        f"Image quality report, {report.period} ({report.period.days} days), by {label}, "
+        f"model {model}"
+    )
+
+
+def report_text(report: QAReport, *, max_groups: int = 50) -> str:
+    """The terminal report: headline figures, then one line per group, worst first."""
+    lines = [_heading(report)]
+    reason = report.no_data_reason()
+    if reason is not None:
+        lines.append(f"No data: {reason}")
+        return "\n".join(lines) + "\n"
+    o = report.overall
+    s = o.stats
+    lines.append(
+        f"{s.scans} scans scored: mean score {_num(s.mean)}, median {_num(s.median)}; "
+        f"good {_pct(s.share('good'))}, average {_pct(s.share('average'))}, "
+        f"poor {_pct(s.share('poor'))}. Also received: {o.failed} failed, "
+        f"{o.skipped} skipped, {o.pending} waiting."
+    )
+    if s.scans < 2:
+        lines.append("Only one scored scan in this period: too few for intervals or trends.")
+    excluded = report.excluded_versions
+    if excluded:
+        lines.append(
+            f"Not included: {sum(excluded.values())} scans scored by other model versions "
+            f"({', '.join(excluded)}); use --model-version all to mix them."
+        )
+    header = [
+        DIMENSION_LABELS[report.dimension],
+        "Scans",
+        "Mean",
+        "95% CI",
+        "Median",
+        "Good",
+        "Average",
+        "Poor",
+        "Failed",
+        "Skipped",
+    ]
+    rows = [_row(group_label(g.group), g) for g in report.groups[:max_groups]]
+    rows.append(_row("All", o))
+    lines.append("")
+    lines.extend(_table(header, rows))
+    if len(report.groups) > max_groups:
+        lines.append(f"({len(report.groups) - max_groups} more groups: use --csv for all)")
+    if report.drift is not None:
+        lines.append("")
+        lines.append(alerts_text(report.drift.alerts, empty_ok=True))
+    return "\n".join(lines) + "\n"
+
+
+def alerts_text(alerts: Sequence[DriftAlert], *, empty_ok: bool = False) -> str:
+    """One line per drift alert (or one line saying there is none)."""
+    if not alerts:
+        return "Drift check: no drop in quality beyond chance." if empty_ok else "No drift alerts."
+    lines = [f"Drift alerts ({len(alerts)}):"]
+    lines.extend(
+        f"  ALERT {a.message(DIMENSION_LABELS.get(a.dimension, a.dimension))}" for a in alerts
+    )
+    return "\n".join(lines)
+
+
+def _csv_row(report: QAReport, dimension: str, g: GroupFigures, group: str) -> dict[str, Any]:
+    values = g.to_dict()
+    assert report.period is not None
+    values.update(
+        dimension=dimension,
+        group=group,
+        since=report.period.since.isoformat(),
+        until=report.period.until.isoformat(),
+        model_version=report.model_version or "all",
+    )
+    return {k: "" if values.get(k) is None else values[k] for k in CSV_COLUMNS}
+
+
+def report_csv(report: QAReport) -> str:
+    """One row per group (``group`` empty: not recorded), then the row of all scans
+    (``dimension`` = ``all``). Only the header when there is no data."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    if report.period is not None and report.overall.received:
+        for g in report.groups:
+            writer.writerow(_csv_row(report, report.dimension, g, g.group or ""))
+        writer.writerow(_csv_row(report, "all", report.overall, "all"))
+    return out.getvalue()
