@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -81,15 +82,26 @@ def add_ingest_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _exit_now() -> None:
+    """Leave at once, without waiting for inference threads (which cannot be interrupted).
+    The scans in hand stay ``processing`` and are taken up again once this process's
+    heartbeat is seen to have stopped."""
+    log.warning("stopping at once: the scans in hand will be scored again")
+    logging.shutdown()
+    os._exit(130)
+
+
 @contextmanager
-def stop_signals() -> Iterator[threading.Event]:
+def stop_signals(on_second: Callable[[], None] | None = None) -> Iterator[threading.Event]:
     """An event set by the first SIGTERM or SIGINT (finish the work in hand, then exit);
-    a second signal interrupts at once."""
+    a second signal calls ``on_second`` (default: KeyboardInterrupt) to stop at once."""
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
+            if on_second is not None:
+                on_second()
             raise KeyboardInterrupt
         log.info(
             "%s received: finishing the batch in hand, then stopping (send it again to stop "
@@ -171,7 +183,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
         reconcile_send=runner.submit,
         transport_empty=lambda: runner.idle,
     )
-    with stop_signals() as stop:
+    with stop_signals(on_second=_exit_now) as stop:
         pipeline.start()
         runner.start()
         try:
