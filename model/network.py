@@ -15,7 +15,7 @@ from torch import nn
 
 from worker.errors import ModelError
 
-__all__ = ["ARCH", "Fp32Conv2d", "build_model"]
+__all__ = ["ARCH", "Fp32Conv2d", "Fp32Linear", "build_model"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,15 @@ class Fp32Conv2d(nn.Conv2d):
     bf16 would round away the 1-2 grey-level differences that mild blur and high-quality
     JPEG leave. Same parameters and state-dict keys as the plain Conv2d it replaces.
     """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+class Fp32Linear(nn.Linear):
+    """A Linear layer that always runs in float32: the regression output itself is not
+    rounded to bf16 (8 significant bits would be up to 0.4 score points near 100)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -51,7 +60,8 @@ def _fp32_stem(net: nn.Module) -> None:
 
 
 def build_model(init: str | Path = "none") -> nn.Module:
-    """ResNet-18 with ``fc`` replaced by ``Linear(512, 1)`` and a float32 stem convolution.
+    """ResNet-18 with ``fc`` replaced by ``Linear(512, 1)``; the stem convolution and the
+    head always run in float32 (also under bf16 autocast).
 
     ``init``: ``"none"``, ``"imagenet"`` or a path to a local ResNet-18 state dict.
     Raises :class:`ModelError` when the initial weights cannot be obtained or do not fit.
@@ -84,7 +94,7 @@ def build_model(init: str | Path = "none") -> nn.Module:
                 "expected torchvision's resnet18 weights"
             )
         log.info("initialised the backbone from %s", path)
-    net.fc = nn.Linear(net.fc.in_features, 1)
+    net.fc = Fp32Linear(net.fc.in_features, 1)
     _fp32_stem(net)
     return net
 
