@@ -4,6 +4,7 @@ processes, and a real drop folder."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,13 +19,20 @@ from fault_stack import Stack, ensure_redis
 import db
 
 
+@pytest.fixture(scope="session")
+def fault_redis_url() -> str:
+    """A Redis database for the fault tests alone (other tests use USQA_TEST_REDIS_URL and
+    start workers of their own on it, which must not take these tests' tasks)."""
+    return os.environ.get("USQA_TEST_FAULT_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
 @pytest.fixture
-def broker(redis_url: str) -> Iterator[str]:
+def broker(fault_redis_url: str) -> Iterator[str]:
     """The dedicated Redis test database, empty before and after."""
     ensure_redis()
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(fault_redis_url)
     client.flushdb()
-    yield redis_url
+    yield fault_redis_url
     try:
         client.flushdb()
     finally:

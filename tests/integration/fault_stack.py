@@ -105,14 +105,14 @@ class Stack:
 
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> int:
         pid = self.start(name, "worker", "--concurrency", "1", env=env)
-        until(lambda: self.pool_pids(name) != [], 120, f"{name}'s pool process")
+        until(lambda: self.pool_pids(name) != [], 180, f"{name}'s pool process")
         child = self.pool_pids(name)[0]
-        until(lambda: self.heartbeat_of(child), 120, f"{name}'s first heartbeat")
+        until(lambda: self.heartbeat_of(child), 180, f"{name}'s first heartbeat")
         return pid
 
     def start_ingester(self, name: str = "ingest", *extra: str) -> int:
         pid = self.start(name, "ingest", "--watch", str(self.drop), *extra)
-        until(lambda: "watching" in self.log(name), 60, "the ingester to watch the folder")
+        until(lambda: "watching" in self.log(name), 120, "the ingester to watch the folder")
         return pid
 
     def pool_pids(self, name: str) -> list[int]:

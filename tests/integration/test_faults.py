@@ -142,7 +142,7 @@ def test_a_file_written_slowly_is_not_read_before_it_is_complete(stack: Stack) -
             assert stack.count() == 0, "recorded while still being written"
             time.sleep(0.35)
     finished = time.time()
-    stack.wait_all_terminal(1, 60)
+    stack.wait_all_terminal(1, 180)
     [row] = stack.check_exactly_once([target])
     assert row.status == "scored" and row.size_bytes == len(content)
     assert row.received_at.timestamp() >= finished
