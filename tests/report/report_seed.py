@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import update
+from sqlalchemy import func, insert, select, text, update
 
 import db
 from db import ledger
-from db.models import Scan
+from db.models import Scan, ScanScore
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Row:
     acquired: bool = True
     acquired_time: time = time(9, 30)
     received_at: datetime | None = None
+    path: str | None = None  # default /drop/scan<i>.dcm (no such file)
 
 
 def grade(score: float) -> str:
@@ -47,16 +48,15 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
     ids = []
     with db.session_scope(url) as s:
         for i, row in enumerate(rows, start=start):
-            if row.received_at is not None:
-                received = row.received_at
-            elif row.acquired:
-                received = datetime.combine(row.day + timedelta(days=1), time(1, 0), UTC)
-            else:
-                received = datetime.combine(row.day, time(12, 0), UTC)
-            received += timedelta(microseconds=i)
+            received = _received(row, i)
             sha = hashlib.sha256(f"scan-{i}".encode()).hexdigest()
             scan = ledger.record_received(
-                s, path=f"/drop/scan{i}.dcm", size_bytes=1000, mtime_ns=1, sha256=sha, now=received
+                s,
+                path=row.path or f"/drop/scan{i}.dcm",
+                size_bytes=1000,
+                mtime_ns=1,
+                sha256=sha,
+                now=received,
             )
             meta = {
                 "sop_instance_uid": f"1.2.826.0.1.3680043.10.9999.{i}",
@@ -120,6 +120,94 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
                 now=received + timedelta(minutes=1),
             )
     return ids
+
+
+def _received(row: Row, i: int) -> datetime:
+    if row.received_at is not None:
+        received = row.received_at
+    elif row.acquired:
+        received = datetime.combine(row.day + timedelta(days=1), time(1, 0), UTC)
+    else:
+        received = datetime.combine(row.day, time(12, 0), UTC)
+    return received + timedelta(microseconds=i)
+
+
+def bulk_seed(url: str, rows: Sequence[Row]) -> list[int]:
+    """The same ledger rows as :func:`seed` writes, inserted in bulk through the models
+    (thousands of scans in a second, for the statistics tests). Ids follow the highest."""
+    with db.session_scope(url) as s:
+        start = int(s.scalar(select(func.max(Scan.id))) or 0) + 1
+        for version in sorted({r.version for r in rows if r.status == "scored"}):
+            ledger.ensure_model_version(s, version)
+        scans, scores = [], []
+        for i, row in enumerate(rows, start=start):
+            received = _received(row, i)
+            sha = hashlib.sha256(f"scan-{i}".encode()).hexdigest()
+            uid = f"1.2.826.0.1.3680043.10.9999.{i}"
+            meta = ledger.metadata_columns(
+                {
+                    "sop_instance_uid": uid,
+                    "modality": "US",
+                    "manufacturer": row.manufacturer,
+                    "model_name": row.model_name,
+                    "station_name": row.station,
+                    "transducer": row.transducer,
+                    "operator": row.operator,
+                    "body_part": row.body_part,
+                    "acquisition_datetime": (
+                        datetime.combine(row.day, row.acquired_time).isoformat()
+                        if row.acquired
+                        else None
+                    ),
+                }
+            )
+            done = row.status != "queued"
+            scans.append(
+                {
+                    **meta,
+                    "id": i,
+                    "path": row.path or f"/drop/scan{i}.dcm",
+                    "size_bytes": 1000,
+                    "mtime_ns": 1,
+                    "sha256": sha,
+                    "status": row.status,
+                    "reason": None if row.status in ("scored", "queued") else "seeded",
+                    "attempts": 1 if done else 0,
+                    "model_version": row.version if row.status == "scored" else None,
+                    "received_at": received,
+                    "queued_at": received,
+                    "started_at": received if done else None,
+                    "finished_at": received + timedelta(minutes=1) if done else None,
+                    "updated_at": received,
+                }
+            )
+            if row.status == "scored":
+                assert row.score is not None, row
+                scores.append(
+                    {
+                        "scan_id": i,
+                        "model_version": row.version,
+                        "sha256": sha,
+                        "sop_instance_uid": uid,
+                        "score": row.score,
+                        "mean_score": row.score,
+                        "min_score": max(0.0, row.score - 6),
+                        "p10_score": max(0.0, row.score - 4),
+                        "grade": grade(row.score),
+                        "frames_scored": 4,
+                        "aggregate": "mean",
+                        "scored_at": received + timedelta(minutes=1),
+                    }
+                )
+        s.execute(insert(Scan), scans)
+        if scores:
+            s.execute(insert(ScanScore), scores)
+        if s.get_bind().dialect.name == "postgresql":  # explicit ids: move the sequence on
+            s.execute(
+                text("SELECT setval(pg_get_serial_sequence('scans', 'id'), :n)"),
+                {"n": start + len(rows) - 1},
+            )
+    return list(range(start, start + len(rows)))
 
 
 STATIONS = (

@@ -1,0 +1,67 @@
+"""Fixtures of the report tests: a ledger on SQLite and on PostgreSQL, and a small ledger
+whose figures are worked out by hand in the tests (see HAND)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from report_seed import Row, seed
+
+import db
+
+D0, D1, D2 = date(2025, 2, 27), date(2025, 3, 1), date(2025, 3, 2)
+A = {"station": "A", "manufacturer": "M1", "model_name": "X1"}
+
+# The hand ledger. Acquired scans are received the next day at 01:00 UTC, so a view that
+# used the receipt date would put them on the wrong day. Grades: good >= 80 > average >= 45.
+HAND = [
+    Row(D1, 90, operator="op-a", transducer="L1", body_part="BREAST", **A),  # 1
+    Row(D1, 70, operator="op-a", transducer="L1", body_part="BREAST", **A),  # 2
+    Row(D1, 40, operator="op-b", transducer="L2", body_part="THYROID", **A),  # 3
+    Row(D1, 60, operator="op-b", transducer="L1", body_part="BREAST", **A),  # 4
+    Row(D1, status="failed", **A),  # 5
+    Row(D1, status="skipped", **A),  # 6
+    Row(D1, 85, station="B", manufacturer="M2", model_name="X2", operator="op-a",
+        transducer="L2", body_part="BREAST"),  # 7
+    Row(D2, 50, operator="op-a", transducer="L1", body_part="BREAST", **A),  # 8
+    Row(D2, 80, operator="op-b", transducer="L1", body_part="BREAST", **A),  # 9
+    Row(D2, 30, operator="op-b", transducer="L2", body_part="THYROID", **A),  # 10
+    Row(D2, 75, station=None, acquired=False),  # 11: no metadata, received D2 12:00 UTC
+    Row(D0, 10, station="C", version="v0"),  # 12: an older model version, scored first
+    Row(D2, status="queued", **A),  # 13: still waiting
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``usqa`` commands point the root logger at the (captured) stderr; undo that."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty ledger at the current schema, on each database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        make: Callable[[], str] = request.getfixturevalue("postgres_database")
+        url = make()
+    db.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def hand_url(empty_url: str) -> str:
+    """The HAND ledger, on each database; scan ids 1..13 are the row numbers. Row 12 (v0)
+    is scored earliest (its day is the first), so v1 is the current model version."""
+    ids = seed(empty_url, HAND, start=1)
+    assert ids == list(range(1, 14))
+    return empty_url
