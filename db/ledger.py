@@ -41,6 +41,7 @@ __all__ = [
     "claim",
     "ensure_model_version",
     "find_original",
+    "find_originals",
     "find_scored_duplicate",
     "finish",
     "give_up",
@@ -163,6 +164,25 @@ def find_original(session: Session, sha256: str) -> Scan | None:
         .order_by(Scan.id)
         .limit(1)
     ).first()
+
+
+def find_originals(session: Session, digests: Iterable[str]) -> dict[str, Scan]:
+    """:func:`find_original` for many contents at once (sha256 -> first scan)."""
+    wanted = sorted(set(digests))
+    found: dict[str, Scan] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.scalars(
+            select(Scan)
+            .where(
+                Scan.sha256.in_(wanted[start : start + 500]),
+                Scan.status != FAILED,
+                Scan.duplicate_of_id.is_(None),
+            )
+            .order_by(Scan.id)
+        ).all()
+        for row in rows:
+            found.setdefault(row.sha256, row)
+    return found
 
 
 def record_received(

@@ -471,11 +471,10 @@ class Ingester:
         queued: list[int] = []
         with db.session_scope(url) as session:
             now = ledger.utcnow()
-            originals: dict[str, Scan] = {}
+            originals = ledger.find_originals(session, (d for _, st, d in fresh if st.st_size))
             for path, st, digest in fresh:
-                original = None
-                if st.st_size > 0:  # empty files have no identity: each fails on its own
-                    original = originals.get(digest) or ledger.find_original(session, digest)
+                # empty files have no identity: each fails on its own
+                original = originals.get(digest) if st.st_size > 0 else None
                 row = ledger.record_received(
                     session,
                     path=path,

@@ -219,6 +219,8 @@ def test_duplicate_rows_and_known_files(url: str) -> None:
         assert copy.status == "skipped" and f"scan {first}" in (copy.reason or "")
         assert "/drop/a.png" in (copy.reason or "")
         known = ledger.known_files(s, ["/drop/a.png", "/drop/none.png"])
+        many = ledger.find_originals(s, ["a" * 64, "b" * 64])
+        assert list(many) == ["a" * 64] and many["a" * 64].id == first
     assert list(known) == ["/drop/a.png"]
 
 
