@@ -340,6 +340,7 @@ h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #e4e7eb;padding-bott
 .nodata{background:#eef2f7;border:1px solid #c5cfdb;font-size:18px;padding:28px}
 table{border-collapse:collapse;width:100%;font-size:13.5px;margin:8px 0}
 th,td{padding:5px 8px;border-bottom:1px solid #e4e7eb;text-align:right;vertical-align:middle}
+td{white-space:nowrap} td.uid{white-space:normal}
 th{background:#f0f3f7;font-weight:600} td:first-child,th:first-child{text-align:left}
 td.l,th.l{text-align:left} tr.total td{font-weight:600;border-top:2px solid #c5cfdb}
 img.chart{width:100%;height:auto;display:block;margin:8px 0}
