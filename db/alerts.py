@@ -128,7 +128,7 @@ class DriftAlert:
             f"{who}: {what}; last {(self.until - self.recent_since).days + 1} days "
             f"({self.recent_since}..{self.until}, {self.recent_scans} scans) vs the "
             f"{(self.recent_since - self.baseline_since).days} days before "
-            f"({self.baseline_scans} scans); {self.test} p = {self.p_value:.2g}"
+            f"({self.baseline_scans} scans); {self.test} {_p_text(self.p_value)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +136,11 @@ class DriftAlert:
         for key in ("baseline_since", "recent_since", "until"):
             out[key] = getattr(self, key).isoformat()
         return out
+
+
+def _p_text(p: float) -> str:
+    """``p = 0.0031``; ``p < 1e-300`` where the value underflows to zero."""
+    return "p < 1e-300" if p < 1e-300 else f"p = {p:.2g}"
 
 
 @dataclass(frozen=True)
