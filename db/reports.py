@@ -99,7 +99,7 @@ class ScoreStats:
     scans: int = 0
     mean: float | None = None
     sd: float | None = None
-    ci_low: float | None = None  # 95 % t-interval of the mean (needs 2 scans)
+    ci_low: float | None = None  # 95 % t-interval of the mean (needs 2), cut to 0..100
     ci_high: float | None = None
     median: float | None = None
     p5: float | None = None
@@ -227,7 +227,10 @@ def _stats(scores: NDArray[np.float64], grades: NDArray[np.int8]) -> ScoreStats:
     ordered = np.sort(scores)
     mean = float(ordered.mean())
     sd = float(ordered.std(ddof=1)) if n > 1 else None
-    ci = t_interval(n, mean, sd) if sd is not None else (None, None)
+    ci: tuple[float | None, float | None] = (None, None)
+    if sd is not None:  # scores live in 0..100, and so does their mean
+        low, high = t_interval(n, mean, sd)
+        ci = (max(0.0, low), min(100.0, high))
     ranks = {q: ordered[(q * n + 99) // 100 - 1] for q in PERCENTILES}
     counts = np.bincount(grades, minlength=len(GRADES))
     return ScoreStats(

@@ -201,6 +201,12 @@ def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> st
             label=group_label(group) + (" (ALERT)" if hot else ""),
         )
     ax.set_ylim(0, 100)
+    from matplotlib.dates import date2num
+
+    ax.set_xlim(
+        float(date2num(periods[0][1] - timedelta(days=3))),
+        float(date2num(report.period.until + timedelta(days=3))),
+    )
     ax.set_ylabel("mean score", color=INK)
     unit = DIMENSION_LABELS[report.dimension].lower()
     ax.set_title(
@@ -457,6 +463,11 @@ def _alerts_box(report: QAReport) -> str:
     )
     if not drift.alerts:
         tested = sum(1 for c in drift.checks if c.outcome != "too few scans")
+        if tested == 0:
+            return (
+                '<div class="box note"><b>No drift check yet.</b> No group has '
+                f"{drift.rule.min_scans} scored scans in both windows ({windows}).</div>"
+            )
         return (
             f'<div class="box ok"><b>No drift alerts.</b> {tested} group(s) checked: {windows}. '
             "No drop in mean score or rise in poor share beyond chance.</div>"
