@@ -73,7 +73,13 @@ def test_uncropped_frames_match_pydicom(name: str) -> None:
         if scan.metadata["photometric"] == "PALETTE COLOR":
             continue  # checked below against the palette
         reference = pixel_array(path, index=index if scan.frame_count > 1 else None)
-        np.testing.assert_array_equal(frame, reference)
+        if scan.metadata["transfer_syntax"] == "1.2.840.10008.1.2.4.50":
+            # Lossy JPEG: libjpeg-turbo (Pillow) and libjpeg/GDCM (pydicom's choice, which
+            # depends on the plugins installed) round the IDCT differently by a few levels.
+            diff = np.abs(frame.astype(np.int16) - reference.astype(np.int16))
+            assert diff.max() <= 4 and diff.mean() < 0.2
+        else:
+            np.testing.assert_array_equal(frame, reference)
 
 
 def test_palette_frame_is_the_lut_applied() -> None:
