@@ -98,8 +98,11 @@ def test_redis_restarted_empty_while_scans_are_queued(stack: Stack) -> None:
     try:
         until(lambda: client.llen("usqa") >= 10, 60, "a backlog on the broker", interval=0.02)
         queued_before = stack.count("queued")
+        backlog = client.llen("usqa")
         restart_redis_empty()
-        assert redis.Redis.from_url(stack.broker).llen("usqa") == 0  # the backlog is gone
+        # The backlog is gone. The ingester and reconciler may already be sending again, so
+        # compare with the backlog rather than expecting an empty queue.
+        assert redis.Redis.from_url(stack.broker).llen("usqa") < backlog
         assert queued_before > 0
         stack.wait_all_terminal(len(files), 180)
     finally:
