@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "worker",
     "scans",
     "status",
+    "rescore",
     "health",
     "db",
     "report",

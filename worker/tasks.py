@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 import db
-from db import ledger
+from db import ledger, rescore
 from db.models import FAILED, SCORED, SKIPPED, Scan, ScanScore
 from worker import metrics
 from worker.decoder import DecodedHeader, DecoderCrashedError
@@ -202,20 +202,22 @@ def _decode(
     problem becomes the scan's outcome (or a crash mark for a retry)."""
     scan = work.scan
     started = time.perf_counter()
+    # a re-scored scan's file may have been moved to done/ after its first outcome
+    location = rescore.file_location(scan) or scan.path
     try:
         try:
-            st = Path(scan.path).stat()
+            st = Path(location).stat()
         except OSError as exc:
             raise InputError(
-                f"{scan.path}: the file is gone or unreadable ({exc.strerror}); it was moved "
+                f"{location}: the file is gone or unreadable ({exc.strerror}); it was moved "
                 "or deleted before it was scored"
             ) from exc
         if st.st_size != scan.size_bytes or st.st_mtime_ns != scan.mtime_ns:
             raise SkipScan(
-                f"{scan.path}: the file changed after it was received ({scan.size_bytes} -> "
+                f"{location}: the file changed after it was received ({scan.size_bytes} -> "
                 f"{st.st_size} bytes); its new content is recorded as a new scan"
             )
-        header = pipeline.decoder.open(scan.path)
+        header = pipeline.decoder.open(location)
         work.columns = _header_columns(header)
         if header.skip_reason:
             raise SkipScan(header.skip_reason)
@@ -319,6 +321,17 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
                 )
                 for key, value in work.columns.items():
                     setattr(scan, key, value)
+            if work.outcome is None and getattr(by_sha.get(scan.sha256), "id", None) == scan.id:
+                # re-queued, but this version has scored it already (a worker still on the
+                # old model after `usqa rescore`): its outcome stands, no second score
+                if rescore.restore_scored(session, scan.id, token, version):
+                    work.outcome = ledger.Outcome(
+                        SCORED, f"already scored by model {version}; that score is kept"
+                    )
+                    result.statuses[scan.id] = SCORED
+                else:
+                    result.not_claimed.append(scan.id)
+                continue
             if work.outcome is None:
                 uid = work.columns.get("sop_instance_uid")
                 original = by_sha.get(scan.sha256)
