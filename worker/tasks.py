@@ -450,6 +450,9 @@ def process_scans(
     if not claimed:
         return result
     works = [_Work(scan) for scan in claimed]
+    # scans with an earlier outcome were re-queued by `usqa rescore`: their latency counts
+    # from then, not from when the file arrived weeks ago
+    since = {s.id: s.queued_at if s.model_version else s.received_at for s in claimed}
     inference = _Inference(pipeline, reraise)
     for work in works:
         _decode(work, pipeline, inference, reraise)
@@ -470,7 +473,7 @@ def process_scans(
                 status,
                 grade=None if work.summary is None else work.summary.grade,
                 reason="duplicate" if duplicate else work.reason_class,
-                received_at=work.scan.received_at,
+                received_at=since[work.scan.id],
             )
     pipeline.scans_done += sum(1 for s in result.statuses.values() if s != RETRY)
     return result

@@ -346,3 +346,45 @@ def test_the_running_usqa_run_scores_the_rescored_scans(
     assert sorted(p.name for p in (tmp_path / "dropbox" / "done").iterdir()) == done_files
     code, again = rescore(capsys, "--since", "1h", "--weights", str(weights_b))
     assert code == 0 and again["queued_ids"] == [] and again["selected"] == 0
+
+
+def test_scaled_mode_sends_the_ids_to_the_broker_in_batches(
+    sqlite_url: str,
+    tmp_path: Path,
+    pipelines: Callable[[str, str], Pipeline],
+    weights_b: Path,
+    clean_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import base64
+
+    import redis
+
+    from worker.celery_app import QUEUE, TASK_NAME
+
+    url = os.environ.get("USQA_TEST_RESCORE_REDIS_URL", "redis://127.0.0.1:6379/11")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        ids = [receive(sqlite_url, write_png(tmp_path / f"{i}.png", i), IN_RANGE) for i in range(5)]
+        process_scans(ids, pipelines(sqlite_url, "a"))
+        monkeypatch.setenv("USQA_BROKER_URL", url)
+        monkeypatch.setenv("USQA_FILES_PER_TASK", "2")
+        code, done = rescore(capsys, "--database-url", sqlite_url, "--weights", str(weights_b))
+        assert code == 0 and done["mode"] == "scaled" and done["sent_to_broker"] == 5
+        sent = []
+        for raw in reversed(client.lrange(QUEUE, 0, -1)):  # LPUSH: oldest last
+            message = json.loads(raw)
+            assert message["headers"]["task"] == TASK_NAME
+            assert message["content-type"] == "application/json"
+            sent.append(json.loads(base64.b64decode(message["body"]))[0][0])
+        assert sent == [ids[0:2], ids[2:4], ids[4:5]]
+        # what the Celery task then runs, on the new model
+        b = pipelines(sqlite_url, "b")
+        for batch in sent:
+            assert set(process_scans(batch, b).statuses.values()) == {"scored"}
+        assert all(len(v) == 2 for v in scores(sqlite_url).values())
+    finally:
+        client.flushdb()
+        client.close()
