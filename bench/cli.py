@@ -1,0 +1,222 @@
+"""``python -m bench``: the pipeline benchmark of issue #6, in one run on one machine.
+
+    nice -n 10 /work/venv/bin/python -m bench --json bench-results.json
+    /work/venv/bin/python -m bench --quick          # 3 files, seconds-scale smoke run
+
+Stages, all on the same BUSI test-split files: model only (the Scorer's forward on
+preprocessed batches, fp32 and bf16, two batch sizes), the naive baseline, ``usqa run``
+(N files at once, then single files for latency), ``usqa run`` on cine loops, and the scaled
+mode (``usqa ingest`` + two ``usqa worker``, Redis + PostgreSQL) followed by one long cine
+with every frame scored. Peak RSS of every process is sampled throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.processes import MemoryWatch, load_average, peak_rss_mb
+from bench.results import Results
+from bench.workload import BUSI, Workload
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure usqa's throughput, latency and memory against the model alone "
+        "and a naive baseline (issue #6 targets).",
+    )
+    p.add_argument("--files", type=int, default=156, help="PNG files (BUSI test split, max 156)")
+    p.add_argument("--cine-files", type=int, default=4, help="multi-frame JPEG DICOM files")
+    p.add_argument("--cine-frames", type=int, default=120, help="frames per cine file")
+    p.add_argument(
+        "--long-cine-frames",
+        type=int,
+        default=500,
+        help="frames of the long cine scored whole by the scaled workers (0: skip)",
+    )
+    p.add_argument("--latency-files", type=int, default=20, help="single files for latency")
+    p.add_argument("--latency-gap", type=float, default=1.0, help="idle seconds between them")
+    p.add_argument(
+        "--stable-seconds", type=float, default=0.5, help="USQA_STABLE_SECONDS for every stage"
+    )
+    p.add_argument("--model-frames", type=int, default=0, help="frames per model-only run "
+                   "(default: the PNG files, at least 64)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads "
+                   "of the in-process measurements (model only, naive)")  # fmt: skip
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated stages to leave out: model,naive,embedded,cine,scaled",
+    )
+    p.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/13",
+        help="a Redis database for the bench alone (flushed before and after)",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server; a fresh schema is made and dropped",
+    )
+    p.add_argument("--busi", type=Path, default=BUSI, help="the BUSI copy (splits.csv)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write results here")
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="record py-spy profiles of the runner and a worker into DIR")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=1800.0, help="per-stage limit, seconds")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 3 PNGs, 2 cines of 100 frames, a 40-frame long cine, 3 latency "
+        "files, fp32 and bf16 at the default batch size",
+    )
+    return p
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration):
+        mem_kb = 0
+    import torch
+
+    from model.scorer import bf16_supported
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "bf16_native": bf16_supported("cpu"),
+        "load_average_start": [round(x, 2) for x in load_average()],
+    }
+
+
+def run(args: argparse.Namespace) -> Results:
+    from bench import inference, stages
+
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    bad = skip - {"model", "naive", "embedded", "cine", "scaled"}
+    if bad:
+        raise SystemExit(f"--skip {','.join(sorted(bad))}: unknown stage")
+    results = Results(
+        machine=_machine(),
+        settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    )
+    memory = MemoryWatch()
+    memory.start()
+    with tempfile.TemporaryDirectory(prefix="usqa-bench-") as tmp_text:
+        tmp = Path(tmp_text)
+        log.info("building the workload in %s", tmp)
+        work = Workload.build(
+            tmp,
+            args.files,
+            args.latency_files,
+            args.cine_files,
+            args.cine_frames,
+            args.long_cine_frames,
+            args.busi,
+        )
+        try:
+            if "model" not in skip:
+                from model.scorer import bf16_supported
+
+                precisions = ["fp32", "bf16"] if bf16_supported("cpu") else ["fp32"]
+                sizes = [32] if args.quick else [32, 16]
+                frames = args.model_frames or max(64, len(work.pngs))
+                runs = inference.model_only(
+                    work.pngs, [(p, b) for p in precisions for b in sizes], args.threads, frames
+                )
+                results.model_only = [r.as_dict() for r in runs]
+                fp32 = next((r for r in runs if r.precision == "fp32"), None)
+                bf16 = next((r for r in runs if r.precision == "bf16"), None)
+                if fp32 is not None and bf16 is not None:
+                    gap = float(abs(fp32.scores - bf16.scores).max())
+                    results.notes.append(
+                        f"bf16 vs fp32 scores on these {len(work.pngs)} test images: "
+                        f"max |difference| {gap:.3f} points"
+                    )
+            if "naive" not in skip:
+                naive = inference.naive_baseline(work.pngs, tmp / "naive.db", args.threads)
+                results.naive = naive.as_dict()
+            results.memory_mb["bench (model only + naive, in-process)"] = peak_rss_mb() or 0.0
+            if "embedded" not in skip:
+                stage, latency = stages.embedded(
+                    work,
+                    tmp,
+                    memory,
+                    args.stable_seconds,
+                    args.latency_gap,
+                    args.timeout,
+                    args.profile,
+                )
+                results.stages["embedded"] = stage.as_dict()
+                results.latency = latency
+            if "cine" not in skip and work.cines:
+                stage = stages.cine(work, tmp, memory, args.stable_seconds, args.timeout)
+                results.stages["cine (embedded)"] = stage.as_dict()
+            if "scaled" not in skip:
+                stage, long_stage = stages.scaled(
+                    work,
+                    tmp,
+                    memory,
+                    args.stable_seconds,
+                    args.timeout,
+                    args.redis_url,
+                    args.postgres_url,
+                    profile=args.profile,
+                )
+                results.stages["scaled"] = stage.as_dict()
+                if long_stage is not None:
+                    results.stages["long cine (scaled, all frames)"] = long_stage.as_dict()
+        finally:
+            memory.stop()
+            results.memory_mb.update(memory.by_role())
+    results.machine["load_average_end"] = [round(x, 2) for x in load_average()]
+    if args.profile is not None:
+        from bench.profile import summarise
+
+        for raw in sorted(args.profile.glob("*.txt")):
+            results.notes.append(f"profile {raw.stem}: {json.dumps(summarise(raw))}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.files = min(args.files, 3) if "--files" in (argv or sys.argv) else 3
+        args.cine_files, args.cine_frames = 2, 100
+        args.long_cine_frames, args.latency_files, args.latency_gap = 40, 3, 0.5
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    results = run(args)
+    print(results.table())
+    for note in results.notes:
+        print("note:", note)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results.as_dict(), indent=2, default=str) + "\n")
+        print(f"results written to {args.json}")
+    return 0
