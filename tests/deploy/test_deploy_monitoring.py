@@ -149,8 +149,7 @@ def test_dashboard_sql_runs_against_the_views_on_sqlite(tmp_path: Path) -> None:
     path = _migrated_sqlite(tmp_path)
     with sqlite3.connect(path) as conn:
         views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
-        if not {"qa_scan_scores", "qa_daily_summary"} <= views:
-            pytest.skip("the qa_* views are not in the schema yet (issue 5)")
+        assert {"qa_scan_scores", "qa_daily_summary"} <= views, views
         for sql in _dashboard_sql():
             conn.execute(sql).fetchall()
 
@@ -168,12 +167,13 @@ def test_dashboard_sql_runs_against_the_views_on_postgresql(postgres_database: A
     try:
         with engine.connect() as conn:
             views = set(
-                conn.execute(text("SELECT viewname FROM pg_views WHERE schemaname = 'public'"))
+                conn.execute(
+                    text("SELECT viewname FROM pg_views WHERE schemaname = current_schema()")
+                )
                 .scalars()
                 .all()
             )
-            if not {"qa_scan_scores", "qa_daily_summary"} <= views:
-                pytest.skip("the qa_* views are not in the schema yet (issue 5)")
+            assert {"qa_scan_scores", "qa_daily_summary"} <= views, views
             for sql in _dashboard_sql():
                 conn.execute(text(sql)).fetchall()
     finally:
