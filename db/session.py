@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -105,8 +106,25 @@ def _build_engine(url: str) -> Engine:
         ) from exc
 
 
+def _resolved(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute against the current directory, so
+    that ``sqlite:///usqa.db`` always means the file where the process is working now."""
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        return url  # _build_engine explains the problem
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return url
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    absolute = str(Path(database).absolute())
+    return parsed.set(database=absolute).render_as_string(hide_password=False)
+
+
 def get_engine(url: str) -> Engine:
     """The engine for ``url`` in this process (a forked child builds its own)."""
+    url = _resolved(url)
     key = (url, os.getpid())
     engine = _engines.get(key)
     if engine is not None:

@@ -306,3 +306,22 @@ def test_unreachable_server_is_a_transient_error() -> None:
 def test_bad_database_urls_are_config_errors(bad: str) -> None:
     with pytest.raises(ConfigError, match="USQA_DATABASE_URL"):
         db.get_engine(bad)
+
+
+def test_a_relative_sqlite_url_follows_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sqlite:///usqa.db` means ./usqa.db where the command runs, even in a process that
+    already opened it elsewhere (one engine per file, not per URL string)."""
+    from db.session import get_engine
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    engine_a = get_engine("sqlite:///usqa.db")
+    monkeypatch.chdir(second)
+    engine_b = get_engine("sqlite:///usqa.db")
+    assert engine_a is not engine_b
+    assert engine_a.url.database == str(first / "usqa.db")
+    assert engine_b.url.database == str(second / "usqa.db")
