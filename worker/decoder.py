@@ -107,7 +107,8 @@ def _recv_blocking(stream: IO[bytes]) -> tuple[dict[str, Any], bytes]:
 
 class Decoder:
     """A decoding child process, started on first use and restarted after a crash or a
-    timeout. Use from one thread at a time; :meth:`close` when done."""
+    timeout. Use from one thread at a time (:meth:`abort` excepted); :meth:`close` when
+    done."""
 
     def __init__(
         self, options: dict[str, Any], timeout: float, log: tuple[str, str] = ("text", "WARNING")
@@ -165,6 +166,14 @@ class Decoder:
             with contextlib.suppress(OSError, ValueError):
                 if stream is not None:
                     stream.close()
+
+    def abort(self) -> None:
+        """Kill the child from another thread, so that a read waiting on it ends at once
+        (that read then reports a crash, and the next file starts a fresh child)."""
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                proc.kill()
 
     def _kill(self) -> None:
         self._busy = False

@@ -35,12 +35,14 @@ from worker import metrics
 from worker.decoder import DecodedHeader, DecoderCrashedError
 from worker.errors import InputError, ModelError, SkipScan, TransientError
 from worker.pipeline import Pipeline
+from worker.readahead import Emit, Frame, ReadAhead, Stopped
 
 __all__ = ["RETRY", "BatchResult", "process_scans"]
 
 log = logging.getLogger(__name__)
 
 RETRY = "retry"
+_EARLY_BATCH = 4  # frames worth scoring while the decoder is still busy
 
 
 @dataclass
@@ -195,12 +197,25 @@ def _claim(pipeline: Pipeline, ids: Sequence[int], token: str) -> list[Scan]:
     return usable
 
 
-def _decode(
-    work: _Work, pipeline: Pipeline, inference: _Inference, reraise: tuple[type[BaseException], ...]
-) -> None:
-    """Check the file, read its header and feed its frames to the inference buffer; any
+@dataclass
+class _Read:
+    """What reading one file found (made in the read-ahead thread, applied by the main
+    thread, so a :class:`_Work` is only ever changed by one thread)."""
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    outcome: ledger.Outcome | None = None
+    crashed: str | None = None
+    reason_class: str | None = None
+    seconds: float = 0.0
+
+
+def _read(
+    work: _Work, pipeline: Pipeline, reraise: tuple[type[BaseException], ...], emit: Emit
+) -> _Read:
+    """Check the file, read its header and emit its frames (in the read-ahead thread); any
     problem becomes the scan's outcome (or a crash mark for a retry)."""
     scan = work.scan
+    read = _Read()
     started = time.perf_counter()
     # a re-scored scan's file may have been moved to done/ after its first outcome
     location = rescore.file_location(scan) or scan.path
@@ -218,36 +233,76 @@ def _decode(
                 f"{st.st_size} bytes); its new content is recorded as a new scan"
             )
         header = pipeline.decoder.open(location)
-        work.columns = _header_columns(header)
+        read.columns = _header_columns(header)
         if header.skip_reason:
             raise SkipScan(header.skip_reason)
+        frames = 0
         for index, frame in pipeline.decoder.frames():
-            inference.add(work, index, frame)
-        work.columns.update(_crop_columns(pipeline.decoder.last_crop))
-        if work.frames == 0:
+            emit(index, frame)
+            frames += 1
+        read.columns.update(_crop_columns(pipeline.decoder.last_crop))
+        if frames == 0:
             raise InputError(f"{scan.path}: no frame was selected for scoring")
     except DecoderCrashedError as exc:
-        inference.drop(work)
-        work.crashed = str(exc)
-        work.reason_class = metrics.reason_class(exc)
+        read.crashed = str(exc)
+        read.reason_class = metrics.reason_class(exc)
     except SkipScan as exc:
-        inference.drop(work)
-        work.outcome = ledger.Outcome(SKIPPED, str(exc))
-        work.reason_class = metrics.reason_class(exc, status=SKIPPED)
+        read.outcome = ledger.Outcome(SKIPPED, str(exc))
+        read.reason_class = metrics.reason_class(exc, status=SKIPPED)
     except InputError as exc:
-        inference.drop(work)
-        work.outcome = ledger.Outcome(FAILED, str(exc))
-        work.reason_class = metrics.reason_class(exc)
+        read.outcome = ledger.Outcome(FAILED, str(exc))
+        read.reason_class = metrics.reason_class(exc)
+    except Stopped:
+        raise
     except Exception as exc:  # a bug or an unforeseen file: this scan fails, not the batch
         if isinstance(exc, (TransientError, ModelError, *reraise)):
             raise
         log.exception("unexpected error while reading scan %d", scan.id)
-        inference.drop(work)
-        work.outcome = ledger.Outcome(
+        read.outcome = ledger.Outcome(
             FAILED, f"{scan.path}: could not be read ({type(exc).__name__}: {_first_line(exc)})"
         )
-    finally:
-        work.decode_ms = (time.perf_counter() - started) * 1000.0
+    read.seconds = time.perf_counter() - started
+    return read
+
+
+def _apply(work: _Work, read: _Read, waited: float, inference: _Inference) -> None:
+    """Record on ``work`` what reading its file found (main thread)."""
+    if read.columns:
+        work.columns = read.columns
+    work.decode_ms = max(0.0, read.seconds - waited) * 1000.0
+    if read.outcome is not None or read.crashed is not None:
+        inference.drop(work)
+        work.outcome = read.outcome
+        work.crashed = read.crashed
+        work.reason_class = read.reason_class
+
+
+def _read_and_score(
+    works: list[_Work],
+    pipeline: Pipeline,
+    inference: _Inference,
+    reraise: tuple[type[BaseException], ...],
+) -> None:
+    """Decode the files in a read-ahead thread while the main thread scores what is ready:
+    a full batch at once, a smaller one (at least ``_EARLY_BATCH`` frames) whenever the
+    decoder has nothing ready, so neither waits for the other longer than it must."""
+    early = min(inference.size, _EARLY_BATCH)
+    reader: ReadAhead[_Work, _Read] = ReadAhead(
+        works,
+        lambda work, emit: _read(work, pipeline, reraise, emit),
+        frames_ahead=inference.size,
+        files_ahead=2,
+        abort=pipeline.decoder.abort,
+    )
+    with reader:
+        for event in reader:
+            if isinstance(event, Frame):
+                inference.add(event.item, event.index, event.frame)
+            else:
+                _apply(event.item, event.result, event.waited, inference)
+            if len(inference.pending) >= early and not reader.pending():
+                inference.flush()
+    inference.flush()
 
 
 def _known_scores(
@@ -454,9 +509,7 @@ def process_scans(
     # from then, not from when the file arrived weeks ago
     since = {s.id: s.queued_at if s.model_version else s.received_at for s in claimed}
     inference = _Inference(pipeline, reraise)
-    for work in works:
-        _decode(work, pipeline, inference, reraise)
-    inference.flush()
+    _read_and_score(works, pipeline, inference, reraise)
     _write(pipeline, works, token, result)
     for work in works:
         status = result.statuses.get(work.scan.id)
