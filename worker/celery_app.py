@@ -71,7 +71,10 @@ def make_app(settings: Settings) -> Any:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        worker_proc_alive_timeout=60.0,
+        # a pool process loads the model before it reports ready (torch import + weights:
+        # a few seconds, more on a busy machine); a model that cannot load is logged and
+        # does not hold the start up
+        worker_proc_alive_timeout=120.0,
         task_time_limit=float(settings.task_time_limit),
         task_soft_time_limit=max(1.0, float(settings.task_time_limit) * 0.9),
         broker_transport_options=_transport_options(settings),
@@ -188,8 +191,9 @@ def _register(app: Any, settings: Settings) -> None:
         from db import dispose_engines
 
         dispose_engines()  # never reuse the parent's connections
-        try:  # heartbeat and decoder now; the model loads with the first batch
-            worker_pipeline(settings)
+        try:  # heartbeat, decoder and model now, so the first batch does not wait for them
+            pipeline = worker_pipeline(settings)
+            pipeline.load()
         except Exception as exc:  # logged; each task tries again and reports it
             log.error("worker process %d could not start: %s", os.getpid(), exc)
 

@@ -79,7 +79,11 @@ class Settings:
     precision: str = _opt(
         "auto", "Inference precision: auto, fp32 or bf16 (bf16 autocast on CPUs that support it)."
     )
-    threads: int = _opt(0, "Torch threads per worker process. 0 = one per CPU core.")
+    threads: int = _opt(
+        0,
+        "Torch threads per scoring process. 0 = the CPU cores "
+        "(`usqa worker --concurrency N`: cores / N each).",
+    )
     device: str = _opt("cpu", "Torch device for inference: cpu or cuda.")
 
     # --- ingest (worker) -------------------------------------------------------------

@@ -69,3 +69,15 @@ def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
         queue_depth(down)
     with pytest.raises(BrokerUnavailableError):
         send_batch(down, [1])
+
+
+def test_pool_processes_share_the_cores_unless_threads_are_set() -> None:
+    import os
+
+    from worker.commands.worker import pool_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert pool_threads(0, 1) == cores
+    assert pool_threads(0, 2) == max(1, cores // 2)
+    assert pool_threads(0, 10 * cores) == 1  # never zero
+    assert pool_threads(3, 2) == 3  # USQA_THREADS wins

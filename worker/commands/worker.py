@@ -22,7 +22,7 @@ from worker.health import celery_heartbeat_step
 from worker.service import add_database_option
 from worker.settings import Settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "pool_threads", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def pool_threads(threads: int, concurrency: int) -> int:
+    """Torch threads for each of ``concurrency`` pool processes: ``threads``
+    (USQA_THREADS) when set, else this machine's cores shared out between them (at least
+    one each), so the pool does not run more compute threads than there are cores."""
+    if threads > 0:
+        return threads
+    return max(1, _cores() // max(1, concurrency))
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.broker_url:
         raise ConfigError(
@@ -73,9 +90,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.weights is not None and not Path(settings.weights).is_file():
         raise ModelError(f"{settings.weights}: model weights file not found (USQA_WEIGHTS)")
     db.require_current(settings.database_url)
-    if settings.threads == 0:
-        threads = max(1, (os.cpu_count() or 1) // args.concurrency)
-        settings = settings.with_overrides(threads=threads)
+    settings = settings.with_overrides(threads=pool_threads(settings.threads, args.concurrency))
     # Before the pool forks: pool processes then count into files that this process serves.
     metrics.serve(settings.metrics_port, multiprocess=True)
     app = make_app(settings)
