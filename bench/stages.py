@@ -278,7 +278,16 @@ def scaled(
     folder.mkdir()
     with _redis(redis_url), _postgres(postgres_url) as url:
         db.upgrade(url)
-        env = base_env(url, stable_seconds, USQA_BROKER_URL=redis_url, USQA_FRAMES_TO_SCORE="0")
+        # several `usqa worker` on one machine: each gets its share of the cores, as
+        # docs/operations.md tells operators to do (they do not know of each other)
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        env = base_env(
+            url,
+            stable_seconds,
+            USQA_BROKER_URL=redis_url,
+            USQA_FRAMES_TO_SCORE="0",
+            USQA_THREADS=str(threads),
+        )
         procs = [UsqaProcess("ingest", ["ingest", "--watch", str(folder / "drop")], env, folder)]
         procs += [
             UsqaProcess(f"worker-{i + 1}", ["worker", "--concurrency", "1"], env, folder)
@@ -305,7 +314,11 @@ def scaled(
                 ledger.counts(),
                 ledger.span(),
                 load,
-                {"workers": workers, "note": "the model loads with each worker's first batch"},
+                {
+                    "workers": workers,
+                    "threads_per_worker": threads,
+                    "note": "each pool process loads the model when it starts, before ready",
+                },
             )
             long_stage = None
             if work.long_cine is not None:
