@@ -15,7 +15,7 @@ from torch import nn
 
 from worker.errors import ModelError
 
-__all__ = ["ARCH", "Fp32Conv2d", "Fp32Linear", "build_model"]
+__all__ = ["ARCH", "Fp32Conv2d", "Fp32Linear", "build_model", "fold_batchnorm"]
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +115,31 @@ def _load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path}: expected a dict of tensors (a state dict), got {type(obj)}")
     return obj
+
+
+def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> int:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    conv, bn = getattr(parent, conv_name, None), getattr(parent, bn_name, None)
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        return 0
+    setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))  # keeps the class (Fp32Conv2d)
+    setattr(parent, bn_name, nn.Identity())
+    return 1
+
+
+def fold_batchnorm(net: nn.Module) -> int:
+    """Fold each BatchNorm of a ResNet into the convolution before it, for inference only:
+    the network is put in eval mode (the running statistics become part of the conv's
+    weight and bias) and must not be trained afterwards. Returns how many were folded."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    net.eval()
+    folded = _fold_pair(net, "conv1", "bn1")
+    for module in net.modules():
+        if isinstance(module, (BasicBlock, Bottleneck)):
+            for index in (1, 2, 3):
+                folded += _fold_pair(module, f"conv{index}", f"bn{index}")
+            if isinstance(module.downsample, nn.Sequential):
+                folded += _fold_pair(module.downsample, "0", "1")
+    return folded

@@ -82,3 +82,27 @@ def test_shipped_model_prefers_a_clean_image(busi_test_image: np.ndarray) -> Non
     assert clean >= 80.0  # graded good
     assert blurred < 45.0  # graded poor
     assert clean - blurred > 30.0
+
+
+@pytest.mark.integration
+def test_folding_batchnorm_keeps_the_scores(busi_dir: Path) -> None:
+    """fp32: the folded network scores as the plain one (0.05 points). bf16 (``auto`` on a
+    CPU with native bf16) rounds the folded weights differently, so it is held to the bf16
+    budget instead: within 0.5 points of the plain fp32 network."""
+    import csv
+
+    from PIL import Image
+    from torch import nn
+
+    with (busi_dir / "splits.csv").open(newline="") as fh:
+        rels = [r["path"] for r in csv.DictReader(fh) if r["split"] == "test"][:6]
+    frames = [np.asarray(Image.open(busi_dir / rel).convert("L")) for rel in rels]
+    plain = Scorer.load(precision="fp32", fold_bn=False)
+    folded = Scorer.load(precision="fp32")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.checkpoint.net.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.checkpoint.net.modules())
+    a, b = plain.score_frames(frames), folded.score_frames(frames)
+    assert float(np.max(np.abs(a - b))) <= 0.05, (a, b)
+    assert float(np.ptp(a)) > 1.0  # the images are told apart: the comparison means something
+    auto = Scorer.load(precision="auto").score_frames(frames)
+    assert float(np.max(np.abs(a - auto))) <= 0.5, (a, auto)
