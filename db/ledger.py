@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ __all__ = [
     "finish",
     "give_up",
     "heartbeat",
+    "insert_frame_scores",
     "known_files",
     "mark_disposed",
     "metadata_columns",
@@ -392,11 +393,15 @@ def write_score(
     decode_ms: float | None = None,
     inference_ms: float | None = None,
     now: datetime | None = None,
+    frame_rows: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Mark ``scan`` ``scored`` and insert its scan and frame scores, if this worker still
     holds it. ``summary`` is a model ``ScanScore``. The unique constraints of
     ``scan_scores`` raise IntegrityError if the content or SOP instance already has a score
-    for this model version (the caller turns that into a ``skipped`` duplicate)."""
+    for this model version (the caller turns that into a ``skipped`` duplicate).
+
+    With ``frame_rows``, the frame scores are appended there instead of inserted, for one
+    :func:`insert_frame_scores` per batch in the same transaction."""
     now = now or utcnow()
     result = session.execute(
         update(Scan)
@@ -424,12 +429,23 @@ def write_score(
             inference_ms=inference_ms,
         )
     )
-    session.add_all(
-        FrameScore(scan_id=scan.id, model_version=model_version, frame_index=i, score=float(s))
+    rows = [
+        {"scan_id": scan.id, "model_version": model_version, "frame_index": i, "score": float(s)}
         for i, s in frame_scores
-    )
+    ]
     session.flush()
+    if frame_rows is None:
+        insert_frame_scores(session, rows)
+    else:
+        frame_rows.extend(rows)
     return True
+
+
+def insert_frame_scores(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert frame score rows (``scan_id``, ``model_version``, ``frame_index``,
+    ``score``) in one executemany statement."""
+    if rows:
+        session.execute(insert(FrameScore), list(rows))
 
 
 def release(

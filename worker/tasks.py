@@ -345,6 +345,7 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
     with db.session_scope(settings.database_url) as session:
         candidates = [w for w in works if w.outcome is None and w.crashed is None]
         by_sha, by_uid = _known_scores(session, version, candidates) if candidates else ({}, {})
+        frame_rows: list[dict[str, Any]] = []  # of every scan scored here: one insert
         for work in works:
             scan = work.scan
             if work.crashed is not None:
@@ -415,6 +416,7 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
                             frame_scores=sorted(work.frame_scores),
                             decode_ms=round(work.decode_ms, 2),
                             inference_ms=round(work.inference_ms, 2),
+                            frame_rows=frame_rows,
                         )
                 except IntegrityError:  # scored meanwhile by another worker, or in this batch
                     hit = ledger.find_scored_duplicate(
@@ -441,6 +443,7 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
                 result.statuses[scan.id] = work.outcome.status
             else:
                 result.not_claimed.append(scan.id)
+        ledger.insert_frame_scores(session, frame_rows)
 
 
 def _log_outcome(

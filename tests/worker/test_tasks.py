@@ -192,3 +192,36 @@ def test_poison_files_fail_and_their_neighbours_are_scored(
     assert "SIGSEGV" in (crashed.reason or "") and "failed after 3 attempts" in (
         crashed.reason or ""
     )
+
+
+def test_the_frame_scores_of_a_batch_are_written_in_one_insert(
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+) -> None:
+    from sqlalchemy import event
+
+    ids = [receive(any_url, write_png(tmp_path / f"{i}.png", i)) for i in range(3)]
+    ids.append(receive(any_url, copy_dicom("examples_ybr_color.dcm", tmp_path / "cine.dcm")))
+    pipeline = pipeline_for(any_url)
+    pipeline.load()
+    inserts: list[bool] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO FRAME_SCORES"):
+            inserts.append(True)
+
+    engine = db.get_engine(any_url)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        result = process_scans(ids, pipeline)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert set(result.statuses.values()) == {"scored"}
+    assert len(inserts) == 1
+    with db.session_scope(any_url, readonly=True) as s:
+        for scan in s.scalars(select(ScanScore)).all():
+            frames = s.scalar(
+                select(func.count())
+                .select_from(FrameScore)
+                .where(FrameScore.scan_id == scan.scan_id)
+            )
+            assert frames == scan.frames_scored
