@@ -7,10 +7,13 @@ queues its id.
   catches what events missed (files that arrived while the ingester was down, dropped
   inotify events). A folder moved in is walked at once.
 * **Complete files only.** A file is taken once its size and mtime have not changed for
-  ``USQA_STABLE_SECONDS``. Temporary names (``*.part``, ``*.tmp``, ``*.partial``,
-  ``*.filepart``, ``*.crdownload``, ``*.swp``, names ending in ``~``, dot files and dot
-  folders) are ignored until renamed; so are ``*.json`` sidecars (they belong to their
-  image) and the ``done/`` and ``failed/`` folders the ``move`` policy fills.
+  ``USQA_STABLE_SECONDS``, or at once when inotify's last word on it is that its writer
+  closed it (IN_CLOSE_WRITE) or that it was renamed into the folder (``USQA_SETTLE_ON_CLOSE``,
+  on by default; never when polling). A file that changes after it was taken is recorded
+  again as a new scan, so an early take loses nothing. Temporary names (``*.part``,
+  ``*.tmp``, ``*.partial``, ``*.filepart``, ``*.crdownload``, ``*.swp``, names ending in
+  ``~``, dot files and dot folders) are ignored until renamed; so are ``*.json`` sidecars
+  (they belong to their image) and the ``done/`` and ``failed/`` folders the ``move`` policy fills.
 * **Safety.** A symbolic link whose target lies outside the drop folder is refused, and
   anything that is not a regular file (a pipe, a device) is ignored.
 * **Ledger first.** The row is committed before the id is sent. A file whose content is
@@ -50,6 +53,7 @@ TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload", ".swp"
 DONE_DIR = "done"
 FAILED_DIR = "failed"
 _UNSENT_LIMIT = 100_000
+_BURST_SECONDS = 0.02  # after the first event, how long to gather the events that follow it
 
 
 def is_ignored_name(relative: str) -> bool:
@@ -160,34 +164,57 @@ class _Candidate:
 
 
 class _Events:
-    """The watchdog handler: only notes paths; the ingester loop does the work."""
+    """The watchdog handler: only notes paths (and wakes the ingester loop); the loop does
+    the work. ``settled`` keeps, per file, whether its latest event said it is complete
+    (closed after writing, or renamed in) rather than still changing."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.paths: set[str] = set()
         self.dirs: set[str] = set()
+        self.settled: dict[str, bool] = {}
+        self.wake = threading.Event()
 
     def dispatch(self, event: Any) -> None:
         kind = getattr(event, "event_type", "")
         if kind in ("opened", "closed_no_write"):
             return
-        targets = [event.src_path]
-        if getattr(event, "dest_path", ""):
-            targets.append(event.dest_path)
+        source = os.fsdecode(event.src_path) if event.src_path else ""
+        dest = os.fsdecode(event.dest_path) if getattr(event, "dest_path", "") else ""
         with self.lock:
-            for target in targets:
-                text = os.fsdecode(target)
+            for target in (source, dest):
+                if not target:
+                    continue
                 if event.is_directory:
                     if kind in ("created", "moved"):
-                        self.dirs.add(text)
-                else:
-                    self.paths.add(text)
+                        self.dirs.add(target)
+                    continue
+                self.paths.add(target)
+                if target == dest or kind == "closed":
+                    self.settled[target] = True
+                elif kind in ("created", "modified"):
+                    self.settled[target] = False
+                elif kind in ("deleted", "moved"):  # nothing left at that path
+                    self.settled.pop(target, None)
+        self.wake.set()
 
-    def drain(self) -> tuple[set[str], set[str]]:
+    def drain(self) -> tuple[set[str], set[str], dict[str, bool]]:
         with self.lock:
-            paths, dirs = self.paths, self.dirs
-            self.paths, self.dirs = set(), set()
-        return paths, dirs
+            paths, dirs, settled = self.paths, self.dirs, self.settled
+            self.paths, self.dirs, self.settled = set(), set(), {}
+        return paths, dirs, settled
+
+
+def _inotify_observer() -> Any:
+    """The platform's observer; on Linux with full move events, so a file renamed in from
+    outside the drop folder is reported as moved (complete), not as created."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux
+        from watchdog.observers import Observer
+
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
 
 
 class Ingester:
@@ -196,7 +223,8 @@ class Ingester:
     Call :meth:`run` with a stop event (it returns when the event is set), or drive it
     with :meth:`start`, :meth:`tick` and :meth:`close`. ``reconcile_send`` receives the
     ids the reconciler re-queues (None: no reconciler in this process); ``transport_empty``
-    tells it whether the queue is empty (lost scans are then re-sent sooner).
+    tells it whether the queue is empty (lost scans are then re-sent sooner). ``linger``
+    overrides ``USQA_LINGER_SECONDS`` (0 where the receiver batches by itself).
     """
 
     def __init__(
@@ -207,6 +235,7 @@ class Ingester:
         *,
         reconcile_send: Callable[[list[int]], None] | None = None,
         transport_empty: Callable[[], bool] | None = None,
+        linger: float | None = None,
     ) -> None:
         root = Path(root).expanduser().absolute()
         if root.exists() and not root.is_dir():
@@ -215,7 +244,9 @@ class Ingester:
         self.root = str(root)
         self.real_root = os.path.realpath(self.root)
         self.settings = settings
-        self.batcher = Batcher(send, settings.files_per_task, settings.linger_seconds)
+        self.batcher = Batcher(
+            send, settings.files_per_task, settings.linger_seconds if linger is None else linger
+        )
         self.reconcile_send = reconcile_send
         self.transport_empty = transport_empty
         self.tick_seconds = min(0.25, max(0.05, settings.stable_seconds / 4))
@@ -224,6 +255,8 @@ class Ingester:
         self.refused: set[str] = set()
         self.recorded = 0
         self._events = _Events()
+        self._settled: set[str] = set()  # files whose writer is done, by inotify
+        self._trust_settled = settings.settle_on_close and not settings.polling
         self._observer: Any = None
         self._next_rescan = 0.0
         self._next_reconcile = 0.0
@@ -240,18 +273,17 @@ class Ingester:
 
             observer: Any = PollingObserver(timeout=max(0.5, self.settings.stable_seconds / 2))
         else:
-            from watchdog.observers import Observer
-
-            observer = Observer()
+            observer = _inotify_observer()
         observer.schedule(self._events, self.root, recursive=True)
         observer.daemon = True
         observer.start()
         self._observer = observer
         log.info(
-            "watching %s (%s; files taken after %.1f s without change; after scoring: %s)",
+            "watching %s (%s; files taken after %.1f s without change%s; after scoring: %s)",
             self.root,
             "polling" if self.settings.polling else "inotify",
             self.settings.stable_seconds,
+            ", or once closed or renamed in" if self._trust_settled else "",
             self.settings.after_scoring,
         )
 
@@ -271,7 +303,10 @@ class Ingester:
                 self.tick()
                 if until_idle is not None and until_idle():
                     return
-                stop.wait(self.tick_seconds)
+                # wake early when files arrive, so a closed file is taken within milliseconds
+                if self._events.wake.wait(self.tick_seconds):
+                    self._events.wake.clear()
+                    stop.wait(_BURST_SECONDS)  # let the rest of a burst of events arrive
         finally:
             self.close()
 
@@ -291,7 +326,12 @@ class Ingester:
         """Note events, rescan when due, take stable files, send, dispose and reconcile.
         Database outages are logged and retried on the next tick."""
         now = time.monotonic()
-        paths, dirs = self._events.drain()
+        paths, dirs, settled = self._events.drain()
+        for path, done in settled.items():
+            if done:
+                self._settled.add(path)
+            else:
+                self._settled.discard(path)
         self._dirs_to_walk |= dirs
         try:
             if now >= self._next_rescan:
@@ -400,6 +440,7 @@ class Ingester:
         st = self._admissible(path)
         if st is None:
             self.pending.pop(path, None)
+            self._settled.discard(path)
             return
         if self.known.get(path) == (st.st_size, st.st_mtime_ns):
             return
@@ -417,12 +458,13 @@ class Ingester:
                 st = Path(path).stat()
             except OSError:
                 del self.pending[path]
+                self._settled.discard(path)
                 continue
             if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
                 self.pending[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
                 continue
             cand.seen += 1
-            quiet = now - cand.since >= stable
+            quiet = now - cand.since >= stable or (self._trust_settled and path in self._settled)
             if not quiet and not self.settings.polling:
                 # untouched for the window by its own mtime (e.g. found by the start-up walk);
                 # not trusted on network shares, whose clocks may differ from ours
@@ -459,6 +501,7 @@ class Ingester:
             except OSError as exc:
                 log.warning("could not read %s to record it: %s", _shown(path), exc.strerror)
                 self.pending.pop(path, None)
+                self._settled.discard(path)
                 continue
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 continue  # changed while hashing: keep waiting
@@ -505,6 +548,7 @@ class Ingester:
 
     def _mark_known(self, path: str, st: os.stat_result) -> None:
         self.pending.pop(path, None)
+        self._settled.discard(path)
         self.known[path] = (st.st_size, st.st_mtime_ns)
 
     # --- after scoring ----------------------------------------------------------------

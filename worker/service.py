@@ -182,6 +182,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
         runner.submit,
         reconcile_send=runner.submit,
         transport_empty=lambda: runner.idle,
+        linger=0.0,  # the runner merges whatever waits into its next batch
     )
     with stop_signals(on_second=_exit_now) as stop:
         pipeline.start()

@@ -90,6 +90,12 @@ class Settings:
     stable_seconds: float = _opt(
         2.0, "A file is taken once its size and mtime have not changed for this long."
     )
+    settle_on_close: bool = _opt(
+        True,
+        "Take a file at once when inotify reports it closed after writing, or renamed into the "
+        "drop folder, instead of waiting USQA_STABLE_SECONDS (inotify only; turn off for "
+        "writers that close and reopen a file while still writing it).",
+    )
     rescan_seconds: float = _opt(
         300.0, "Full rescan of the drop folder every this many seconds (catches missed events)."
     )

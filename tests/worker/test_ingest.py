@@ -268,3 +268,95 @@ def test_the_live_observer_sees_new_files_and_folders(
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+class Live:
+    """An ingester running its own loop with the inotify observer, recording when each
+    batch of ids was sent."""
+
+    def __init__(self, url: str, root: Path, weights: Path, **overrides: Any) -> None:
+        overrides.setdefault("rescan_seconds", 3600)
+        self.settings = make_settings(url, weights, **overrides)
+        self.sent: list[tuple[float, list[int]]] = []
+        self.ingester = Ingester(
+            root, self.settings, lambda ids: self.sent.append((time.monotonic(), ids))
+        )
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.ingester.run, args=(self.stop,))
+
+    def __enter__(self) -> Live:
+        self.thread.start()
+        until(lambda: self.ingester.idle, 10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def test_a_file_renamed_in_is_taken_without_the_stability_window(
+    sqlite_url: str, tmp_path: Path, random_weights: Path
+) -> None:
+    staged = write_png(tmp_path / "staging" / "a.png", 1)
+    with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=30) as live:
+        dropped = time.monotonic()
+        staged.rename(tmp_path / "drop" / "a.png")
+        until(lambda: bool(live.sent), 5)
+    assert live.sent[0][0] - dropped < 2.0  # a 30 s window would still be running
+    [row] = scans(sqlite_url)
+    assert row.path == str(tmp_path / "drop" / "a.png")
+
+
+def test_without_settle_on_close_the_window_applies(
+    sqlite_url: str, tmp_path: Path, random_weights: Path
+) -> None:
+    staged = write_png(tmp_path / "staging" / "a.png", 1)
+    with Live(
+        sqlite_url, tmp_path / "drop", random_weights, stable_seconds=1.5, settle_on_close=False
+    ) as live:
+        dropped = time.monotonic()
+        staged.rename(tmp_path / "drop" / "a.png")
+        until(lambda: bool(live.sent), 10)
+    assert live.sent[0][0] - dropped >= 1.5
+
+
+def test_a_file_still_open_for_writing_waits_for_its_close(
+    sqlite_url: str, tmp_path: Path, random_weights: Path
+) -> None:
+    """Written in place with pauses longer than the window: not taken while the writer
+    holds it open (no close event yet, and it keeps changing); taken soon after close."""
+    source = write_png(tmp_path / "big.png", 7, size=(300, 300)).read_bytes()
+    target = tmp_path / "drop" / "slow.png"
+    with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=5) as live:
+        with target.open("wb") as fh:
+            step = len(source) // 4 + 1
+            for start in range(0, len(source), step):
+                fh.write(source[start : start + step])
+                fh.flush()
+                time.sleep(0.4)  # several ingester ticks between writes
+                assert not live.sent, "taken while its writer still had it open"
+        closed = time.monotonic()
+        until(lambda: bool(live.sent), 5)
+    assert live.sent[0][0] - closed < 2.0
+    [row] = scans(sqlite_url)
+    assert row.size_bytes == len(source)
+
+
+def test_a_file_appended_after_its_close_is_recorded_again(
+    sqlite_url: str, tmp_path: Path, random_weights: Path
+) -> None:
+    """A writer that closes and reopens: the early take loses nothing, the final content
+    is recorded as a new scan."""
+    first = write_png(tmp_path / "one.png", 1).read_bytes()
+    target = tmp_path / "drop" / "grow.png"
+    with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=5) as live:
+        target.write_bytes(first)
+        until(lambda: len(scans(sqlite_url)) == 1, 5)
+        with target.open("ab") as fh:
+            fh.write(b"trailing bytes written after a first close")
+        until(lambda: len(scans(sqlite_url)) == 2, 5)
+        until(lambda: sum(len(ids) for _, ids in live.sent) == 2, 5)
+    rows = scans(sqlite_url)
+    assert [r.size_bytes for r in rows] == [len(first), target.stat().st_size]
+    assert rows[0].sha256 != rows[1].sha256
