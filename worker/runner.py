@@ -35,7 +35,10 @@ class Runner:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.size = max(1, pipeline.settings.files_per_task)
+        settings = pipeline.settings
+        # one process, no other worker to share with: a batch may hold a whole inference
+        # batch of single-frame files, so fewer batch boundaries stall the decoder and model
+        self.size = max(1, settings.files_per_task, settings.batch_size)
         self._heap: list[tuple[float, int, list[int], str | None, int]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -76,7 +79,7 @@ class Runner:
             self._thread.join(timeout)
 
     def _next(self) -> tuple[list[int], str | None, int] | None:
-        """Wait for due work; merge fresh batches up to USQA_FILES_PER_TASK files."""
+        """Wait for due work; merge fresh batches up to :attr:`size` files."""
         with self._cond:
             while not self._stop:
                 now = time.monotonic()

@@ -105,7 +105,11 @@ class Settings:
     after_scoring: str = _opt(
         "keep", "What to do with a file once it has a terminal row: keep, move or delete."
     )
-    files_per_task: int = _opt(8, "Most files one task carries (inference batches across them).")
+    files_per_task: int = _opt(
+        8,
+        "Most files one task carries (inference batches across them). `usqa run` merges "
+        "waiting files into batches of up to this or USQA_BATCH_SIZE, whichever is larger.",
+    )
     linger_seconds: float = _opt(0.2, "Longest wait to fill a task with more files.")
     max_attempts: int = _opt(5, "Attempts before a scan that keeps failing transiently is failed.")
     stuck_seconds: float = _opt(
