@@ -103,6 +103,9 @@ class Scan:
         self._crop_enabled = crop_enabled
         self._crop: CropBox | None = None
         self._crop_done = False
+        # Frames the heuristic decoded, kept (at most HEURISTIC_SAMPLE_FRAMES) until
+        # iter_frames yields them, so that no frame is decoded twice.
+        self._decoded: dict[int, NDArray[np.uint8]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -114,7 +117,8 @@ class Scan:
     @property
     def crop(self) -> CropBox | None:
         """The B-mode box (None when cropping is off). Without ultrasound regions the
-        heuristic decodes a few selected frames the first time this is asked for."""
+        heuristic decodes a few selected frames the first time this is asked for; they are
+        kept until :meth:`iter_frames` yields them, so they are not decoded again."""
         if not self._crop_enabled:
             return None
         if not self._crop_done:
@@ -129,7 +133,19 @@ class Scan:
         if len(picks) > HEURISTIC_SAMPLE_FRAMES:
             spots = np.linspace(0, len(picks) - 1, HEURISTIC_SAMPLE_FRAMES).round().astype(int)
             picks = [picks[i] for i in spots]
-        box, note = find_box(frame for _, frame in self._source.frames(picks))
+        wanted = set(self.selected_frames)
+
+        def sample() -> Iterator[NDArray[np.uint8]]:
+            for index, frame in self._source.frames(picks):
+                if index in wanted:
+                    self._decoded[index] = frame
+                yield frame
+
+        try:
+            box, note = find_box(sample())
+        except BaseException:
+            self._decoded.clear()
+            raise
         if note:
             self.notes.append(note)
         log.debug("%s: heuristic crop %s", self.path.name, box)
@@ -142,8 +158,23 @@ class Scan:
         :attr:`crop` unless ``cropped`` is False. Raises :class:`worker.errors.InputError`.
         """
         box = self.crop if cropped else None
-        for index, frame in self._source.frames(self.selected_frames):
+        for index, frame in self._decode_selected():
             if box is None:
                 yield index, frame
             else:
                 yield index, np.ascontiguousarray(box.apply(frame))
+
+    def _decode_selected(self) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+        """The selected frames in order: those the heuristic already decoded are handed over
+        (and forgotten), the others decoded one at a time."""
+        kept, self._decoded = self._decoded, {}
+        rest = [i for i in self.selected_frames if i not in kept]
+        if rest:
+            for index, frame in self._source.frames(rest):
+                while kept and min(kept) < index:
+                    first = min(kept)
+                    yield first, kept.pop(first)
+                yield index, frame
+        while kept:
+            first = min(kept)
+            yield first, kept.pop(first)
