@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads "
                    "of the in-process measurements (model only, naive)")  # fmt: skip
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every usqa process (e.g. USQA_BATCH_SIZE=16); "
+        "repeat for more",
+    )
+    p.add_argument(
         "--skip",
         default="",
         help="comma-separated stages to leave out: model,naive,embedded,cine,scaled",
@@ -79,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="a smoke run: 3 PNGs, 2 cines of 100 frames, a 40-frame long cine, 3 latency "
-        "files, fp32 and bf16 at the default batch size",
+        "files, fp32 and bf16 at the default batch size (1 and 2 streams)",
     )
     return p
 
@@ -120,6 +128,11 @@ def run(args: argparse.Namespace) -> Results:
     from bench import inference, stages
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--set {item}: expected NAME=VALUE")
+        stages.EXTRA_ENV[name] = value
     bad = skip - {"model", "naive", "embedded", "cine", "scaled"}
     if bad:
         raise SystemExit(f"--skip {','.join(sorted(bad))}: unknown stage")
@@ -146,11 +159,11 @@ def run(args: argparse.Namespace) -> Results:
                 from model.scorer import bf16_supported
 
                 precisions = ["fp32", "bf16"] if bf16_supported("cpu") else ["fp32"]
-                sizes = [32] if args.quick else [32, 16]
+                sizes = [8] if args.quick else [32, 16, 8]
+                streams = [1, 2] if args.threads >= 2 else [1]
+                configs = [(p, b, n) for p in precisions for b in sizes for n in streams]
                 frames = args.model_frames or max(64, len(work.pngs))
-                runs = inference.model_only(
-                    work.pngs, [(p, b) for p in precisions for b in sizes], args.threads, frames
-                )
+                runs = inference.model_only(work.pngs, configs, args.threads, frames)
                 results.model_only = [r.as_dict() for r in runs]
                 fp32 = next((r for r in runs if r.precision == "fp32"), None)
                 bf16 = next((r for r in runs if r.precision == "bf16"), None)

@@ -24,7 +24,8 @@ class ModelRun:
 
     precision: str
     batch_size: int
-    threads: int
+    streams: int
+    threads: int  # torch threads per stream
     frames: int
     seconds: float
     scores: np.ndarray
@@ -33,11 +34,19 @@ class ModelRun:
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.precision}, batch {self.batch_size}, "
+            f"{self.streams} stream(s) x {self.threads} thread(s)"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "precision": self.precision,
             "batch_size": self.batch_size,
-            "threads": self.threads,
+            "streams": self.streams,
+            "threads_per_stream": self.threads,
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "frames_per_s": round(self.fps, 2),
@@ -48,9 +57,10 @@ def _images(pngs: list[Path]) -> list[np.ndarray]:
     """The files as the pipeline gets them (dicom_io), then the Scorer's own steps 1 and
     2 (grey, resize): uint8 images at the preset size, ready for the forward pass."""
     from dicom_io import ReadOptions, read
-    from model import Scorer
+    from model.checkpoint import load_checkpoint
+    from model.scorer import SHIPPED_WEIGHTS
 
-    prep = Scorer.load(precision="fp32").checkpoint.preprocess
+    prep = load_checkpoint(SHIPPED_WEIGHTS).preprocess
     opts = ReadOptions()
     out = []
     for path in pngs:
@@ -60,42 +70,42 @@ def _images(pngs: list[Path]) -> list[np.ndarray]:
 
 
 def model_only(
-    pngs: list[Path], configs: list[tuple[str, int]], threads: int, min_frames: int
+    pngs: list[Path], configs: list[tuple[str, int, int]], threads: int, min_frames: int
 ) -> list[ModelRun]:
-    """Frames/s of the Scorer's forward (``model.inference.predict_images``: normalise,
-    channels_last, batched, optional bf16 autocast) on already preprocessed images, for
-    each ``(precision, batch_size)``. Images are cycled up to ``min_frames`` frames."""
+    """Frames/s of :meth:`model.Scorer.predict` (normalise, channels_last, batched,
+    optional bf16 autocast, batches spread over the streams) on already preprocessed
+    images, for each ``(precision, batch_size, streams)`` with ``threads`` CPU threads
+    shared out between the streams. Images are cycled up to ``min_frames`` frames."""
     import torch
 
     from model import Scorer
-    from model.inference import predict_images
 
-    torch.set_num_threads(threads)
     base = _images(pngs)
     reps = max(1, -(-min_frames // len(base)))
     images = (base * reps)[: max(len(base), min_frames)]
     runs = []
-    for precision, batch_size in configs:
-        scorer = Scorer.load(precision=precision, threads=threads, batch_size=batch_size)
-
-        def forward(chunk: list[np.ndarray], s: Scorer = scorer) -> np.ndarray:
-            return predict_images(
-                s.checkpoint.net,
-                chunk,
-                s.checkpoint.preprocess,
-                s.checkpoint.target_scale,
-                batch_size=s.batch_size,
-                bf16=s.bf16,
-                device=s.device,
-            )
-
-        forward(images[:batch_size])  # warm-up: oneDNN picks its kernels
-        started = time.perf_counter()
-        scores = forward(images)
-        seconds = time.perf_counter() - started
-        name = "bf16" if scorer.bf16 else "fp32"
-        runs.append(ModelRun(name, batch_size, threads, len(images), seconds, scores[: len(base)]))
-        log.info("model only %s batch %d: %.1f frames/s", name, batch_size, runs[-1].fps)
+    for precision, batch_size, streams in configs:
+        scorer = Scorer.load(
+            precision=precision, threads=threads, batch_size=batch_size, streams=streams
+        )
+        try:
+            scorer.predict(images[: batch_size * scorer.streams])  # warm-up: kernels chosen
+            started = time.perf_counter()
+            scores = scorer.predict(images)
+            seconds = time.perf_counter() - started
+        finally:
+            scorer.close()
+        run = ModelRun(
+            "bf16" if scorer.bf16 else "fp32",
+            batch_size,
+            scorer.streams,
+            torch.get_num_threads(),
+            len(images),
+            seconds,
+            scores[: len(base)],
+        )
+        runs.append(run)
+        log.info("model only %s: %.1f frames/s", run.label, run.fps)
     return runs
 
 

@@ -45,10 +45,13 @@ class Results:
 
     def table(self) -> str:
         """The table and the target ratios, as text."""
-        lines = [f"{'measurement':<44} {'frames':>7} {'seconds':>8} {'frames/s':>9}"]
+        lines = [f"{'measurement':<48} {'frames':>7} {'seconds':>8} {'frames/s':>9}"]
         lines.append("-" * len(lines[0]))
         for run in self.model_only:
-            name = f"model only ({run['precision']}, batch {run['batch_size']})"
+            name = (
+                f"model only ({run['precision']}, batch {run['batch_size']}, "
+                f"{run['streams']} x {run['threads_per_stream']} thr)"
+            )
             lines.append(_row(name, run["frames"], run["seconds"], run["frames_per_s"]))
         if self.naive:
             n = self.naive
@@ -90,7 +93,7 @@ class Results:
 
 
 def _row(name: str, frames: int, seconds: float, fps: float) -> str:
-    return f"{name:<44} {frames:>7} {seconds:>8.2f} {fps:>9.2f}"
+    return f"{name:<48} {frames:>7} {seconds:>8.2f} {fps:>9.2f}"
 
 
 def check_targets(results: Results) -> dict[str, tuple[float | None, str, bool | None]]:

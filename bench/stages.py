@@ -74,8 +74,12 @@ def _maybe_profile(pid: int, folder: Path | None, name: str) -> Iterator[None]:
         yield
 
 
+EXTRA_ENV: dict[str, str] = {}  # `--set NAME=VALUE`: given to every usqa process, last
+
+
 def base_env(url: str, stable_seconds: float, **more: str) -> dict[str, str]:
-    """The environment of a usqa process: ours without USQA_*, then the bench settings."""
+    """The environment of a usqa process: ours without USQA_*, then the bench settings,
+    then what ``--set`` asked for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("USQA_")}
     env.update(
         USQA_DATABASE_URL=url,
@@ -83,6 +87,7 @@ def base_env(url: str, stable_seconds: float, **more: str) -> dict[str, str]:
         USQA_LOG_LEVEL="INFO",
         **more,
     )
+    env.update(EXTRA_ENV)
     return env
 
 

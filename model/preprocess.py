@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from worker.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Preprocess", "to_grey"]
 
@@ -98,6 +100,8 @@ class Preprocess:
 
     def tensor(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Step 3 for a batch of uint8 grey images ``(N, h, w)``: a float ``(N, 3, h, w)``."""
+        import torch  # here, not at the top: steps 1 and 2 run in processes without torch
+
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(list(images))))
         x = batch.to(torch.float32).div_(255.0).unsqueeze(1)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)

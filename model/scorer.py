@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from model.inference import predict_images
 from model.network import fold_batchnorm
 from worker.errors import ConfigError, ModelError
 
-__all__ = ["SHIPPED_WEIGHTS", "Scorer", "bf16_supported"]
+__all__ = ["SHIPPED_WEIGHTS", "Scorer", "bf16_supported", "plan_streams"]
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +34,52 @@ def bf16_supported(device: str) -> bool:
         return False
 
 
+MAX_AUTO_STREAMS = 2  # the most measured (2-core machine, docs/performance.md)
+
+
+def plan_streams(device: str, threads: int, streams: int) -> tuple[int, int]:
+    """``(streams, torch threads per stream)`` for a process with ``threads`` CPU threads
+    (0: torch's default, the cores). ``streams`` 0 = auto: on CPU, one single-threaded
+    stream per thread up to :data:`MAX_AUTO_STREAMS` (threads shared out beyond that); on
+    CUDA one stream."""
+    total = threads if threads > 0 else torch.get_num_threads()
+    total = max(1, total)
+    if streams < 0:
+        raise ConfigError(f"inference streams {streams}: expected 0 (auto) or more")
+    if streams == 0:
+        streams = 1 if device.startswith("cuda") else min(total, MAX_AUTO_STREAMS)
+    return streams, max(1, total // streams)
+
+
 class Scorer:
     """Scores frames with one loaded checkpoint. Build it once per process and reuse it.
 
     ``precision``: ``fp32``, ``bf16`` (autocast) or ``auto`` = bf16 where the hardware
     supports it natively (measured on BUSI test images: scores within 0.5 points of fp32,
     see model/MODEL_CARD.md), else fp32.
+
+    ``streams``: how many batches run side by side, each in its own thread with its share
+    of the torch threads. On a CPU, two single-threaded streams score as fast as one
+    two-threaded one, and a busy decoder beside them slows one stream instead of stalling
+    both at every layer (docs/performance.md).
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str, bf16: bool, batch_size: int) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        device: str,
+        bf16: bool,
+        batch_size: int,
+        streams: int = 1,
+    ) -> None:
         self.checkpoint = checkpoint
         self.device = device
         self.bf16 = bf16
         self.batch_size = batch_size
+        self.streams = max(1, streams)
         self.version: str = checkpoint.sha256[:12]
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -56,18 +90,20 @@ class Scorer:
         threads: int = 0,
         batch_size: int = 32,
         fold_bn: bool = True,
+        streams: int = 0,
     ) -> Scorer:
         """Load ``weights`` (None: the shipped model) for inference. ``fold_bn`` folds each
-        BatchNorm into its convolution (same scores, fewer operations). Raises ModelError
-        for a bad file."""
+        BatchNorm into its convolution (same scores, fewer operations). ``threads`` and
+        ``streams``: see :func:`plan_streams`; this sets torch's threads for the process.
+        Raises ModelError for a bad file."""
         if precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision {precision!r}: expected auto, fp32 or bf16")
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: expected 1 or more")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: no CUDA GPU is available; use cpu")
-        if threads > 0:
-            torch.set_num_threads(threads)
+        streams, per_stream = plan_streams(device, threads, streams)
+        torch.set_num_threads(per_stream)
         path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
         if weights is None and not path.is_file():
             raise ModelError(
@@ -80,23 +116,27 @@ class Scorer:
         checkpoint.net.to(memory_format=torch.channels_last)
         bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
         log.info(
-            "loaded model %s from %s (%s, %s)",
+            "loaded model %s from %s (%s, %s, %d stream(s) x %d thread(s))",
             checkpoint.sha256[:12],
             path.name,
             device,
             "bf16" if bf16 else "fp32",
+            streams,
+            per_stream,
         )
-        return cls(checkpoint, device, bf16, batch_size)
+        return cls(checkpoint, device, bf16, batch_size, streams)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Scorer:
-        """Read ``weights``, ``device``, ``precision``, ``threads`` and ``batch_size``."""
+        """Read ``weights``, ``device``, ``precision``, ``threads``, ``batch_size`` and
+        ``inference_streams``."""
         return cls.load(
             weights=settings.weights,
             device=settings.device,
             precision=settings.precision,
             threads=settings.threads,
             batch_size=settings.batch_size,
+            streams=settings.inference_streams,
         )
 
     @property
@@ -104,16 +144,50 @@ class Scorer:
         """The checkpoint's metadata (protocol, training command, metrics, ...)."""
         return self.checkpoint.meta
 
+    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of uint8 grey images already at the preset size (``Preprocess.image``),
+        in batches of ``batch_size`` spread over the streams."""
+        if len(images) == 0:
+            return np.empty(0, dtype=np.float32)
+        chunks = [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        if self.streams == 1 or len(chunks) == 1:
+            return self._forward(images)
+        pool = self._executor()
+        return np.concatenate([f.result() for f in [pool.submit(self._forward, c) for c in chunks]])
+
     def score_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """A float32 score 0..100 per frame (uint8 ``(H, W)`` or ``(H, W, 3)``, any size)."""
         if len(frames) == 0:
             return np.empty(0, dtype=np.float32)
         prep = self.checkpoint.preprocess
-        images = [prep.image(f) for f in frames]
+        return self.predict([prep.image(f) for f in frames])
+
+    def submit(self, frames: Sequence[np.ndarray]) -> Future[np.ndarray]:
+        """:meth:`score_frames` for one batch in a stream thread; at most ``streams`` run
+        at once, later ones wait their turn. The future raises what scoring raised."""
+        prep = self.checkpoint.preprocess
+        return self._executor().submit(lambda: self._forward([prep.image(f) for f in frames]))
+
+    def close(self) -> None:
+        """Stop the stream threads (after the batches in hand)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.streams, thread_name_prefix="usqa-inference"
+                )
+            return self._pool
+
+    def _forward(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return predict_images(
             self.checkpoint.net,
             images,
-            prep,
+            self.checkpoint.preprocess,
             self.checkpoint.target_scale,
             batch_size=self.batch_size,
             bf16=self.bf16,

@@ -29,7 +29,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -121,6 +121,7 @@ class Decoder:
         self._path = ""
         self._busy = False  # a reply stream is not finished: the pipe is out of step
         self.last_crop: dict[str, Any] | None = None
+        self.preprocess: dict[str, Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> Decoder:
@@ -146,7 +147,15 @@ class Decoder:
             close_fds=True,
         )
         assert self._proc.stdin is not None
-        _send(self._proc.stdin, {"op": "init", "options": self.options, "log": list(self.log)})
+        _send(
+            self._proc.stdin,
+            {
+                "op": "init",
+                "options": self.options,
+                "log": list(self.log),
+                "preprocess": self.preprocess,
+            },
+        )
         log.debug("decoder process %d started", self._proc.pid)
 
     def close(self) -> None:
@@ -267,6 +276,24 @@ class Decoder:
 
     # -- the API --
 
+    def set_preprocess(self, preset: dict[str, Any] | None) -> None:
+        """Have the child turn each frame into the model's input image (``Preprocess.image``
+        of ``preset``: grey, at the model's size) before sending it, so a fraction of the
+        bytes crosses the pipe and waits for inference. None: frames as decoded."""
+        if preset == self.preprocess:
+            return
+        self.preprocess = preset
+        proc = self._proc
+        if proc is None or proc.poll() is not None or proc.stdin is None:
+            return  # the next start sends it
+        if self._busy:
+            self._kill()
+            return
+        try:
+            _send(proc.stdin, {"op": "preprocess", "preprocess": preset})
+        except (BrokenPipeError, OSError):
+            self._kill()
+
     def open(self, path: str) -> DecodedHeader:
         """Read and check the header of ``path``. Starts the file's time budget."""
         self._path = path
@@ -277,8 +304,9 @@ class Decoder:
         return DecodedHeader(**fields)
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode the selected frames of the file just opened, one at a time (same budget).
-        The crop box, once known, is in the ``done`` message; see :attr:`last_crop`."""
+        """Decode the selected frames of the file just opened, one at a time (same budget),
+        preprocessed when :meth:`set_preprocess` asked for it. The crop box, once known, is
+        in the ``done`` message; see :attr:`last_crop`."""
         self._request({"op": "frames"})
         self.last_crop = None
         while True:
@@ -333,6 +361,15 @@ def _error_message(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _preparer(preset: dict[str, Any] | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``Preprocess.image`` of the model's preset (imported without torch), or None."""
+    if not preset:
+        return None
+    from model.preprocess import Preprocess
+
+    return Preprocess.from_dict(preset).image
+
+
 def child_main() -> int:
     """The child's loop: one request at a time from stdin, replies on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -344,6 +381,7 @@ def child_main() -> int:
     from dicom_io import ReadOptions, read
 
     options: ReadOptions | None = None
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None
     scan: Any = None
     while True:
         try:
@@ -359,6 +397,10 @@ def child_main() -> int:
                 raw = dict(request["options"])
                 raw["modalities"] = tuple(raw.get("modalities") or ())
                 options = ReadOptions(**raw)
+                prepare = _preparer(request.get("preprocess"))
+                continue
+            if op == "preprocess":
+                prepare = _preparer(request.get("preprocess"))
                 continue
             if op == "open":
                 scan = None
@@ -381,6 +423,8 @@ def child_main() -> int:
                 if scan is None:
                     raise InputError("no file is open in the decoder")
                 for index, frame in scan.iter_frames():
+                    if prepare is not None:
+                        frame = prepare(frame)
                     array = np.ascontiguousarray(frame, dtype=np.uint8)
                     _send(
                         stdout,

@@ -224,7 +224,8 @@ class Ingester:
     with :meth:`start`, :meth:`tick` and :meth:`close`. ``reconcile_send`` receives the
     ids the reconciler re-queues (None: no reconciler in this process); ``transport_empty``
     tells it whether the queue is empty (lost scans are then re-sent sooner). ``linger``
-    overrides ``USQA_LINGER_SECONDS`` (0 where the receiver batches by itself).
+    and ``batch`` override ``USQA_LINGER_SECONDS`` and ``USQA_FILES_PER_TASK`` (for a
+    receiver that batches by itself).
     """
 
     def __init__(
@@ -236,6 +237,7 @@ class Ingester:
         reconcile_send: Callable[[list[int]], None] | None = None,
         transport_empty: Callable[[], bool] | None = None,
         linger: float | None = None,
+        batch: int | None = None,
     ) -> None:
         root = Path(root).expanduser().absolute()
         if root.exists() and not root.is_dir():
@@ -245,7 +247,9 @@ class Ingester:
         self.real_root = os.path.realpath(self.root)
         self.settings = settings
         self.batcher = Batcher(
-            send, settings.files_per_task, settings.linger_seconds if linger is None else linger
+            send,
+            settings.files_per_task if batch is None else batch,
+            settings.linger_seconds if linger is None else linger,
         )
         self.reconcile_send = reconcile_send
         self.transport_empty = transport_empty

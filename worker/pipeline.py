@@ -1,12 +1,15 @@
 """What one scoring process holds: its settings, the model (loaded once), the decoder child
-process and a heartbeat in the ``workers`` table. Built once per process (after a fork)."""
+processes and a heartbeat in the ``workers`` table. Built once per process (after a fork)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import db
@@ -33,14 +36,22 @@ class Pipeline:
     """
 
     def __init__(
-        self, settings: Settings, mode: str = "embedded", scorer: Scorer | None = None
+        self,
+        settings: Settings,
+        mode: str = "embedded",
+        scorer: Scorer | None = None,
+        batches: int = 1,
     ) -> None:
         self.settings = settings
         self.mode = mode
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self.name = f"{self.hostname}:{self.pid}"
-        self.decoder = Decoder.from_settings(settings)
+        # one decoder child per batch that may be in hand at once (``batches``)
+        self.decoders = [Decoder.from_settings(settings) for _ in range(max(1, batches))]
+        self._free: queue.SimpleQueue[Decoder] = queue.SimpleQueue()
+        for decoder in self.decoders:
+            self._free.put(decoder)
         self.scans_done = 0
         self._scorer: Scorer | None = scorer  # a loaded one may be shared (tests, benchmarks)
         self._grading: Grading | None = None
@@ -78,6 +89,10 @@ class Pipeline:
                 from model import Scorer
 
                 self._scorer = Scorer.from_settings(self.settings)
+        # the decoder child hands over model-ready images (grey, model size), not frames
+        preset = getattr(getattr(self._scorer, "checkpoint", None), "preprocess", None)
+        for decoder in self.decoders:
+            decoder.set_preprocess(None if preset is None else preset.to_dict())
         self.register_model()
 
     def register_model(self) -> None:
@@ -137,7 +152,8 @@ class Pipeline:
         """First heartbeat now, then one every USQA_HEARTBEAT_SECONDS in a thread; start
         the decoder child so the first file does not wait for it."""
         self.beat()
-        self.decoder.start()
+        for decoder in self.decoders:
+            decoder.start()
         if self._beat_thread is None:
             self._beat_thread = threading.Thread(
                 target=self._beat_loop, name="usqa-heartbeat", daemon=True
@@ -145,7 +161,8 @@ class Pipeline:
             self._beat_thread.start()
 
     def close(self) -> None:
-        """Stop the heartbeat, mark this process stopped and stop the decoder."""
+        """Stop the heartbeat, mark this process stopped, stop the decoder and the
+        inference streams."""
         self._stop.set()
         if self._beat_thread is not None:
             self._beat_thread.join(timeout=5)
@@ -154,4 +171,17 @@ class Pipeline:
             self.beat(stopped=True)
         except UsqaError as exc:
             log.warning("could not record that this worker stopped: %s", exc)
-        self.decoder.close()
+        for decoder in self.decoders:
+            decoder.close()
+        if self._scorer is not None:
+            self._scorer.close()
+
+    @contextmanager
+    def decoder(self) -> Iterator[Decoder]:
+        """A decoder child for one batch, to itself until the block ends (waits while all
+        are in use)."""
+        decoder = self._free.get()
+        try:
+            yield decoder
+        finally:
+            self._free.put(decoder)

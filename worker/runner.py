@@ -1,4 +1,4 @@
-"""The embedded runner: scores batches of scan ids in a thread of the same process (the
+"""The embedded runner: scores batches of scan ids in threads of the same process (the
 ``usqa run`` default: no broker). It calls the same :func:`worker.tasks.process_scans` as
 the Celery workers, with the same retry rules."""
 
@@ -20,6 +20,8 @@ __all__ = ["Runner", "backoff_seconds"]
 
 log = logging.getLogger(__name__)
 
+RUNNER_BATCH_FILES = 64  # most files `usqa run` merges into one batch (unless FILES_PER_TASK)
+
 
 def backoff_seconds(tries: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with jitter: about base x 2**tries, at most ``cap``."""
@@ -27,27 +29,34 @@ def backoff_seconds(tries: int, base: float = 1.0, cap: float = 60.0) -> float:
 
 
 class Runner:
-    """A queue of batches and one thread that scores them in order of due time.
+    """A queue of batches and threads that score them in order of due time: one per
+    decoder of the pipeline, so one batch's start and end (its first file decoding, its
+    last frames, its database writes) overlap another batch's scoring.
 
-    :meth:`submit` is thread-safe. :meth:`stop` lets the batch in hand finish, then ends
-    the thread; what is still queued stays ``queued`` in the ledger for the next start.
+    :meth:`submit` is thread-safe. :meth:`stop` lets the batches in hand finish, then ends
+    the threads; what is still queued stays ``queued`` in the ledger for the next start.
     """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        settings = pipeline.settings
-        # one process, no other worker to share with: a batch may hold a whole inference
-        # batch of single-frame files, so fewer batch boundaries stall the decoder and model
-        self.size = max(1, settings.files_per_task, settings.batch_size)
+        # one process, no other worker to share with: merge what waits into large batches,
+        # since each batch boundary drains the read-ahead and the inference streams
+        self.size = max(RUNNER_BATCH_FILES, pipeline.settings.files_per_task)
+        self.workers = len(pipeline.decoders)
         self._heap: list[tuple[float, int, list[int], str | None, int]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stop = False
-        self._busy = False
-        self.busy_since: float | None = None  # wall-clock start of the batch in hand (health)
-        self._thread: threading.Thread | None = None
+        self._started: dict[int, float] = {}  # thread id -> wall-clock start of its batch
+        self._threads: list[threading.Thread] = []
         self.batches = 0
         self.failed = 0
+
+    @property
+    def busy_since(self) -> float | None:
+        """Wall-clock start of the oldest batch in hand (health), None when idle."""
+        with self._cond:
+            return min(self._started.values(), default=None)
 
     def submit(
         self, ids: list[int], delay: float = 0.0, token: str | None = None, tries: int = 0
@@ -64,19 +73,22 @@ class Runner:
     def idle(self) -> bool:
         """Nothing running and nothing waiting (retries scheduled for later count)."""
         with self._cond:
-            return not self._busy and not self._heap
+            return not self._started and not self._heap
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="usqa-runner", daemon=True)
-        self._thread.start()
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._loop, name=f"usqa-runner-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the batch in hand, then stop."""
+        """Finish the batches in hand, then stop."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _next(self) -> tuple[list[int], str | None, int] | None:
         """Wait for due work; merge fresh batches up to :attr:`size` files."""
@@ -94,8 +106,7 @@ class Runner:
                             and len(ids) + len(self._heap[0][2]) <= self.size
                         ):
                             ids.extend(heapq.heappop(self._heap)[2])
-                    self._busy = True
-                    self.busy_since = time.time()
+                    self._started[threading.get_ident()] = time.time()
                     return ids, token, tries
                 wait = (self._heap[0][0] - now) if self._heap else None
                 self._cond.wait(wait)
@@ -111,8 +122,7 @@ class Runner:
                 self._run(ids, token, tries)
             finally:
                 with self._cond:
-                    self._busy = False
-                    self.busy_since = None
+                    self._started.pop(threading.get_ident(), None)
                     self._cond.notify_all()
 
     def _run(self, ids: list[int], token: str | None, tries: int) -> None:
@@ -129,7 +139,8 @@ class Runner:
             log.exception("batch of %d scan(s) failed unexpectedly; retrying", len(ids))
             self.submit(ids, delay=delay, token=token, tries=tries + 1)
             return
-        self.batches += 1
-        self.failed += result.failed
+        with self._cond:
+            self.batches += 1
+            self.failed += result.failed
         if result.retry:
             self.submit(result.retry, delay=backoff_seconds(tries))

@@ -35,6 +35,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# `usqa run` keeps two batches in hand, each with its decoder child: while one starts or
+# finishes (decoding its first file, scoring its last frames, writing), the other keeps
+# the inference streams busy (docs/performance.md)
+EMBEDDED_BATCHES = 2
+
 
 def add_database_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -170,7 +175,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
         )
     db.upgrade(settings.database_url)
     started = ledger.utcnow()
-    pipeline = Pipeline(settings, mode="embedded")
+    pipeline = Pipeline(settings, mode="embedded", batches=EMBEDDED_BATCHES)
     pipeline.load()  # fail now, not on the first file, if the model cannot load
     if metrics.serve(settings.metrics_port):
         metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
@@ -183,6 +188,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
         reconcile_send=runner.submit,
         transport_empty=lambda: runner.idle,
         linger=0.0,  # the runner merges whatever waits into its next batch
+        batch=runner.size,
     )
     with stop_signals(on_second=_exit_now) as stop:
         pipeline.start()

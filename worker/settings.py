@@ -75,7 +75,11 @@ class Settings:
         45.0, "Scores at or above this (and below good) are graded average; below, poor."
     )
     aggregate: str = _opt("mean", "How frame scores make the scan's grade: mean, min or p10.")
-    batch_size: int = _opt(32, "Frames per inference batch.")
+    batch_size: int = _opt(
+        8,
+        "Frames per inference batch (per stream). 8 scored fastest on CPU "
+        "(docs/performance.md); on a GPU use 64 or more.",
+    )
     precision: str = _opt(
         "auto", "Inference precision: auto, fp32 or bf16 (bf16 autocast on CPUs that support it)."
     )
@@ -83,6 +87,12 @@ class Settings:
         0,
         "Torch threads per scoring process. 0 = the CPU cores "
         "(`usqa worker --concurrency N`: cores / N each).",
+    )
+    inference_streams: int = _opt(
+        0,
+        "Inference batches run side by side in one scoring process, each with its share of "
+        "USQA_THREADS. 0 = auto: on CPU one single-threaded stream per thread, at most 2 "
+        "(threads shared out beyond that); on CUDA 1.",
     )
     device: str = _opt("cpu", "Torch device for inference: cpu or cuda.")
 
@@ -108,7 +118,7 @@ class Settings:
     files_per_task: int = _opt(
         8,
         "Most files one task carries (inference batches across them). `usqa run` merges "
-        "waiting files into batches of up to this or USQA_BATCH_SIZE, whichever is larger.",
+        "waiting files into batches of up to 64 files, or this many if larger.",
     )
     linger_seconds: float = _opt(0.2, "Longest wait to fill a task with more files.")
     max_attempts: int = _opt(5, "Attempts before a scan that keeps failing transiently is failed.")
@@ -208,6 +218,7 @@ def _validate(s: Settings) -> None:
             s.batch_size > 0 and s.files_per_task > 0 and s.max_attempts > 0,
             "batch sizes and attempt caps must be > 0",
         ),
+        (s.inference_streams >= 0, "USQA_INFERENCE_STREAMS must be 0 (auto) or more"),
         (s.decode_timeout > 0 and s.stable_seconds >= 0, "time limits must be positive"),
         (
             s.heartbeat_seconds > 0 and s.linger_seconds >= 0 and s.rescan_seconds > 0,

@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ import db
 from db import ledger, rescore
 from db.models import FAILED, SCORED, SKIPPED, Scan, ScanScore
 from worker import metrics
-from worker.decoder import DecodedHeader, DecoderCrashedError
+from worker.decoder import DecodedHeader, Decoder, DecoderCrashedError
 from worker.errors import InputError, ModelError, SkipScan, TransientError
 from worker.pipeline import Pipeline
 from worker.readahead import Emit, Frame, ReadAhead, Stopped
@@ -112,13 +114,23 @@ def _crop_columns(crop: dict[str, Any] | None) -> dict[str, Any]:
 
 class _Inference:
     """Frames from several scans, scored in batches of ``batch_size`` as they arrive (so
-    memory stays bounded however long a cine is)."""
+    memory stays bounded however long a cine is). Up to ``scorer.streams`` batches run at
+    once in the scorer's stream threads while this thread goes on reading; their scores are
+    applied here, in submission order, so a :class:`_Work` is only changed by this thread."""
 
     def __init__(self, pipeline: Pipeline, reraise: tuple[type[BaseException], ...]) -> None:
         self.pipeline = pipeline
         self.reraise = reraise
         self.size = max(1, pipeline.settings.batch_size)
+        self.streams = max(1, getattr(pipeline.scorer, "streams", 1))
         self.pending: list[tuple[_Work, int, np.ndarray]] = []
+        self.running: deque[_Batch] = deque()
+
+    @property
+    def idle_stream(self) -> bool:
+        """Whether a stream is free to take a batch now."""
+        self._reap()
+        return len(self.running) < self.streams
 
     def add(self, work: _Work, index: int, frame: np.ndarray) -> None:
         self.pending.append((work, index, frame))
@@ -130,42 +142,82 @@ class _Inference:
         self.pending = [p for p in self.pending if p[0] is not work]
 
     def flush(self) -> None:
+        """Start scoring what is pending (waiting for a free stream if all are busy)."""
         entries, self.pending = self.pending, []
-        if entries:
-            self._score(entries)
-
-    def _score(self, entries: list[tuple[_Work, int, np.ndarray]]) -> None:
         alive = [e for e in entries if e[0].outcome is None and e[0].crashed is None]
         if not alive:
             return
-        started = time.perf_counter()
+        while len(self.running) >= self.streams:
+            self._finish(self.running.popleft())
+        frames = [frame for _, _, frame in alive]
+        self.running.append(_Batch(alive, self.pipeline.scorer.submit(frames)))
+
+    def finish(self) -> None:
+        """Score what is pending and wait for every batch."""
+        self.flush()
+        while self.running:
+            self._finish(self.running.popleft())
+
+    def _reap(self) -> None:
+        while self.running and self.running[0].future.done():
+            self._finish(self.running.popleft())
+
+    def _finish(self, batch: _Batch) -> None:
         try:
-            scores = self.pipeline.scorer.score_frames([frame for _, _, frame in alive])
+            scores = batch.future.result()
         except Exception as exc:
             if isinstance(exc, (TransientError, ModelError, *self.reraise)):
                 raise
-            owners = list(dict.fromkeys(id(w) for w, _, _ in alive))
-            if len(owners) > 1:  # find the scan that breaks the batch
-                for owner in owners:
-                    self._score([e for e in alive if id(e[0]) == owner])
-                return
-            work = alive[0][0]
-            log.debug("scoring scan %d failed", work.scan.id, exc_info=True)
-            work.reason_class = "scoring"
-            work.outcome = ledger.Outcome(
-                FAILED, f"{work.scan.path}: its frames could not be scored ({_first_line(exc)})"
-            )
+            self._failed(batch.entries, exc)
             return
-        share = (time.perf_counter() - started) * 1000.0 / len(alive)
-        metrics.inference_done(time.perf_counter() - started, len(alive))
-        if len(scores) != len(alive):
+        self._apply(batch.entries, scores, time.perf_counter() - batch.started)
+
+    def _apply(
+        self, entries: list[tuple[_Work, int, np.ndarray]], scores: np.ndarray, seconds: float
+    ) -> None:
+        metrics.inference_done(seconds, len(entries))
+        if len(scores) != len(entries):
             raise ModelError(
-                f"the scorer returned {len(scores)} scores for {len(alive)} frames; "
+                f"the scorer returned {len(scores)} scores for {len(entries)} frames; "
                 "the model package is inconsistent"
             )
-        for (work, index, _), value in zip(alive, scores, strict=True):
+        share = seconds * 1000.0 / len(entries)
+        for (work, index, _), value in zip(entries, scores, strict=True):
             work.frame_scores.append((index, float(value)))
             work.inference_ms += share
+
+    def _failed(self, entries: list[tuple[_Work, int, np.ndarray]], exc: Exception) -> None:
+        """A batch could not be scored: score each scan's frames alone to find the one
+        that breaks it; that scan fails, the others keep their scores."""
+        owners = list(dict.fromkeys(id(w) for w, _, _ in entries))
+        if len(owners) > 1:
+            for owner in owners:
+                mine = [e for e in entries if id(e[0]) == owner]
+                started = time.perf_counter()
+                try:
+                    scores = self.pipeline.scorer.score_frames([f for _, _, f in mine])
+                except Exception as again:
+                    if isinstance(again, (TransientError, ModelError, *self.reraise)):
+                        raise
+                    self._failed(mine, again)
+                    continue
+                self._apply(mine, scores, time.perf_counter() - started)
+            return
+        work = entries[0][0]
+        log.debug("scoring scan %d failed", work.scan.id, exc_info=exc)
+        work.reason_class = "scoring"
+        work.outcome = ledger.Outcome(
+            FAILED, f"{work.scan.path}: its frames could not be scored ({_first_line(exc)})"
+        )
+
+
+@dataclass
+class _Batch:
+    """Frames handed to a stream, and the future of their scores."""
+
+    entries: list[tuple[_Work, int, np.ndarray]]
+    future: Future[np.ndarray]
+    started: float = field(default_factory=time.perf_counter)
 
 
 def _claim(pipeline: Pipeline, ids: Sequence[int], token: str) -> list[Scan]:
@@ -210,7 +262,7 @@ class _Read:
 
 
 def _read(
-    work: _Work, pipeline: Pipeline, reraise: tuple[type[BaseException], ...], emit: Emit
+    work: _Work, decoder: Decoder, reraise: tuple[type[BaseException], ...], emit: Emit
 ) -> _Read:
     """Check the file, read its header and emit its frames (in the read-ahead thread); any
     problem becomes the scan's outcome (or a crash mark for a retry)."""
@@ -232,15 +284,15 @@ def _read(
                 f"{location}: the file changed after it was received ({scan.size_bytes} -> "
                 f"{st.st_size} bytes); its new content is recorded as a new scan"
             )
-        header = pipeline.decoder.open(location)
+        header = decoder.open(location)
         read.columns = _header_columns(header)
         if header.skip_reason:
             raise SkipScan(header.skip_reason)
         frames = 0
-        for index, frame in pipeline.decoder.frames():
+        for index, frame in decoder.frames():
             emit(index, frame)
             frames += 1
-        read.columns.update(_crop_columns(pipeline.decoder.last_crop))
+        read.columns.update(_crop_columns(decoder.last_crop))
         if frames == 0:
             raise InputError(f"{scan.path}: no frame was selected for scoring")
     except DecoderCrashedError as exc:
@@ -283,26 +335,32 @@ def _read_and_score(
     inference: _Inference,
     reraise: tuple[type[BaseException], ...],
 ) -> None:
-    """Decode the files in a read-ahead thread while the main thread scores what is ready:
-    a full batch at once, a smaller one (at least ``_EARLY_BATCH`` frames) whenever the
-    decoder has nothing ready, so neither waits for the other longer than it must."""
+    """Decode the files in a read-ahead thread while the streams score what is ready: a
+    full batch at once, a smaller one (at least ``_EARLY_BATCH`` frames) whenever the
+    decoder has nothing ready and a stream is free, so neither waits for the other longer
+    than it must. The reader may run a batch ahead of every stream (``batch_size`` x
+    (streams + 1) frames, whatever the number of files they come from), so it keeps
+    decoding while every stream is busy."""
     early = min(inference.size, _EARLY_BATCH)
-    reader: ReadAhead[_Work, _Read] = ReadAhead(
-        works,
-        lambda work, emit: _read(work, pipeline, reraise, emit),
-        frames_ahead=inference.size,
-        files_ahead=2,
-        abort=pipeline.decoder.abort,
-    )
-    with reader:
+    ahead = inference.size * (inference.streams + 1)
+    with (
+        pipeline.decoder() as decoder,
+        ReadAhead[_Work, _Read](
+            works,
+            lambda work, emit: _read(work, decoder, reraise, emit),
+            frames_ahead=ahead,
+            files_ahead=ahead,
+            abort=decoder.abort,
+        ) as reader,
+    ):
         for event in reader:
             if isinstance(event, Frame):
                 inference.add(event.item, event.index, event.frame)
             else:
                 _apply(event.item, event.result, event.waited, inference)
-            if len(inference.pending) >= early and not reader.pending():
+            if len(inference.pending) >= early and not reader.pending() and inference.idle_stream:
                 inference.flush()
-    inference.flush()
+    inference.finish()
 
 
 def _known_scores(

@@ -69,8 +69,24 @@ def test_memory_watch_sees_a_child_process() -> None:
 def test_targets_are_ratios_of_the_measured_rates() -> None:
     results = Results(machine={}, settings={})
     results.model_only = [
-        {"precision": "fp32", "batch_size": 32, "frames": 10, "seconds": 1.0, "frames_per_s": 10.0},
-        {"precision": "bf16", "batch_size": 32, "frames": 10, "seconds": 0.5, "frames_per_s": 20.0},
+        {
+            "precision": "fp32",
+            "batch_size": 32,
+            "streams": 1,
+            "threads_per_stream": 2,
+            "frames": 10,
+            "seconds": 1.0,
+            "frames_per_s": 10.0,
+        },
+        {
+            "precision": "bf16",
+            "batch_size": 8,
+            "streams": 2,
+            "threads_per_stream": 1,
+            "frames": 10,
+            "seconds": 0.5,
+            "frames_per_s": 20.0,
+        },
     ]
     results.naive = {"files": 10, "seconds": 2.0, "frames_per_s": 5.0}
     results.stages["embedded"] = {"files": 10, "frames": 10, "seconds": 0.625, "frames_per_s": 16.0}
