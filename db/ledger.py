@@ -13,9 +13,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from db.models import (
 __all__ = [
     "METADATA_COLUMNS",
     "Outcome",
+    "ScoreEntry",
     "age_cutoff",
     "claim",
     "ensure_model_version",
@@ -56,7 +57,9 @@ __all__ = [
     "release",
     "requeue",
     "stuck_scans",
+    "update_columns",
     "write_score",
+    "write_scores",
 ]
 
 # dicom_io metadata keys stored as columns of ``scans`` (same names).
@@ -439,6 +442,111 @@ def write_score(
     else:
         frame_rows.extend(rows)
     return True
+
+
+_SCANS = cast(Table, Scan.__table__)  # Core statements: executemany without ORM overhead
+
+
+@dataclass(frozen=True)
+class ScoreEntry:
+    """One scan's score, as :func:`write_scores` takes it (``summary``: a model
+    ``ScanScore``)."""
+
+    scan: Scan
+    summary: Any
+    frame_scores: Sequence[tuple[int, float]]
+    decode_ms: float | None = None
+    inference_ms: float | None = None
+
+
+def write_scores(
+    session: Session,
+    token: str,
+    entries: Sequence[ScoreEntry],
+    model_version: str,
+    aggregate: str,
+    now: datetime | None = None,
+) -> bool:
+    """:func:`write_score` for many scans in a few statements: only when this worker still
+    holds every one of them (else nothing is written and False is returned, so the caller
+    can go scan by scan). Raises IntegrityError like :func:`write_score`; run it in a
+    savepoint."""
+    if not entries:
+        return True
+    now = now or utcnow()
+    ids = [e.scan.id for e in entries]
+    held = session.scalars(
+        select(Scan.id)
+        .where(Scan.id.in_(ids), Scan.status == PROCESSING, Scan.claim_token == token)
+        .with_for_update()
+    ).all()
+    if len(held) != len(set(ids)):
+        return False
+    table = _SCANS
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(status=SCORED, reason=None, model_version=model_version, **_finish_values(now)),
+        [{"b_id": scan_id} for scan_id in ids],
+    )
+    session.execute(
+        insert(ScanScore),
+        [
+            {
+                "scan_id": e.scan.id,
+                "model_version": model_version,
+                "sha256": e.scan.sha256,
+                "sop_instance_uid": e.scan.sop_instance_uid,
+                "score": float(e.summary.score),
+                "mean_score": float(e.summary.mean),
+                "min_score": float(e.summary.min),
+                "p10_score": float(e.summary.p10),
+                "grade": str(e.summary.grade),
+                "frames_scored": int(e.summary.frames_scored),
+                "aggregate": aggregate,
+                "scored_at": now,
+                "decode_ms": e.decode_ms,
+                "inference_ms": e.inference_ms,
+            }
+            for e in entries
+        ],
+    )
+    insert_frame_scores(
+        session,
+        [
+            {
+                "scan_id": e.scan.id,
+                "model_version": model_version,
+                "frame_index": i,
+                "score": float(v),
+            }
+            for e in entries
+            for i, v in e.frame_scores
+        ],
+    )
+    return True
+
+
+def update_columns(
+    session: Session, token: str, changes: Sequence[tuple[int, Mapping[str, Any]]]
+) -> None:
+    """Set header columns (``{column: value}`` per scan id) on the scans this worker holds,
+    one executemany statement per set of column names."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for scan_id, columns in changes:
+        if columns:
+            names = tuple(sorted(columns))
+            groups.setdefault(names, []).append(
+                {"b_id": scan_id, "b_token": token, **{f"v_{k}": columns[k] for k in names}}
+            )
+    table = _SCANS
+    for names, rows in groups.items():
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
+            .values({name: bindparam(f"v_{name}") for name in names}),
+            rows,
+        )
 
 
 def insert_frame_scores(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

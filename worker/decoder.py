@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("!IQ")  # JSON length, payload length
 _MAX_JSON = 64 << 20
+_PIPE_BYTES = 1 << 20  # the unprivileged maximum (/proc/sys/fs/pipe-max-size)
 
 
 class DecoderCrashedError(CorruptFileError):
@@ -146,7 +147,8 @@ class Decoder:
             stderr=None,  # its warnings go to our stderr
             close_fds=True,
         )
-        assert self._proc.stdin is not None
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        _widen_pipe(self._proc.stdout.fileno())
         _send(
             self._proc.stdin,
             {
@@ -317,6 +319,17 @@ class Decoder:
             shape = tuple(int(v) for v in message["shape"])
             frame = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
             yield int(message["index"]), frame
+
+
+def _widen_pipe(fd: int) -> None:
+    """Let a whole frame fit in the pipe (Linux: F_SETPIPE_SZ), so the child writes it in
+    one go instead of waiting for the parent to read every 64 KiB (best effort)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+    except (ImportError, OSError):
+        return
 
 
 def _rebuild_error(message: dict[str, Any]) -> UsqaError:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -397,44 +397,25 @@ def _duplicate(scan: Scan, original: Scan, what: str) -> ledger.Outcome:
 
 
 def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResult) -> None:
+    """One transaction for the batch: header columns, then every outcome. The scans to be
+    scored are written together (a few statements for the whole batch); only if that
+    meets a conflict (a duplicate scored meanwhile, a claim lost) are they written one by
+    one, each in its own savepoint."""
     settings = pipeline.settings
     version = pipeline.model_version
-    aggregate = settings.aggregate
     with db.session_scope(settings.database_url) as session:
         candidates = [w for w in works if w.outcome is None and w.crashed is None]
         by_sha, by_uid = _known_scores(session, version, candidates) if candidates else ({}, {})
-        frame_rows: list[dict[str, Any]] = []  # of every scan scored here: one insert
+        ledger.update_columns(session, token, [(w.scan.id, w.columns) for w in works if w.columns])
+        to_score: list[_Work] = []
         for work in works:
             scan = work.scan
-            if work.crashed is not None:
-                if scan.attempts >= settings.max_attempts:
-                    work.outcome = ledger.Outcome(
-                        FAILED,
-                        f"{work.crashed}; failed after {scan.attempts} attempts",
-                    )
-                else:
-                    reason = (
-                        f"retrying (attempt {scan.attempts} of {settings.max_attempts}): "
-                        f"{work.crashed}"
-                    )
-                    if ledger.release(session, [scan.id], token, reason):
-                        result.retry.append(scan.id)
-                        result.statuses[scan.id] = RETRY
-                        log.warning(
-                            "scan %d will be retried: the decoder crashed",
-                            scan.id,
-                            extra={"scan_id": scan.id, "status": RETRY},
-                        )
-                    continue
-            if work.columns:
-                session.execute(
-                    update(Scan)
-                    .where(Scan.id == scan.id, Scan.claim_token == token)
-                    .values(**work.columns)
-                    .execution_options(synchronize_session=False)
-                )
-                for key, value in work.columns.items():
-                    setattr(scan, key, value)
+            for key, value in work.columns.items():
+                setattr(scan, key, value)
+            if work.crashed is not None and not _crash_outcome(
+                session, work, token, settings.max_attempts, result
+            ):
+                continue
             if work.outcome is None and getattr(by_sha.get(scan.sha256), "id", None) == scan.id:
                 # re-queued, but this version has scored it already (a worker still on the
                 # old model after `usqa rescore`): its outcome stands, no second score
@@ -462,46 +443,122 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
                 except InputError as exc:
                     work.outcome = ledger.Outcome(FAILED, f"{scan.path}: {exc}")
             if work.outcome is None:
-                try:
-                    with session.begin_nested():
-                        written = ledger.write_score(
-                            session,
-                            scan,
-                            token,
-                            model_version=version,
-                            aggregate=aggregate,
-                            summary=work.summary,
-                            frame_scores=sorted(work.frame_scores),
-                            decode_ms=round(work.decode_ms, 2),
-                            inference_ms=round(work.inference_ms, 2),
-                            frame_rows=frame_rows,
-                        )
-                except IntegrityError:  # scored meanwhile by another worker, or in this batch
-                    hit = ledger.find_scored_duplicate(
-                        session,
-                        model_version=version,
-                        sha256=scan.sha256,
-                        sop_instance_uid=scan.sop_instance_uid,
-                        exclude_scan_id=scan.id,
-                    )
-                    if hit is None:
-                        raise
-                    work.outcome = _duplicate(scan, hit[0], hit[1])
-                else:
-                    if written:
-                        result.statuses[scan.id] = SCORED
-                        by_sha.setdefault(scan.sha256, scan)
-                        if scan.sop_instance_uid:
-                            by_uid.setdefault(scan.sop_instance_uid, scan)
-                    else:
-                        result.not_claimed.append(scan.id)
-                    continue
-            assert work.outcome is not None
+                to_score.append(work)  # later copies in this batch are its duplicates
+                by_sha.setdefault(scan.sha256, scan)
+                if scan.sop_instance_uid:
+                    by_uid.setdefault(scan.sop_instance_uid, scan)
+                continue
             if ledger.finish(session, scan.id, token, work.outcome, model_version=version):
                 result.statuses[scan.id] = work.outcome.status
             else:
                 result.not_claimed.append(scan.id)
-        ledger.insert_frame_scores(session, frame_rows)
+        _write_scores(pipeline, session, to_score, token, result)
+
+
+def _crash_outcome(
+    session: Session, work: _Work, token: str, max_attempts: int, result: BatchResult
+) -> bool:
+    """A scan whose decoder crashed: released for a retry (False: nothing more to write)
+    or, at the attempt cap, given a ``failed`` outcome to write (True)."""
+    scan = work.scan
+    if scan.attempts >= max_attempts:
+        work.outcome = ledger.Outcome(
+            FAILED, f"{work.crashed}; failed after {scan.attempts} attempts"
+        )
+        return True
+    reason = f"retrying (attempt {scan.attempts} of {max_attempts}): {work.crashed}"
+    if ledger.release(session, [scan.id], token, reason):
+        result.retry.append(scan.id)
+        result.statuses[scan.id] = RETRY
+        log.warning(
+            "scan %d will be retried: the decoder crashed",
+            scan.id,
+            extra={"scan_id": scan.id, "status": RETRY},
+        )
+    return False
+
+
+def _score_entry(work: _Work) -> ledger.ScoreEntry:
+    return ledger.ScoreEntry(
+        scan=work.scan,
+        summary=work.summary,
+        frame_scores=sorted(work.frame_scores),
+        decode_ms=round(work.decode_ms, 2),
+        inference_ms=round(work.inference_ms, 2),
+    )
+
+
+def _write_scores(
+    pipeline: Pipeline, session: Session, works: list[_Work], token: str, result: BatchResult
+) -> None:
+    """Write the scores of ``works``: all at once, or one by one after a conflict."""
+    if not works:
+        return
+    version = pipeline.model_version
+    aggregate = pipeline.settings.aggregate
+    try:
+        with session.begin_nested():
+            written = ledger.write_scores(
+                session, token, [_score_entry(w) for w in works], version, aggregate
+            )
+    except IntegrityError:  # a duplicate was scored meanwhile: sort it out scan by scan
+        written = False
+    if written:
+        for work in works:
+            result.statuses[work.scan.id] = SCORED
+        return
+    frame_rows: list[dict[str, Any]] = []
+    for work in works:
+        _write_one(session, work, token, version, aggregate, frame_rows, result)
+    ledger.insert_frame_scores(session, frame_rows)
+
+
+def _write_one(
+    session: Session,
+    work: _Work,
+    token: str,
+    version: str,
+    aggregate: str,
+    frame_rows: list[dict[str, Any]],
+    result: BatchResult,
+) -> None:
+    """Score one scan in its own savepoint; a duplicate becomes ``skipped``."""
+    scan = work.scan
+    entry = _score_entry(work)
+    try:
+        with session.begin_nested():
+            written = ledger.write_score(
+                session,
+                scan,
+                token,
+                model_version=version,
+                aggregate=aggregate,
+                summary=entry.summary,
+                frame_scores=entry.frame_scores,
+                decode_ms=entry.decode_ms,
+                inference_ms=entry.inference_ms,
+                frame_rows=frame_rows,
+            )
+    except IntegrityError:  # scored meanwhile by another worker
+        hit = ledger.find_scored_duplicate(
+            session,
+            model_version=version,
+            sha256=scan.sha256,
+            sop_instance_uid=scan.sop_instance_uid,
+            exclude_scan_id=scan.id,
+        )
+        if hit is None:
+            raise
+        work.outcome = _duplicate(scan, hit[0], hit[1])
+        if ledger.finish(session, scan.id, token, work.outcome, model_version=version):
+            result.statuses[scan.id] = work.outcome.status
+        else:
+            result.not_claimed.append(scan.id)
+        return
+    if written:
+        result.statuses[scan.id] = SCORED
+    else:
+        result.not_claimed.append(scan.id)
 
 
 def _log_outcome(

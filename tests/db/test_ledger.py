@@ -325,3 +325,69 @@ def test_a_relative_sqlite_url_follows_the_working_directory(
     assert engine_a is not engine_b
     assert engine_a.url.database == str(first / "usqa.db")
     assert engine_b.url.database == str(second / "usqa.db")
+
+
+def _entries(scans: list[Scan]) -> list[ledger.ScoreEntry]:
+    return [
+        ledger.ScoreEntry(scan=s, summary=summary(), frame_scores=[(0, 70.0), (1, 72.0)])
+        for s in scans
+    ]
+
+
+def test_a_batch_of_scores_is_written_at_once_only_if_every_claim_holds(url: str) -> None:
+    ids = [add(url, f"{i}.png", f"{i + 10:064x}") for i in range(3)]
+    scans = claim(url, ids, "A")
+    with db.session_scope(url) as s:
+        ledger.ensure_model_version(s, "v1", weights_sha256="v1" * 8)
+        # a claim lost to another worker: nothing is written, the caller goes scan by scan
+        s.execute(update(Scan).where(Scan.id == ids[2]).values(claim_token="B"))
+        assert not ledger.write_scores(s, "A", _entries(scans), "v1", "mean")
+        assert s.scalar(select(ScanScore.id)) is None
+        s.execute(update(Scan).where(Scan.id == ids[2]).values(claim_token="A"))
+        assert ledger.write_scores(s, "A", _entries(scans), "v1", "mean")
+    with db.session_scope(url, readonly=True) as s:
+        rows = s.scalars(select(Scan).order_by(Scan.id)).all()
+        assert [(r.status, r.claim_token, r.model_version) for r in rows] == [
+            ("scored", None, "v1")
+        ] * 3
+        assert len(s.scalars(select(ScanScore)).all()) == 3
+        frames = s.scalars(select(FrameScore).order_by(FrameScore.scan_id)).all()
+        assert [(f.scan_id, f.frame_index, f.score) for f in frames][:2] == [
+            (ids[0], 0, 70.0),
+            (ids[0], 1, 72.0),
+        ]
+        assert len(frames) == 6
+
+
+def test_a_duplicate_in_a_batch_of_scores_raises_and_writes_nothing(url: str) -> None:
+    first, copy, other = (
+        add(url, "a.png", "d" * 64),
+        add(url, "b.png", "d" * 64),
+        add(url, "c.png", "e" * 64),
+    )
+    scans = {s.id: s for s in claim(url, [first, copy, other], "A")}
+    assert score(url, scans[first], "A")  # scored meanwhile
+    with db.session_scope(url) as s, pytest.raises(IntegrityError), s.begin_nested():
+        ledger.write_scores(s, "A", _entries([scans[copy], scans[other]]), "v1", "mean")
+    with db.session_scope(url, readonly=True) as s:
+        assert s.scalar(select(Scan.status).where(Scan.id == other)) == "processing"
+        assert len(s.scalars(select(ScanScore)).all()) == 1
+
+
+def test_header_columns_are_set_on_held_scans_only(url: str) -> None:
+    ids = [add(url, f"{i}.dcm", f"{i + 20:064x}") for i in range(3)]
+    claim(url, ids, "A")
+    with db.session_scope(url) as s:
+        s.execute(update(Scan).where(Scan.id == ids[2]).values(claim_token="B"))
+        ledger.update_columns(
+            s,
+            "A",
+            [
+                (ids[0], {"modality": "US", "rows": 480}),
+                (ids[1], {"rows": 240}),
+                (ids[2], {"rows": 100}),  # held by another worker: untouched
+            ],
+        )
+    with db.session_scope(url, readonly=True) as s:
+        got = {r.id: (r.modality, r.rows) for r in s.scalars(select(Scan)).all()}
+    assert got == {ids[0]: ("US", 480), ids[1]: (None, 240), ids[2]: (None, None)}

@@ -225,3 +225,77 @@ def test_the_frame_scores_of_a_batch_are_written_in_one_insert(
                 .where(FrameScore.scan_id == scan.scan_id)
             )
             assert frames == scan.frames_scored
+
+
+def test_a_batch_is_written_in_a_few_statements(
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+) -> None:
+    """Scoring many scans costs a handful of statements, not a few per scan."""
+    from sqlalchemy import event
+
+    ids = [receive(any_url, write_png(tmp_path / f"{i}.png", i)) for i in range(12)]
+    pipeline = pipeline_for(any_url)
+    pipeline.load()
+    writes: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in ("INSERT", "UPDATE"):
+            writes.append(statement)
+
+    engine = db.get_engine(any_url)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        result = process_scans(ids, pipeline)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert list(result.statuses.values()) == ["scored"] * 12
+    assert len(writes) <= 8, writes  # claim, header columns, status, scores, frame scores
+
+
+def test_a_conflict_in_the_batch_write_falls_back_to_one_scan_at_a_time(
+    postgres_database: Callable[[], str],
+    tmp_path: Path,
+    pipeline_for: Callable[..., Pipeline],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another worker scores a copy of one file between our duplicate check and our write
+    (PostgreSQL: SQLite's single writer rules this race out): the batch write fails on the
+    unique constraint, and scan by scan the copy is skipped while the others are scored."""
+    any_url = postgres_database()
+    db.upgrade(any_url)
+    paths = [write_png(tmp_path / f"{i}.png", i) for i in range(3)]
+    ids = [receive(any_url, p) for p in paths]
+    twin = receive(any_url, paths[1])  # the same content, received twice
+    pipeline = pipeline_for(any_url)
+    pipeline.load()
+    real = ledger.write_scores
+    calls: list[int] = []
+
+    def racing(session: object, token: str, entries: list[ledger.ScoreEntry], *a: object) -> bool:
+        calls.append(len(entries))
+        with db.session_scope(any_url) as other:  # "another worker" scores the twin
+            other.execute(
+                update(Scan).where(Scan.id == twin).values(status="processing", claim_token="X")
+            )
+            [scan] = other.scalars(select(Scan).where(Scan.id == twin)).all()
+            ledger.write_score(
+                other,
+                scan,
+                "X",
+                model_version=pipeline.model_version,
+                aggregate="mean",
+                summary=entries[0].summary,
+                frame_scores=[(0, 50.0)],
+            )
+        return real(session, token, entries, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "write_scores", racing)
+    result = process_scans(ids, pipeline)
+    assert calls == [3]
+    got = rows(any_url)
+    assert [got[i].status for i in ids] == ["scored", "skipped", "scored"]
+    assert got[ids[1]].duplicate_of_id == twin
+    assert result.statuses == {ids[0]: "scored", ids[1]: "skipped", ids[2]: "scored"}
+    with db.session_scope(any_url, readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(ScanScore)) == 3
