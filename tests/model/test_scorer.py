@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 
 from model import SHIPPED_WEIGHTS, Grading, Scorer
 from model.degradations import blur
+from model.scorer import plan_streams
 from worker.errors import ConfigError, InputError, ModelError
 from worker.settings import load_settings
 
@@ -106,3 +110,170 @@ def test_folding_batchnorm_keeps_the_scores(busi_dir: Path) -> None:
     assert float(np.ptp(a)) > 1.0  # the images are told apart: the comparison means something
     auto = Scorer.load(precision="auto").score_frames(frames)
     assert float(np.max(np.abs(a - auto))) <= 0.5, (a, auto)
+
+
+@pytest.mark.parametrize(
+    ("device", "threads", "streams", "expected"),
+    [
+        ("cpu", 1, 0, (1, 1)),
+        ("cpu", 1, 1, (1, 1)),
+        ("cpu", 1, 2, (2, 1)),
+        ("cpu", 2, 0, (2, 1)),
+        ("cpu", 2, 1, (1, 2)),
+        ("cpu", 2, 2, (2, 1)),
+        ("cpu", 4, 0, (2, 2)),
+        ("cpu", 4, 1, (1, 4)),
+        ("cpu", 4, 2, (2, 2)),
+        ("cpu", 8, 0, (2, 4)),
+        ("cpu", 8, 1, (1, 8)),
+        ("cpu", 8, 2, (2, 4)),
+        ("cuda", 8, 0, (1, 8)),
+        ("cuda:0", 4, 0, (1, 4)),
+        ("cuda", 4, 2, (2, 2)),
+    ],
+)
+def test_plan_streams(device: str, threads: int, streams: int, expected: tuple[int, int]) -> None:
+    assert plan_streams(device, threads, streams) == expected
+
+
+def test_plan_streams_defaults_to_torch_threads_and_rejects_negative(
+    monkeypatch: pytest.MonkeyPatch, random_checkpoint: Path
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    assert plan_streams("cpu", 0, 0) == (2, 3)
+    assert plan_streams("cpu", 0, 3) == (3, 2)
+    with pytest.raises(ConfigError, match="streams -1"):
+        plan_streams("cpu", 4, -1)
+    with pytest.raises(ConfigError, match="streams"):
+        Scorer.load(random_checkpoint, precision="fp32", streams=-1)
+    with pytest.raises(ConfigError, match="INFERENCE_STREAMS"):
+        load_settings({"inference_streams": -1}, environ={})
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights at a 64-pixel preset: quick to score, scores spread inside 0..100."""
+    import torch
+
+    from model import Preprocess, build_model, save_checkpoint
+
+    torch.manual_seed(1)
+    net = build_model(init="none")
+    with torch.no_grad():
+        net.fc.bias.fill_(0.5)
+    path = tmp_path_factory.mktemp("small") / "small.pt"
+    save_checkpoint(path, net, {"target_scale": 100.0, "preprocess": Preprocess(size=64).to_dict()})
+    return path
+
+
+@pytest.fixture
+def two_streams(small_checkpoint: Path) -> Iterator[Scorer]:
+    import torch
+
+    before = torch.get_num_threads()
+    scorer = Scorer.load(small_checkpoint, precision="fp32", threads=2, streams=2, batch_size=2)
+    assert (scorer.streams, torch.get_num_threads()) == (2, 1)  # 2 threads: 1 per stream
+    yield scorer
+    scorer.close()
+    torch.set_num_threads(before)
+
+
+def _images(n: int, size: int = 64) -> list[np.ndarray]:
+    return [
+        np.random.default_rng(i).integers(0, 256, (size, size), dtype=np.uint8) for i in range(n)
+    ]
+
+
+def test_streams_score_as_one_stream_does(
+    two_streams: Scorer, small_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = _images(7)
+    one = Scorer.load(small_checkpoint, precision="fp32", threads=1, streams=1, batch_size=2)
+    expected = one.predict(images)
+    assert len(set(expected.tolist())) == 7  # distinct scores: the order is checked
+    seen: list[tuple[str, int]] = []
+    forward = two_streams._forward
+
+    def spy(chunk: Sequence[np.ndarray]) -> np.ndarray:
+        seen.append((threading.current_thread().name, len(chunk)))
+        return forward(chunk)
+
+    monkeypatch.setattr(two_streams, "_forward", spy)
+    got = two_streams.predict(images)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert sorted(n for _, n in seen) == [1, 2, 2, 2]  # batches of batch_size, in the streams
+    assert all(name.startswith("usqa-inference") for name, _ in seen)
+    assert two_streams.predict([]).shape == (0,)
+
+
+def test_submit_scores_in_a_stream_and_raises_there(two_streams: Scorer) -> None:
+    rng = np.random.default_rng(5)
+    frames = [
+        rng.integers(0, 256, (48, 80, 3), dtype=np.uint8),
+        rng.integers(0, 256, (64, 64), dtype=np.uint8),
+        rng.integers(0, 256, (100, 30), dtype=np.uint8),
+    ]
+    future = two_streams.submit(frames)
+    np.testing.assert_array_equal(future.result(timeout=60), two_streams.score_frames(frames))
+    broken = two_streams.submit([frames[0], np.zeros((4, 4), dtype=np.uint8)])
+    with pytest.raises(InputError, match="too small"):
+        broken.result(timeout=60)
+    assert two_streams.submit(frames[:1]).result(timeout=60).shape == (1,)  # still working
+
+
+def test_at_most_streams_batches_run_at_once_and_close_ends_them(
+    two_streams: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = threading.Lock()
+    release = threading.Event()
+    running: list[int] = [0, 0]  # now, most at once
+    threads: set[threading.Thread] = set()
+    forward = two_streams._forward
+
+    def held(chunk: Sequence[np.ndarray]) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+            threads.add(threading.current_thread())
+        release.wait(30)
+        with lock:
+            running[0] -= 1
+        return forward(chunk)
+
+    monkeypatch.setattr(two_streams, "_forward", held)
+    futures = [two_streams.submit(_images(1)) for _ in range(3)]
+    deadline = time.monotonic() + 30
+    while running[0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert running[0] == 2  # two streams busy, the third batch waits its turn
+    assert not futures[2].done()
+    release.set()
+    assert [f.result(timeout=60).shape for f in futures] == [(1,)] * 3
+    assert running[1] == 2 and len(threads) == 2
+    two_streams.close()
+    assert not any(t.is_alive() for t in threads)
+    two_streams.close()  # idempotent
+    # a closed scorer (shared by pipelines that each close it) starts its streams again
+    assert two_streams.submit(_images(1)).result(timeout=60).shape == (1,)
+
+
+def test_from_settings_passes_the_streams(small_checkpoint: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        settings = load_settings(
+            {"weights": small_checkpoint, "threads": 4, "inference_streams": 0}, environ={}
+        )
+        scorer = Scorer.from_settings(settings)
+        assert scorer.streams == 2 and torch.get_num_threads() == 2
+        settings = load_settings(
+            {"weights": small_checkpoint, "threads": 4, "inference_streams": 1}, environ={}
+        )
+        assert Scorer.from_settings(settings).streams == 1 and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

@@ -11,6 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from usqa_files import write_png
 
+from model.preprocess import Preprocess
 from worker.decoder import Decoder, DecoderCrashedError, read_options
 from worker.errors import DecodeTimeoutError, UnreadableFileError, UnsupportedFileError
 from worker.settings import load_settings
@@ -99,3 +100,85 @@ def test_options_follow_the_settings() -> None:
     options = read_options(load_settings({"frames_to_score": 3, "crop": False}, environ={}))
     assert options["frames_to_score"] == 3 and options["crop"] is False
     assert options["modalities"] == ["US"]
+
+
+SMALL = Preprocess(size=96).to_dict()  # not the default size: the preset in use shows
+
+
+def _one_frame(decoder: Decoder, path: Path) -> np.ndarray:
+    decoder.open(str(path))
+    [(index, frame)] = list(decoder.frames())
+    assert index == 0
+    return frame
+
+
+def test_a_preset_set_before_the_start_gives_model_ready_images(
+    decoder: Decoder, tmp_path: Path
+) -> None:
+    from dicom_io import ReadOptions, read
+
+    png = write_png(tmp_path / "rgb.png", seed=3, size=(48, 72, 3))
+    [(_, raw)] = list(read(str(png), ReadOptions()).iter_frames())
+    assert raw.shape == (48, 72, 3)
+    decoder.set_preprocess(SMALL)
+    assert decoder.pid is None and decoder.preprocess == SMALL
+    image = _one_frame(decoder, png)
+    assert image.shape == (96, 96) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, Preprocess.from_dict(SMALL).image(raw))
+    decoder.set_preprocess(None)  # frames as decoded again, from the same child
+    pid = decoder.pid
+    np.testing.assert_array_equal(_one_frame(decoder, png), raw)
+    assert decoder.pid == pid
+
+
+def test_a_preset_set_while_the_child_runs_reaches_it_without_a_restart(
+    decoder: Decoder, tmp_path: Path
+) -> None:
+    png = write_png(tmp_path / "rgb.png", seed=4, size=(50, 30, 3))
+    raw = _one_frame(decoder, png)
+    assert raw.shape == (50, 30, 3)
+    pid = decoder.pid
+    decoder.set_preprocess(SMALL)
+    image = _one_frame(decoder, png)
+    np.testing.assert_array_equal(image, Preprocess.from_dict(SMALL).image(raw))
+    default = Preprocess().to_dict()
+    decoder.set_preprocess(default)
+    image = _one_frame(decoder, png)
+    assert image.shape == (256, 256) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, Preprocess().image(raw))
+    decoder.set_preprocess(None)
+    np.testing.assert_array_equal(_one_frame(decoder, png), raw)
+    assert decoder.pid == pid
+
+
+def test_setting_the_same_preset_again_is_a_no_op(decoder: Decoder) -> None:
+    decoder.set_preprocess(SMALL)
+    decoder.open(CINE)
+    pid = decoder.pid
+    stream = decoder.frames()
+    first = next(stream)
+    decoder.set_preprocess(dict(SMALL))  # equal: the frame stream in flight goes on
+    rest = list(stream)
+    assert decoder.pid == pid
+    frames = [first, *rest]
+    assert len(frames) == 16 and all(f.shape == (96, 96) for _, f in frames)
+
+
+def test_a_new_preset_during_a_frame_stream_restarts_the_child_with_it(
+    decoder: Decoder, tmp_path: Path
+) -> None:
+    decoder.open(CINE)
+    pid = decoder.pid
+    next(decoder.frames())  # the reply stream is left half-way
+    decoder.set_preprocess(SMALL)
+    png = write_png(tmp_path / "rgb.png", seed=5, size=(40, 70, 3))
+    assert _one_frame(decoder, png).shape == (96, 96)
+    assert decoder.pid not in (None, pid)
+
+
+def test_the_decoder_child_does_not_load_torch(decoder: Decoder, tmp_path: Path) -> None:
+    decoder.set_preprocess(Preprocess().to_dict())
+    png = write_png(tmp_path / "rgb.png", seed=6, size=(40, 70, 3))
+    assert _one_frame(decoder, png).shape == (256, 256)  # the preprocessing ran in the child
+    maps = Path(f"/proc/{decoder.pid}/maps").read_text()
+    assert "libtorch" not in maps and "libc" in maps

@@ -15,8 +15,8 @@ from worker.settings import Settings, load_settings
 FAULTS = Path(__file__).resolve().parents[1] / "integration" / "faults"
 
 
-def write_png(path: Path, seed: int, size: tuple[int, int] = (64, 80)) -> Path:
-    """A small random grey PNG (distinct content per seed)."""
+def write_png(path: Path, seed: int, size: tuple[int, ...] = (64, 80)) -> Path:
+    """A small random PNG (distinct content per seed): grey, or RGB for ``(H, W, 3)``."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((rng.random(size) * 255).astype(np.uint8)).save(path)
