@@ -37,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure usqa's throughput, latency and memory against the model alone "
         "and a naive baseline (issue #6 targets).",
     )
-    p.add_argument("--files", type=int, default=156, help="PNG files (BUSI test split, max 156)")
+    p.add_argument(
+        "--files",
+        type=int,
+        default=468,
+        help="PNG files dropped at once: the 156 BUSI test images, then copies of them "
+        "re-saved with a tag (same pixels, other bytes)",
+    )
     p.add_argument("--cine-files", type=int, default=4, help="multi-frame JPEG DICOM files")
     p.add_argument("--cine-frames", type=int, default=120, help="frames per cine file")
     p.add_argument(
@@ -49,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-files", type=int, default=20, help="single files for latency")
     p.add_argument("--latency-gap", type=float, default=1.0, help="idle seconds between them")
     p.add_argument(
-        "--stable-seconds", type=float, default=0.5, help="USQA_STABLE_SECONDS for every stage"
+        "--stable-seconds",
+        type=float,
+        default=2.0,
+        help="USQA_STABLE_SECONDS for every stage (default: usqa's own default; files are "
+        "renamed into the drop folder, so usqa takes them without waiting for it)",
     )
     p.add_argument("--model-frames", type=int, default=0, help="frames per model-only run "
                    "(default: the PNG files, at least 64)")  # fmt: skip

@@ -109,7 +109,7 @@ class Workload:
     """Every file of one benchmark run, in a scratch folder ``root``."""
 
     root: Path
-    pngs: list[Path]  # the N BUSI test PNGs (originals, read in place)
+    pngs: list[Path]  # N PNGs: the BUSI test split (read in place), then tagged copies
     latency: list[Path]  # single files for the latency probe (same pixels, other bytes)
     cines: list[Path]  # M multi-frame JPEG DICOM files
     long_cine: Path | None  # one long cine for the memory check
@@ -128,13 +128,20 @@ class Workload:
         busi: Path = BUSI,
     ) -> Workload:
         all_pngs = test_pngs(busi)
-        if files > len(all_pngs):
-            raise ConfigError(
-                f"--files {files}: the BUSI test split has only {len(all_pngs)} images"
-            )
-        pngs = all_pngs[:files]
+        if files < 1:
+            raise ConfigError(f"--files {files}: expected 1 or more")
         made = root / "made"
         made.mkdir(parents=True)
+        # the test split as it is, then copies re-saved with a tag (same pixels, other
+        # bytes, so the ledger does not skip them as duplicates)
+        pngs = all_pngs[:files] + [
+            png_variant(
+                all_pngs[i % len(all_pngs)],
+                made / f"copy{i // len(all_pngs)}-{i % len(all_pngs):03d}.png",
+                f"copy{i // len(all_pngs)}",
+            )
+            for i in range(len(all_pngs), files)
+        ]
         latency = [
             png_variant(all_pngs[i % len(all_pngs)], made / f"latency-{i:03d}.png", f"lat{i}")
             for i in range(latency_files)
