@@ -383,6 +383,26 @@ def _preparer(preset: dict[str, Any] | None) -> Callable[[np.ndarray], np.ndarra
     return Preprocess.from_dict(preset).image
 
 
+def _warm_up() -> None:
+    """Load what the first file would otherwise wait for (the PNG/JPEG codecs, the border
+    heuristic's scipy modules): a few hundred milliseconds, spent before any file arrives."""
+    import io
+
+    from PIL import Image
+
+    from dicom_io.borders import find_box
+
+    frame = np.zeros((64, 64, 3), dtype=np.uint8)
+    frame[8:56, 8:56] = 120
+    for fmt in ("PNG", "JPEG"):
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format=fmt)
+        buffer.seek(0)
+        with Image.open(buffer) as im:
+            im.load()
+    find_box([frame])
+
+
 def child_main() -> int:
     """The child's loop: one request at a time from stdin, replies on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -411,6 +431,10 @@ def child_main() -> int:
                 raw["modalities"] = tuple(raw.get("modalities") or ())
                 options = ReadOptions(**raw)
                 prepare = _preparer(request.get("preprocess"))
+                try:
+                    _warm_up()
+                except Exception as exc:  # only a head start: the first file still works
+                    log.debug("decoder warm-up skipped: %s", exc)
                 continue
             if op == "preprocess":
                 prepare = _preparer(request.get("preprocess"))
