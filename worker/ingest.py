@@ -346,8 +346,12 @@ class Ingester:
             for path in paths:
                 self._see(path, now)
             ready = self._check(now)
-            if ready:
-                self._record(ready)
+            # a burst is recorded and sent a batch at a time: scoring starts on the first
+            # files while the rest are still being hashed and recorded
+            step = self.batcher.size
+            for start in range(0, len(ready), step):
+                self._record(ready[start : start + step])
+                self.batcher.flush()
             self.batcher.flush()
             if self.settings.after_scoring != "keep" and now >= self._next_disposal:
                 self._dispose()
