@@ -112,9 +112,14 @@ class Decoder:
     done."""
 
     def __init__(
-        self, options: dict[str, Any], timeout: float, log: tuple[str, str] = ("text", "WARNING")
+        self,
+        options: dict[str, Any],
+        timeout: float,
+        log: tuple[str, str] = ("text", "WARNING"),
+        nice: int = 0,
     ) -> None:
         self.options = options
+        self.nice = nice
         self.timeout = float(timeout)
         self.log = log
         self._proc: subprocess.Popen[bytes] | None = None
@@ -127,7 +132,10 @@ class Decoder:
     @classmethod
     def from_settings(cls, settings: Any) -> Decoder:
         return cls(
-            read_options(settings), settings.decode_timeout, (settings.log_format, "WARNING")
+            read_options(settings),
+            settings.decode_timeout,
+            (settings.log_format, "WARNING"),
+            settings.decoder_nice,
         )
 
     # -- process management --
@@ -156,6 +164,7 @@ class Decoder:
                 "options": self.options,
                 "log": list(self.log),
                 "preprocess": self.preprocess,
+                "nice": self.nice,
             },
         )
         log.debug("decoder process %d started", self._proc.pid)
@@ -383,6 +392,13 @@ def _preparer(preset: dict[str, Any] | None) -> Callable[[np.ndarray], np.ndarra
     return Preprocess.from_dict(preset).image
 
 
+def _lower_priority(steps: int) -> None:
+    """Give up ``steps`` of scheduling priority (best effort)."""
+    if steps > 0:
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(steps)
+
+
 def _warm_up() -> None:
     """Load what the first file would otherwise wait for (the PNG/JPEG codecs, the border
     heuristic's scipy modules): a few hundred milliseconds, spent before any file arrives."""
@@ -431,6 +447,7 @@ def child_main() -> int:
                 raw["modalities"] = tuple(raw.get("modalities") or ())
                 options = ReadOptions(**raw)
                 prepare = _preparer(request.get("preprocess"))
+                _lower_priority(int(request.get("nice") or 0))
                 try:
                     _warm_up()
                 except Exception as exc:  # only a head start: the first file still works

@@ -65,6 +65,11 @@ class Settings:
     decode_timeout: float = _opt(
         60.0, "Seconds one file may take to decode before it is failed as a poison file."
     )
+    decoder_nice: int = _opt(
+        10,
+        "Scheduling priority the decoder processes give up (nice, 0-19): decoding then uses "
+        "the CPU time inference leaves, instead of slowing it down. 0 = same as the worker.",
+    )
 
     # --- model and scoring (model) -----------------------------------------------------
     weights: Path | None = _opt(  # noqa: RUF009 - field() factory, value is immutable
@@ -219,6 +224,7 @@ def _validate(s: Settings) -> None:
             "batch sizes and attempt caps must be > 0",
         ),
         (s.inference_streams >= 0, "USQA_INFERENCE_STREAMS must be 0 (auto) or more"),
+        (0 <= s.decoder_nice <= 19, "USQA_DECODER_NICE must be between 0 and 19"),
         (s.decode_timeout > 0 and s.stable_seconds >= 0, "time limits must be positive"),
         (
             s.heartbeat_seconds > 0 and s.linger_seconds >= 0 and s.rescan_seconds > 0,

@@ -182,3 +182,18 @@ def test_the_decoder_child_does_not_load_torch(decoder: Decoder, tmp_path: Path)
     assert _one_frame(decoder, png).shape == (256, 256)  # the preprocessing ran in the child
     maps = Path(f"/proc/{decoder.pid}/maps").read_text()
     assert "libtorch" not in maps and "libc" in maps
+
+
+def test_the_child_runs_at_the_lower_priority_asked_for(tmp_path: Path) -> None:
+    png = write_png(tmp_path / "a.png", 1)
+    for steps in (0, 7):
+        child = Decoder(read_options(load_settings({}, environ={})), 30.0, nice=steps)
+        try:
+            child.open(str(png))
+            list(child.frames())
+            assert child.pid is not None
+            assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(
+                os.PRIO_PROCESS, 0
+            ) + min(steps, 19 - os.getpriority(os.PRIO_PROCESS, 0))
+        finally:
+            child.close()
