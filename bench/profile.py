@@ -42,7 +42,7 @@ def py_spy(pid: int, out: Path) -> Iterator[bool]:
         return
     proc = subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--subprocesses", "--rate", "100",
-         "--format", "raw", "--output", str(out), "--nonblocking", "--threads", "--idle"],
+         "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
