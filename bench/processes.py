@@ -238,7 +238,7 @@ class Ledger:
         counts = self.counts()
         return sum(n for status, n in counts.items() if status not in ACTIVE)
 
-    def wait_terminal(self, expected: int, timeout: float, interval: float = 0.02) -> float:
+    def wait_terminal(self, expected: int, timeout: float, interval: float = 0.1) -> float:
         """Wait until ``expected`` rows are in a final status; the monotonic time seen. One
         connection and one ``COUNT`` per poll, so the benchmark takes little CPU from the
         processes it measures."""
@@ -253,6 +253,12 @@ class Ledger:
 
             until(done, timeout, f"{expected} scans with a final status", interval)
         return time.monotonic()
+
+    def last_finished(self) -> float | None:
+        """Wall-clock time (epoch seconds) of the latest ``finished_at``, None if none."""
+        with db.session_scope(self.url, readonly=True) as session:
+            last = session.execute(select(func.max(Scan.finished_at))).scalar_one()
+        return None if last is None else float(last.timestamp())
 
     def row(self, name: str) -> Scan | None:
         """The newest row of the file called ``name`` (any folder)."""

@@ -154,6 +154,7 @@ class Decoder:
             stdout=subprocess.PIPE,
             stderr=None,  # its warnings go to our stderr
             close_fds=True,
+            env=_child_env(),
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         _widen_pipe(self._proc.stdout.fileno())
@@ -328,6 +329,20 @@ class Decoder:
             shape = tuple(int(v) for v in message["shape"])
             frame = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
             yield int(message["index"]), frame
+
+
+# glibc hands each freed block over 128 KiB back to the kernel, so every decoded frame and its
+# float copies fault in fresh pages: about 0.3 ms of a 2.5 ms PNG. The child keeps them.
+_CHILD_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
+}
+
+
+def _child_env() -> dict[str, str]:
+    """Our environment, plus glibc settings that keep freed frame buffers in the child
+    (an operator's own MALLOC_* settings win)."""
+    return {**_CHILD_MALLOC, **os.environ}
 
 
 def _widen_pipe(fd: int) -> None:

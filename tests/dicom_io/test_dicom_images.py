@@ -181,3 +181,105 @@ def test_images_are_cropped_by_the_heuristic(tmp_path: Path) -> None:
     assert abs(box.x1 - 259) <= 3 and abs(box.y1 - 199) <= 3
     ((_, cropped),) = scan.iter_frames()
     assert cropped.shape == (box.height, box.width)
+
+
+# --- the libspng fast path for plain PNGs (dicom_io.images._decode_plain_png) ---
+
+
+def _with_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """``png`` with one more chunk right after IHDR."""
+    import struct
+    import zlib
+
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return png[:33] + struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc) + png[33:]
+
+
+def _png_bytes(src: np.ndarray, **save: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(src).save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def _image_png(im: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _interlaced(png: bytes) -> bytes:
+    """``png`` with the IHDR interlace flag set (the header alone says Adam7)."""
+    import zlib
+
+    ihdr = bytearray(png[12:29])
+    ihdr[16] = 1
+    crc = (zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF).to_bytes(4, "big")
+    return png[:12] + bytes(ihdr) + crc + png[33:]
+
+
+@pytest.mark.parametrize("shape", [(30, 40), (30, 40, 3), (256, 256, 3)])
+@pytest.mark.parametrize("extra", [None, (b"gAMA", (45455).to_bytes(4, "big")), "optimize"])
+def test_plain_pngs_decode_to_pillows_pixels(
+    tmp_path: Path, shape: tuple[int, ...], extra: object
+) -> None:
+    from dicom_io.images import _decode_plain_png
+
+    pytest.importorskip("pyspng")
+    src = noise_image(shape, seed=len(shape) * 7)
+    png = _png_bytes(src, optimize=extra == "optimize")
+    if isinstance(extra, tuple):
+        png = _with_chunk(png, *extra)
+    path = tmp_path / "plain.png"
+    path.write_bytes(png)
+    with Image.open(path) as im:
+        want = np.asarray(im)
+        size = im.size
+    fast = _decode_plain_png(path, size)
+    assert fast is not None, "a plain 8-bit PNG takes the libspng path"
+    np.testing.assert_array_equal(fast, want)
+    np.testing.assert_array_equal(frame_of(path), want)
+
+
+def test_other_pngs_are_left_to_pillow(tmp_path: Path) -> None:
+    from dicom_io.images import _decode_plain_png
+
+    grey = noise_image((30, 40), seed=11)
+    cases = {
+        "16bit": _png_bytes(grey.astype(np.uint16) * 257),
+        "rgba": _png_bytes(noise_image((30, 40, 4), seed=12)),
+        "palette": _image_png(Image.fromarray(grey).convert("P")),
+        "interlaced": _interlaced(_png_bytes(grey)),
+        "trns": _with_chunk(_png_bytes(grey), b"tRNS", b"\x00\x00"),
+    }
+    for name, png in cases.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(png)
+        assert _decode_plain_png(path, (40, 30)) is None, name
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(_png_bytes(grey))
+    assert _decode_plain_png(plain, (41, 30)) is None, "a size other than the header's"
+
+
+def test_a_damaged_plain_png_still_gets_pillows_message(tmp_path: Path) -> None:
+    png = _png_bytes(noise_image((60, 80), seed=13))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(png[: len(png) // 2])
+    scan = read(cut, WHOLE)
+    with pytest.raises(CorruptFileError, match="cannot be decoded"):
+        list(scan.iter_frames())
+
+
+def test_pngs_decode_the_same_without_pyspng(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    src = noise_image((30, 40, 3), seed=14)
+    path = tmp_path / "c.png"
+    Image.fromarray(src).save(path)
+    monkeypatch.setitem(sys.modules, "pyspng", None)  # import pyspng raises ImportError
+    np.testing.assert_array_equal(frame_of(path), src)
