@@ -20,11 +20,14 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.processes import MemoryWatch, load_average, peak_rss_mb
 from bench.results import Results
 from bench.workload import BUSI, Workload
+
+if TYPE_CHECKING:
+    from bench.inference import ModelRun
 
 __all__ = ["build_parser", "main"]
 
@@ -72,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="an environment variable for every usqa process (e.g. USQA_BATCH_SIZE=16); "
         "repeat for more",
+    )
+    p.add_argument(
+        "--backends",
+        default="eager,compile",
+        help="Scorer backends the model-only sweep tries (compile: bf16, or fp32 without "
+        "native bf16, at batch 16 and 8, most streams; --quick: eager only)",
+    )
+    p.add_argument(
+        "--end-to-end",
+        choices=("best", "default"),
+        default="best",
+        help="Scorer settings of the end-to-end stages: those of the fastest model-only "
+        "configuration (best; usqa defaults when the model stage is skipped) or usqa's "
+        "defaults; --set still wins",
     )
     p.add_argument(
         "--skip",
@@ -134,10 +151,41 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _model_configs(args: argparse.Namespace, bf16: bool) -> list[tuple[str, int, int, str]]:
+    """(precision, batch, streams, backend) for the model-only sweep."""
+    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+    sizes = [8] if args.quick else [32, 16, 8]
+    streams = [1, 2] if args.threads >= 2 else [1]
+    configs = [(p, b, n, "eager") for p in precisions for b in sizes for n in streams]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if "compile" in backends and not args.quick:
+        configs += [(precisions[-1], b, streams[-1], "compile") for b in (16, 8)]
+    return configs
+
+
+def _score_gaps(runs: list[ModelRun], files: int) -> list[str]:
+    """How far bf16 and the compile backend move the scores from eager fp32."""
+    eager32 = next((r for r in runs if (r.backend, r.precision) == ("eager", "fp32")), None)
+    if eager32 is None:
+        return []
+    notes = []
+    for backend, precision in (("eager", "bf16"), ("compile", "bf16"), ("compile", "fp32")):
+        other = next((r for r in runs if (r.backend, r.precision) == (backend, precision)), None)
+        if other is not None:
+            gap = float(abs(eager32.scores - other.scores).max())
+            notes.append(
+                f"{backend} {precision} vs eager fp32 scores on these {files} test images: "
+                f"max |difference| {gap:.3f} points"
+            )
+    return notes
+
+
 def run(args: argparse.Namespace) -> Results:
     from bench import inference, stages
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    stages.EXTRA_ENV.clear()
+    stages.SCORER_ENV.clear()
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -168,20 +216,17 @@ def run(args: argparse.Namespace) -> Results:
             if "model" not in skip:
                 from model.scorer import bf16_supported
 
-                precisions = ["fp32", "bf16"] if bf16_supported("cpu") else ["fp32"]
-                sizes = [8] if args.quick else [32, 16, 8]
-                streams = [1, 2] if args.threads >= 2 else [1]
-                configs = [(p, b, n) for p in precisions for b in sizes for n in streams]
                 frames = args.model_frames or max(64, len(work.pngs))
+                configs = _model_configs(args, bf16_supported("cpu"))
                 runs = inference.model_only(work.pngs, configs, args.threads, frames)
                 results.model_only = [r.as_dict() for r in runs]
-                fp32 = next((r for r in runs if r.precision == "fp32"), None)
-                bf16 = next((r for r in runs if r.precision == "bf16"), None)
-                if fp32 is not None and bf16 is not None:
-                    gap = float(abs(fp32.scores - bf16.scores).max())
+                results.notes.extend(_score_gaps(runs, len(work.pngs)))
+                best = max(runs, key=lambda r: r.fps)
+                if args.end_to_end == "best":
+                    stages.SCORER_ENV.update(best.settings())
                     results.notes.append(
-                        f"bf16 vs fp32 scores on these {len(work.pngs)} test images: "
-                        f"max |difference| {gap:.3f} points"
+                        "end-to-end stages ran with the fastest model-only configuration: "
+                        + " ".join(f"{k}={v}" for k, v in stages.SCORER_ENV.items())
                     )
             if "naive" not in skip:
                 naive = inference.naive_baseline(work.pngs, tmp / "naive.db", args.threads)

@@ -29,6 +29,7 @@ class ModelRun:
     frames: int
     seconds: float
     scores: np.ndarray
+    backend: str = "eager"
 
     @property
     def fps(self) -> float:
@@ -37,12 +38,22 @@ class ModelRun:
     @property
     def label(self) -> str:
         return (
-            f"{self.precision}, batch {self.batch_size}, "
+            f"{self.backend}, {self.precision}, batch {self.batch_size}, "
             f"{self.streams} stream(s) x {self.threads} thread(s)"
         )
 
+    def settings(self) -> dict[str, str]:
+        """The usqa settings that run the Scorer like this."""
+        return {
+            "USQA_BACKEND": self.backend,
+            "USQA_PRECISION": self.precision,
+            "USQA_BATCH_SIZE": str(self.batch_size),
+            "USQA_INFERENCE_STREAMS": str(self.streams),
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "backend": self.backend,
             "precision": self.precision,
             "batch_size": self.batch_size,
             "streams": self.streams,
@@ -70,12 +81,13 @@ def _images(pngs: list[Path]) -> list[np.ndarray]:
 
 
 def model_only(
-    pngs: list[Path], configs: list[tuple[str, int, int]], threads: int, min_frames: int
+    pngs: list[Path], configs: list[tuple[str, int, int, str]], threads: int, min_frames: int
 ) -> list[ModelRun]:
     """Frames/s of :meth:`model.Scorer.predict` (normalise, channels_last, batched,
     optional bf16 autocast, batches spread over the streams) on already preprocessed
-    images, for each ``(precision, batch_size, streams)`` with ``threads`` CPU threads
-    shared out between the streams. Images are cycled up to ``min_frames`` frames."""
+    images, for each ``(precision, batch_size, streams, backend)`` with ``threads`` CPU
+    threads shared out between the streams. Images are cycled up to ``min_frames`` frames.
+    A compiled Scorer is compiled when it loads, before the clock starts."""
     import torch
 
     from model import Scorer
@@ -84,9 +96,13 @@ def model_only(
     reps = max(1, -(-min_frames // len(base)))
     images = (base * reps)[: max(len(base), min_frames)]
     runs = []
-    for precision, batch_size, streams in configs:
+    for precision, batch_size, streams, backend in configs:
         scorer = Scorer.load(
-            precision=precision, threads=threads, batch_size=batch_size, streams=streams
+            precision=precision,
+            threads=threads,
+            batch_size=batch_size,
+            streams=streams,
+            backend=backend,
         )
         try:
             scorer.predict(images[: batch_size * scorer.streams])  # warm-up: kernels chosen
@@ -103,6 +119,7 @@ def model_only(
             len(images),
             seconds,
             scores[: len(base)],
+            backend,
         )
         runs.append(run)
         log.info("model only %s: %.1f frames/s", run.label, run.fps)

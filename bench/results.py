@@ -49,7 +49,7 @@ class Results:
         lines.append("-" * len(lines[0]))
         for run in self.model_only:
             name = (
-                f"model only ({run['precision']}, batch {run['batch_size']}, "
+                f"model only ({_backend(run)}{run['precision']}, batch {run['batch_size']}, "
                 f"{run['streams']} x {run['threads_per_stream']} thr)"
             )
             lines.append(_row(name, run["frames"], run["seconds"], run["frames_per_s"]))
@@ -129,3 +129,9 @@ def check_targets(results: Results) -> dict[str, tuple[float | None, str, bool |
         None if peak is None else peak <= RSS_LIMIT_MB,
     )
     return out
+
+
+def _backend(run: dict[str, Any]) -> str:
+    """``compile, `` for a compiled run; eager (the default) is not named."""
+    backend = run.get("backend", "eager")
+    return "" if backend == "eager" else f"{backend}, "

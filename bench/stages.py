@@ -75,6 +75,9 @@ def _maybe_profile(pid: int, folder: Path | None, name: str) -> Iterator[None]:
 
 
 EXTRA_ENV: dict[str, str] = {}  # `--set NAME=VALUE`: given to every usqa process, last
+# the Scorer settings of the end-to-end stages (`--end-to-end best`): the fastest model-only
+# configuration; USQA_INFERENCE_STREAMS only where a process has all the cores
+SCORER_ENV: dict[str, str] = {}
 
 
 def base_env(url: str, stable_seconds: float, **more: str) -> dict[str, str]:
@@ -87,6 +90,10 @@ def base_env(url: str, stable_seconds: float, **more: str) -> dict[str, str]:
         USQA_LOG_LEVEL="INFO",
         **more,
     )
+    env.update(
+        {k: v for k, v in SCORER_ENV.items()
+         if k != "USQA_INFERENCE_STREAMS" or "USQA_THREADS" not in more}
+    )  # fmt: skip
     env.update(EXTRA_ENV)
     return env
 

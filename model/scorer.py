@@ -11,17 +11,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.inference import predict_images
 from model.network import fold_batchnorm
 from worker.errors import ConfigError, ModelError
 
-__all__ = ["SHIPPED_WEIGHTS", "Scorer", "bf16_supported", "plan_streams"]
+__all__ = ["BACKENDS", "SHIPPED_WEIGHTS", "Scorer", "bf16_supported", "plan_streams"]
 
 log = logging.getLogger(__name__)
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "usqa-resnet18-graded.pt"
+BACKENDS = ("eager", "compile")
 
 
 def bf16_supported(device: str) -> bool:
@@ -71,13 +73,20 @@ class Scorer:
         bf16: bool,
         batch_size: int,
         streams: int = 1,
+        backend: str = "eager",
     ) -> None:
         self.checkpoint = checkpoint
         self.device = device
         self.bf16 = bf16
         self.batch_size = batch_size
         self.streams = max(1, streams)
+        self.backend = backend
+        self.net: nn.Module = checkpoint.net
         self.version: str = checkpoint.sha256[:12]
+        if backend == "compile":
+            from model.compiled import compile_network
+
+            self.net = compile_network(checkpoint.net, batch_size, self._warm_up)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -91,13 +100,18 @@ class Scorer:
         batch_size: int = 32,
         fold_bn: bool = True,
         streams: int = 0,
+        backend: str = "eager",
     ) -> Scorer:
         """Load ``weights`` (None: the shipped model) for inference. ``fold_bn`` folds each
         BatchNorm into its convolution (same scores, fewer operations). ``threads`` and
         ``streams``: see :func:`plan_streams`; this sets torch's threads for the process.
-        Raises ModelError for a bad file."""
+        ``backend``: ``eager`` (plain torch) or ``compile`` (``torch.compile``, compiled
+        here; see :mod:`model.compiled`). Raises ModelError for a bad file or a failed
+        compile."""
         if precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision {precision!r}: expected auto, fp32 or bf16")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend {backend!r}: expected {' or '.join(BACKENDS)}")
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: expected 1 or more")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -116,15 +130,16 @@ class Scorer:
         checkpoint.net.to(memory_format=torch.channels_last)
         bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
         log.info(
-            "loaded model %s from %s (%s, %s, %d stream(s) x %d thread(s))",
+            "loaded model %s from %s (%s, %s, %s, %d stream(s) x %d thread(s))",
             checkpoint.sha256[:12],
             path.name,
             device,
             "bf16" if bf16 else "fp32",
+            backend,
             streams,
             per_stream,
         )
-        return cls(checkpoint, device, bf16, batch_size, streams)
+        return cls(checkpoint, device, bf16, batch_size, streams, backend)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Scorer:
@@ -137,6 +152,7 @@ class Scorer:
             threads=settings.threads,
             batch_size=settings.batch_size,
             streams=settings.inference_streams,
+            backend=settings.backend,
         )
 
     @property
@@ -183,9 +199,22 @@ class Scorer:
                 )
             return self._pool
 
+    def _warm_up(self, net: nn.Module, n: int) -> None:
+        from model.compiled import blank_images
+
+        predict_images(
+            net,
+            blank_images(n, self.checkpoint.preprocess.size),
+            self.checkpoint.preprocess,
+            self.checkpoint.target_scale,
+            batch_size=n,
+            bf16=self.bf16,
+            device=self.device,
+        )
+
     def _forward(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return predict_images(
-            self.checkpoint.net,
+            self.net,
             images,
             self.checkpoint.preprocess,
             self.checkpoint.target_scale,

@@ -54,6 +54,7 @@ DONE_DIR = "done"
 FAILED_DIR = "failed"
 _UNSENT_LIMIT = 100_000
 _BURST_SECONDS = 0.02  # after the first event, how long to gather the events that follow it
+FIRST_BATCH_FILES = 8  # files in the first batch of a burst: the decoder starts on them at once
 
 
 def is_ignored_name(relative: str) -> bool:
@@ -346,12 +347,13 @@ class Ingester:
             for path in paths:
                 self._see(path, now)
             ready = self._check(now)
-            # a burst is recorded and sent a batch at a time: scoring starts on the first
-            # files while the rest are still being hashed and recorded
-            step = self.batcher.size
-            for start in range(0, len(ready), step):
+            # a burst is recorded and sent a batch at a time, the first one small: scoring
+            # starts on the first files while the rest are still being hashed and recorded
+            start, step = 0, min(FIRST_BATCH_FILES, self.batcher.size)
+            while start < len(ready):
                 self._record(ready[start : start + step])
                 self.batcher.flush()
+                start, step = start + step, self.batcher.size
             self.batcher.flush()
             if self.settings.after_scoring != "keep" and now >= self._next_disposal:
                 self._dispose()

@@ -100,6 +100,11 @@ class Settings:
         "(threads shared out beyond that); on CUDA 1.",
     )
     device: str = _opt("cpu", "Torch device for inference: cpu or cuda.")
+    backend: str = _opt(
+        "eager",
+        "How the network runs: eager (plain torch) or compile (torch.compile: faster on "
+        "CPU, compiles for about 30 s when a scoring process starts, needs a C++ compiler).",
+    )
 
     # --- ingest (worker) -------------------------------------------------------------
     stable_seconds: float = _opt(
@@ -224,6 +229,7 @@ def _validate(s: Settings) -> None:
             "batch sizes and attempt caps must be > 0",
         ),
         (s.inference_streams >= 0, "USQA_INFERENCE_STREAMS must be 0 (auto) or more"),
+        (s.backend in {"eager", "compile"}, "USQA_BACKEND must be eager or compile"),
         (0 <= s.decoder_nice <= 19, "USQA_DECODER_NICE must be between 0 and 19"),
         (s.decode_timeout > 0 and s.stable_seconds >= 0, "time limits must be positive"),
         (

@@ -277,3 +277,72 @@ def test_from_settings_passes_the_streams(small_checkpoint: Path) -> None:
         assert Scorer.from_settings(settings).streams == 1 and torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+# --- the compile backend (model.compiled) ---
+
+
+def test_compile_backend_scores_as_eager_at_every_batch_size(
+    small_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.compile with a dynamic batch dimension: full, part-filled and single-frame
+    batches score as eager torch does, in two streams, and nothing is compiled after the
+    Scorer has loaded (the warm-up compiled what scoring needs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    images = _images(11)
+    eager = Scorer.load(small_checkpoint, precision="fp32", threads=2, streams=2, batch_size=4)
+    compiled = Scorer.load(
+        small_checkpoint, precision="fp32", threads=2, streams=2, batch_size=4, backend="compile"
+    )
+    try:
+        assert compiled.backend == "compile" and compiled.net is not compiled.checkpoint.net
+        want = eager.predict(images)
+        assert len(set(want.tolist())) == 11  # distinct scores: a mix-up would show
+        calls: list[int] = []
+        import torch._dynamo.convert_frame as convert_frame
+
+        original = convert_frame.compile_frame
+
+        def counting(*args: object, **kwargs: object) -> object:
+            calls.append(1)
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(convert_frame, "compile_frame", counting)
+        got = compiled.predict(images)  # batches of 4, 4 and 3
+        single = compiled.predict(images[:1])
+        pair = compiled.predict(images[:2])
+        np.testing.assert_allclose(got, want, atol=0.05)
+        np.testing.assert_allclose(single, want[:1], atol=0.05)
+        np.testing.assert_allclose(pair, want[:2], atol=0.05)
+        assert calls == [], "a batch size was compiled after loading"
+    finally:
+        eager.close()
+        compiled.close()
+        torch.set_num_threads(before)
+
+
+def test_backend_is_checked(small_checkpoint: Path) -> None:
+    with pytest.raises(ConfigError, match="backend 'onnx'"):
+        Scorer.load(small_checkpoint, precision="fp32", backend="onnx")
+    with pytest.raises(ConfigError, match="USQA_BACKEND"):
+        load_settings({"backend": "fast"}, environ={})
+    settings = load_settings({"weights": small_checkpoint}, environ={"USQA_BACKEND": "eager"})
+    assert settings.backend == "eager"
+
+
+def test_a_failed_compile_is_a_model_error_that_names_the_fix(
+    small_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def broken(net: object, **kwargs: object) -> object:
+        def run(*args: object) -> object:
+            raise RuntimeError("InductorError: no working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(ModelError, match=r"C\+\+ compiler.*USQA_BACKEND=eager"):
+        Scorer.load(small_checkpoint, precision="fp32", batch_size=2, backend="compile")
