@@ -168,7 +168,7 @@ def _decode_plain_png(path: Path, size: tuple[int, int]) -> NDArray[np.uint8] | 
     twice as fast as Pillow; None when pyspng is not installed, the file is not plain, or
     libspng refuses it (Pillow then decodes it and words any error)."""
     try:
-        import pyspng  # type: ignore[import-untyped]
+        import pyspng
     except ImportError:
         return None
     try:

@@ -104,6 +104,46 @@ def test_targets_are_ratios_of_the_measured_rates() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_the_sweep_tries_the_compile_backend_and_the_end_to_end_runs_take_the_best() -> None:
+    from bench import stages
+    from bench.cli import _model_configs, _score_gaps, build_parser
+    from bench.inference import ModelRun
+
+    full = _model_configs(build_parser().parse_args([]), bf16=True)
+    assert ("bf16", 8, 2, "compile") in full and ("bf16", 16, 2, "compile") in full
+    assert ("fp32", 32, 1, "eager") in full and len(full) == 14
+    eager_only = _model_configs(build_parser().parse_args(["--backends", "eager"]), bf16=False)
+    assert {c[3] for c in eager_only} == {"eager"} and {c[0] for c in eager_only} == {"fp32"}
+    quick = _model_configs(build_parser().parse_args(["--quick"]), bf16=True)
+    assert {c[3] for c in quick} == {"eager"}
+
+    scores = np.array([50.0, 60.0])
+    runs = [
+        ModelRun("fp32", 8, 2, 1, 100, 2.0, scores),
+        ModelRun("bf16", 8, 2, 1, 100, 1.0, scores + 0.25),
+        ModelRun("bf16", 8, 2, 1, 100, 0.9, scores - 0.125, backend="compile"),
+    ]
+    notes = _score_gaps(runs, 2)
+    assert any("eager bf16" in n and "0.250" in n for n in notes)
+    assert any("compile bf16" in n and "0.125" in n for n in notes)
+    best = max(runs, key=lambda r: r.fps)
+    assert best.settings() == {
+        "USQA_BACKEND": "compile",
+        "USQA_PRECISION": "bf16",
+        "USQA_BATCH_SIZE": "8",
+        "USQA_INFERENCE_STREAMS": "2",
+    }
+    stages.SCORER_ENV.update(best.settings())
+    try:
+        alone = stages.base_env("sqlite://", 2.0)
+        shared = stages.base_env("sqlite://", 2.0, USQA_THREADS="1")
+    finally:
+        stages.SCORER_ENV.clear()
+    assert alone["USQA_BACKEND"] == "compile" and alone["USQA_INFERENCE_STREAMS"] == "2"
+    # a worker given a share of the cores keeps its automatic streams
+    assert shared["USQA_BACKEND"] == "compile" and "USQA_INFERENCE_STREAMS" not in shared
+
+
 def test_quick_run_measures_every_stage(tmp_path: Path, postgres_url: str) -> None:
     out = tmp_path / "bench.json"
     redis_url = os.environ.get("USQA_TEST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
