@@ -146,36 +146,39 @@ class ImageFrames:
         return _orient(arr, self.orientation)
 
 
-def _plain_png(data: bytes, size: tuple[int, int]) -> bool:
-    """Whether ``data`` is a non-interlaced 8-bit grey or RGB PNG of ``size`` (width,
-    height) without a transparency chunk: the files libspng decodes to exactly the pixels
-    Pillow gives (Pillow ignores gAMA/iCCP too)."""
-    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+_PNG_HEAD = 33  # signature + IHDR chunk
+
+
+def _plain_png_header(head: bytes, size: tuple[int, int]) -> bool:
+    """Whether ``head`` (a file's first 33 bytes) is the header of a non-interlaced 8-bit
+    grey or RGB PNG of ``size`` (width, height)."""
+    if len(head) < _PNG_HEAD or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return False
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    depth, colour, interlace = data[24], data[25], data[28]
-    return (
-        (width, height) == size
-        and depth == 8
-        and colour in (0, 2)
-        and interlace == 0
-        and b"tRNS" not in data[: data.find(b"IDAT")]
-    )
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    depth, colour, interlace = head[24], head[25], head[28]
+    return (width, height) == size and depth == 8 and colour in (0, 2) and interlace == 0
 
 
 def _decode_plain_png(path: Path, size: tuple[int, int]) -> NDArray[np.uint8] | None:
-    """The pixels of a plain PNG (:func:`_plain_png`) decoded by libspng (``pyspng``), about
-    twice as fast as Pillow; None when pyspng is not installed, the file is not plain, or
-    libspng refuses it (Pillow then decodes it and words any error)."""
+    """The pixels of a plain PNG (non-interlaced, 8-bit grey or RGB, no tRNS chunk: the
+    files libspng decodes to exactly the pixels Pillow gives; Pillow ignores gAMA/iCCP too)
+    decoded by libspng (``pyspng``), about twice as fast as Pillow. None when pyspng is not
+    installed, the file is anything else (JPEG included: only its header is read), or
+    libspng refuses it: Pillow then decodes it and words any error."""
     try:
         import pyspng
     except ImportError:
         return None
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            head = fh.read(_PNG_HEAD)
+            if not _plain_png_header(head, size):
+                return None
+            data = head + fh.read()
     except OSError:
         return None
-    if not _plain_png(data, size):
+    idat = data.find(b"IDAT")
+    if b"tRNS" in (data[:idat] if idat > 0 else data):
         return None
     try:
         arr = pyspng.load(data)

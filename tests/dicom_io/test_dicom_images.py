@@ -211,6 +211,14 @@ def _image_png(im: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _jpeg_bytes(src: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(src).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 def _interlaced(png: bytes) -> bytes:
     """``png`` with the IHDR interlace flag set (the header alone says Adam7)."""
     import zlib
@@ -254,6 +262,7 @@ def test_other_pngs_are_left_to_pillow(tmp_path: Path) -> None:
         "palette": _image_png(Image.fromarray(grey).convert("P")),
         "interlaced": _interlaced(_png_bytes(grey)),
         "trns": _with_chunk(_png_bytes(grey), b"tRNS", b"\x00\x00"),
+        "jpeg": _jpeg_bytes(grey),
     }
     for name, png in cases.items():
         path = tmp_path / f"{name}.png"
