@@ -339,10 +339,17 @@ _CHILD_MALLOC = {
 }
 
 
+# The child decodes one file at a time on one thread. Left alone, numpy's and scipy's
+# OpenBLAS each start a thread per core for the grey conversion, threads that spin beside
+# the inference streams after every frame.
+_CHILD_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _child_env() -> dict[str, str]:
     """Our environment, plus glibc settings that keep freed frame buffers in the child
-    (an operator's own MALLOC_* settings win)."""
-    return {**_CHILD_MALLOC, **os.environ}
+    (an operator's own MALLOC_* settings win), and one thread for its numerical
+    libraries (always: the operator's thread settings are for inference)."""
+    return {**_CHILD_MALLOC, **os.environ, **_CHILD_THREADS}
 
 
 def _widen_pipe(fd: int) -> None:

@@ -206,6 +206,25 @@ class _Events:
         return paths, dirs, settled
 
 
+def _event_filter() -> list[type[Any]]:
+    """The watchdog events the ingester acts on. Asking for these alone keeps inotify from
+    reporting every open and read-only close, which in the drop folder means every file
+    hashed here and decoded by the scoring processes (four events per file, each handled
+    by watchdog's threads for nothing)."""
+    from watchdog import events
+
+    return [
+        events.FileCreatedEvent,
+        events.FileModifiedEvent,
+        events.FileClosedEvent,
+        events.FileMovedEvent,
+        events.FileDeletedEvent,
+        events.DirCreatedEvent,
+        events.DirMovedEvent,
+        events.DirDeletedEvent,
+    ]
+
+
 def _inotify_observer() -> Any:
     """The platform's observer; on Linux with full move events, so a file renamed in from
     outside the drop folder is reported as moved (complete), not as created."""
@@ -279,7 +298,7 @@ class Ingester:
             observer: Any = PollingObserver(timeout=max(0.5, self.settings.stable_seconds / 2))
         else:
             observer = _inotify_observer()
-        observer.schedule(self._events, self.root, recursive=True)
+        observer.schedule(self._events, self.root, recursive=True, event_filter=_event_filter())
         observer.daemon = True
         observer.start()
         self._observer = observer

@@ -197,3 +197,17 @@ def test_the_child_runs_at_the_lower_priority_asked_for(tmp_path: Path) -> None:
             ) + min(steps, 19 - os.getpriority(os.PRIO_PROCESS, 0))
         finally:
             child.close()
+
+
+def test_the_child_decodes_on_one_thread(
+    decoder: Decoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No spinning BLAS threads beside the inference streams, whatever the operator set
+    for inference."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    decoder.set_preprocess(Preprocess().to_dict())
+    png = write_png(tmp_path / "rgb.png", seed=6, size=(300, 280, 3))
+    _one_frame(decoder, png)  # grey conversion and the border heuristic ran
+    assert decoder.pid is not None
+    assert len(list(Path(f"/proc/{decoder.pid}/task").iterdir())) == 1

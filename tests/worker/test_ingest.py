@@ -360,3 +360,24 @@ def test_a_file_appended_after_its_close_is_recorded_again(
     rows = scans(sqlite_url)
     assert [r.size_bytes for r in rows] == [len(first), target.stat().st_size]
     assert rows[0].sha256 != rows[1].sha256
+
+
+def test_reading_files_in_the_folder_sends_the_ingester_no_events(
+    sqlite_url: str, tmp_path: Path, random_weights: Path
+) -> None:
+    """Hashing here and decoding in the scoring processes open and read every file: the
+    observer asks inotify only for the changes the ingester acts on, so those reads cost
+    its threads nothing."""
+    seen: list[str] = []
+    with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=5) as live:
+        events = live.ingester._events
+        dispatch = events.dispatch
+        events.dispatch = lambda event: (seen.append(event.event_type), dispatch(event))  # type: ignore[method-assign]
+        png = write_png(tmp_path / "drop" / "a.png", 1)
+        until(lambda: bool(live.sent), 5)
+        assert "closed" in seen  # the write was seen
+        seen.clear()
+        for _ in range(5):
+            png.read_bytes()
+        time.sleep(0.5)
+    assert seen == []
