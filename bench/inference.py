@@ -42,6 +42,10 @@ class ModelRun:
             f"{self.streams} stream(s) x {self.threads} thread(s)"
         )
 
+    def config(self) -> tuple[str, int, int, str]:
+        """``(precision, batch_size, streams, backend)``, as :func:`model_only` takes it."""
+        return (self.precision, self.batch_size, self.streams, self.backend)
+
     def settings(self) -> dict[str, str]:
         """The usqa settings that run the Scorer like this."""
         return {

@@ -154,9 +154,13 @@ def embedded(
     latency_gap: float,
     timeout: float,
     profile: Path | None = None,
+    *,
+    name: str = "embedded",
+    measure_latency: bool = True,
 ) -> tuple[Stage, dict[str, Any]]:
-    """``usqa run``: N PNG files at once, then single files into the idle runner."""
-    folder = tmp / "embedded"
+    """``usqa run``: N PNG files at once, then (``measure_latency``) single files into the
+    idle runner. ``name`` is the stage's folder and profile name (one per round)."""
+    folder = tmp / name
     folder.mkdir()
     url = f"sqlite:///{folder / 'usqa.db'}"
     proc = UsqaProcess(
@@ -167,9 +171,9 @@ def embedded(
         proc.wait_for(READY, 600)
         ledger = Ledger(url)
         load = load_average()
-        with _maybe_profile(proc.pid, profile, "embedded"):
+        with _maybe_profile(proc.pid, profile, name):
             _, seconds = _throughput(
-                "embedded", work.pngs, folder / "drop", folder / "staging", ledger, 0, timeout
+                name, work.pngs, folder / "drop", folder / "staging", ledger, 0, timeout
             )
         stage = Stage(
             "embedded",
@@ -181,7 +185,7 @@ def embedded(
             load,
         )
         latency: dict[str, Any] = {}
-        if work.latency:
+        if work.latency and measure_latency:
             latency = _latency(
                 work.latency,
                 folder / "drop",

@@ -102,6 +102,39 @@ def test_targets_are_ratios_of_the_measured_rates() -> None:
     json.dumps(results.as_dict())
 
 
+def test_with_rounds_the_ratio_compares_the_medians_of_fresh_runs() -> None:
+    """The sweep's best run is the largest of many noisy runs; with rounds the ratio uses
+    the median of that configuration measured again beside each embedded round."""
+    results = Results(machine={}, settings={})
+    results.model_only = [
+        {
+            "precision": "bf16",
+            "batch_size": 8,
+            "streams": 2,
+            "threads_per_stream": 1,
+            "frames": 10,
+            "seconds": 0.4,
+            "frames_per_s": 25.0,
+        }
+    ]
+    again = {**results.model_only[0]}
+    results.model_rounds = [
+        {**again, "frames_per_s": fps, "seconds": 10 / fps} for fps in (20.0, 16.0, 22.0)
+    ]
+    results.embedded_rounds = [
+        {"files": 10, "frames": 10, "seconds": 10 / fps, "frames_per_s": fps}
+        for fps in (15.0, 12.0, 17.0)
+    ]
+    results.stages["embedded"] = results.embedded_rounds[0]  # the median round
+    assert results.model_fps() == 20.0
+    value, _, met = check_targets(results)["embedded / model only"]
+    assert value == pytest.approx(0.75) and met is False
+    table = results.table()
+    assert "round 3: model only, best config again" in table
+    assert "embedded (10 files, median of 3 rounds)" in table
+    assert len(json.loads(json.dumps(results.as_dict()))["embedded_rounds"]) == 3
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_sweep_tries_the_compile_backend_and_the_end_to_end_runs_take_the_best() -> None:
@@ -159,6 +192,9 @@ def test_quick_run_measures_every_stage(tmp_path: Path, postgres_url: str) -> No
     assert data["naive"]["files"] == 3
     stages = data["stages"]
     assert stages["embedded"]["statuses"] == {"scored": 3}
+    assert [r["statuses"] for r in data["embedded_rounds"]] == [{"scored": 3}] * 2
+    assert len(data["model_only_rounds"]) == 2
+    assert data["model_only_rounds"][0]["batch_size"] == data["model_only_best"]["batch_size"]
     assert stages["scaled"]["statuses"] == {"scored": 3}
     assert stages["cine (embedded)"]["frames"] == 2 * 16  # USQA_FRAMES_TO_SCORE default
     assert stages["long cine (scaled, all frames)"]["frames"] == 40
