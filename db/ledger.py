@@ -37,6 +37,7 @@ from db.models import (
 __all__ = [
     "METADATA_COLUMNS",
     "Outcome",
+    "Received",
     "ScoreEntry",
     "age_cutoff",
     "claim",
@@ -54,6 +55,7 @@ __all__ = [
     "pending_disposal",
     "queued_ids",
     "record_received",
+    "record_received_many",
     "release",
     "requeue",
     "stuck_scans",
@@ -218,13 +220,94 @@ def record_received(
         scan.status = SKIPPED
         scan.finished_at = now
         scan.duplicate_of_id = duplicate_of.id
-        scan.reason = (
-            f"duplicate of scan {duplicate_of.id} ({duplicate_of.path}): same content "
-            f"(sha256 {sha256[:12]})"
-        )
+        scan.reason = _duplicate_reason(duplicate_of.id, duplicate_of.path, sha256)
     session.add(scan)
     session.flush()
     return scan
+
+
+@dataclass(frozen=True)
+class Received:
+    """A file as the ingester recorded it: the id of its new row, and, for a copy of
+    content already in the ledger (or earlier in the same batch), that scan's id and the
+    ``skipped`` reason."""
+
+    id: int
+    path: str
+    sha256: str
+    duplicate_of: int | None = None
+    reason: str | None = None
+
+
+def record_received_many(
+    session: Session,
+    files: Sequence[tuple[str, int, int, str]],
+    *,
+    originals: Mapping[str, Scan],
+    now: datetime | None = None,
+) -> list[Received]:
+    """:func:`record_received` for a batch of ``(path, size_bytes, mtime_ns, sha256)``,
+    in two multi-row INSERTs (the new contents, then the copies) instead of one per file.
+    ``originals``: the first scan of each content already in the ledger
+    (:func:`find_originals`). An empty file has no identity: it is never a copy. Returns
+    one :class:`Received` per file, in order."""
+    now = now or utcnow()
+    known = {sha: (scan.id, scan.path) for sha, scan in originals.items()}
+    new: list[int] = []
+    first_here: dict[str, int] = {}  # content -> its first new file in this batch
+    for i, (_, size, _, sha) in enumerate(files):
+        if size == 0 or (sha not in known and sha not in first_here):
+            new.append(i)
+            if size:
+                first_here[sha] = i
+    rows = [_scan_row(files[i], now, status=QUEUED, queued_at=now) for i in new]
+    ids = dict(zip(new, _insert_scans(session, rows), strict=True))
+    known.update((sha, (ids[i], files[i][0])) for sha, i in first_here.items())
+    out = {i: Received(ids[i], files[i][0], files[i][3]) for i in new}
+    copies = [i for i in range(len(files)) if i not in ids]
+    rows = []
+    for i in copies:
+        original_id, original_path = known[files[i][3]]
+        reason = _duplicate_reason(original_id, original_path, files[i][3])
+        rows.append(
+            _scan_row(
+                files[i],
+                now,
+                status=SKIPPED,
+                finished_at=now,
+                duplicate_of_id=original_id,
+                reason=reason,
+            )
+        )
+    for i, scan_id, row in zip(copies, _insert_scans(session, rows), rows, strict=True):
+        out[i] = Received(scan_id, files[i][0], files[i][3], row["duplicate_of_id"], row["reason"])
+    return [out[i] for i in range(len(files))]
+
+
+def _scan_row(file: tuple[str, int, int, str], now: datetime, **more: Any) -> dict[str, Any]:
+    path, size, mtime, sha = file
+    return {
+        "path": path,
+        "size_bytes": size,
+        "mtime_ns": mtime,
+        "sha256": sha,
+        "received_at": now,
+        "updated_at": now,
+        "attempts": 0,
+        **more,
+    }
+
+
+def _insert_scans(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``scans`` in one statement; their ids, in order."""
+    if not rows:
+        return []
+    statement = insert(Scan).returning(Scan.id, sort_by_parameter_order=True)
+    return list(session.scalars(statement, rows).all())
+
+
+def _duplicate_reason(original_id: int, original_path: str, sha256: str) -> str:
+    return f"duplicate of scan {original_id} ({original_path}): same content (sha256 {sha256[:12]})"
 
 
 def queued_ids(session: Session, limit: int | None = None) -> list[int]:

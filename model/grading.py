@@ -69,11 +69,15 @@ class Grading:
             raise InputError("no frames were scored for this scan; nothing to grade")
         if not np.all(np.isfinite(scores)):
             raise InputError("a frame score is not a finite number; cannot grade the scan")
-        values = {
-            "mean": float(scores.mean()),
-            "min": float(scores.min()),
-            "p10": float(np.percentile(scores, 10)),
-        }
+        if scores.size == 1:  # a still image: every aggregate is its one score
+            only = float(scores[0])
+            values = {"mean": only, "min": only, "p10": only}
+        else:
+            values = {
+                "mean": float(scores.mean()),
+                "min": float(scores.min()),
+                "p10": float(np.percentile(scores, 10)),
+            }
         score = values[self.aggregate]
         return ScanScore(
             score=score,

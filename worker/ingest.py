@@ -540,32 +540,22 @@ class Ingester:
             fresh.append((path, st, digest))
         if not fresh:
             return
-        queued: list[int] = []
         with db.session_scope(url) as session:
-            now = ledger.utcnow()
             originals = ledger.find_originals(session, (d for _, st, d in fresh if st.st_size))
-            for path, st, digest in fresh:
-                # empty files have no identity: each fails on its own
-                original = originals.get(digest) if st.st_size > 0 else None
-                row = ledger.record_received(
-                    session,
-                    path=path,
-                    size_bytes=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    sha256=digest,
-                    now=now,
-                    duplicate_of=original,
+            received = ledger.record_received_many(
+                session,
+                [(path, st.st_size, st.st_mtime_ns, digest) for path, st, digest in fresh],
+                originals=originals,
+            )
+        queued = [row.id for row in received if row.duplicate_of is None]
+        for row in received:
+            if row.duplicate_of is not None:
+                log.info(
+                    "scan %d skipped: %s",
+                    row.id,
+                    row.reason,
+                    extra={"scan_id": row.id, "status": "skipped", "reason": row.reason},
                 )
-                if original is None:
-                    originals[digest] = row
-                    queued.append(row.id)
-                else:
-                    log.info(
-                        "scan %d skipped: %s",
-                        row.id,
-                        row.reason,
-                        extra={"scan_id": row.id, "status": "skipped", "reason": row.reason},
-                    )
         for path, st, _ in fresh:
             self._mark_known(path, st)
         self.recorded += len(fresh)

@@ -224,6 +224,42 @@ def test_duplicate_rows_and_known_files(url: str) -> None:
     assert list(known) == ["/drop/a.png"]
 
 
+def test_a_batch_is_recorded_in_order_with_its_copies(url: str) -> None:
+    """New contents are queued; copies of a known content, or of one earlier in the same
+    batch, are skipped with the original's id; empty files are never copies."""
+    first = add(url, "known.png", "k" * 64)
+    files = [
+        ("/drop/new.png", 10, 5, "n" * 64),
+        ("/drop/again-known.png", 10, 6, "k" * 64),
+        ("/drop/empty-1.png", 0, 7, "e" * 64),
+        ("/drop/again-new.png", 10, 8, "n" * 64),
+        ("/drop/empty-2.png", 0, 9, "e" * 64),
+        ("/drop/other.png", 12, 10, "o" * 64),
+    ]
+    with db.session_scope(url) as s:
+        originals = ledger.find_originals(s, ["n" * 64, "k" * 64, "o" * 64])
+        got = ledger.record_received_many(s, files, originals=originals, now=NOW)
+    assert [r.path for r in got] == [f[0] for f in files]
+    new, copy_known, empty_1, copy_new, empty_2, other = got
+    assert copy_known.duplicate_of == first and "/drop/known.png" in (copy_known.reason or "")
+    assert copy_new.duplicate_of == new.id and f"scan {new.id} (/drop/new.png)" in (
+        copy_new.reason or ""
+    )
+    assert [r.duplicate_of for r in (new, empty_1, empty_2, other)] == [None] * 4
+    with db.session_scope(url, readonly=True) as s:
+        rows = {r.id: r for r in s.scalars(select(Scan)).all()}
+    assert len({r.id for r in got} | {first}) == 7
+    for received, (path, size, mtime, sha) in zip(got, files, strict=True):
+        row = rows[received.id]
+        assert (row.path, row.size_bytes, row.mtime_ns, row.sha256) == (path, size, mtime, sha)
+        assert row.received_at == NOW and row.attempts == 0
+        if received.duplicate_of is None:
+            assert (row.status, row.queued_at, row.duplicate_of_id) == ("queued", NOW, None)
+        else:
+            assert (row.status, row.finished_at) == ("skipped", NOW)
+            assert (row.duplicate_of_id, row.reason) == (received.duplicate_of, received.reason)
+
+
 def test_pending_disposal_only_under_the_folder(url: str) -> None:
     ids = [add(url, "x/a.png", "a" * 64), add(url, "b.png", "b" * 64)]
     with db.session_scope(url) as s:

@@ -68,6 +68,10 @@ def test_grading() -> None:
     assert s.grade == "average" and s.frames_scored == 4
     assert Grading(aggregate="min").summarise([90.0, 30.0]).grade == "poor"
     assert Grading(aggregate="p10").summarise([90.0, 80.0]).score == pytest.approx(81.0)
+    one = g.summarise([87.25])
+    assert (one.score, one.mean, one.min, one.p10, one.grade) == (87.25, 87.25, 87.25, 87.25, "good")
+    with pytest.raises(InputError, match="not a finite"):
+        g.summarise([float("nan")])
     with pytest.raises(InputError, match="no frames"):
         g.summarise([])
     with pytest.raises(ConfigError):
