@@ -89,6 +89,7 @@ class Scorer:
             self.net = compile_network(checkpoint.net, batch_size, self._warm_up)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._in_flight = 0  # batches submitted and not finished yet
 
     @classmethod
     def load(
@@ -182,7 +183,30 @@ class Scorer:
         """:meth:`score_frames` for one batch in a stream thread; at most ``streams`` run
         at once, later ones wait their turn. The future raises what scoring raised."""
         prep = self.checkpoint.preprocess
-        return self._executor().submit(lambda: self._forward([prep.image(f) for f in frames]))
+
+        def score() -> np.ndarray:
+            try:
+                return self._forward([prep.image(f) for f in frames])
+            finally:
+                with self._pool_lock:
+                    self._in_flight -= 1
+
+        pool = self._executor()
+        with self._pool_lock:
+            self._in_flight += 1
+        try:
+            return pool.submit(score)
+        except BaseException:
+            with self._pool_lock:
+                self._in_flight -= 1
+            raise
+
+    @property
+    def idle_streams(self) -> int:
+        """Streams with nothing to do: neither scoring a batch nor with one waiting for them
+        (whoever submitted it)."""
+        with self._pool_lock:
+            return max(0, self.streams - self._in_flight)
 
     def close(self) -> None:
         """Stop the stream threads (after the batches in hand)."""

@@ -128,9 +128,11 @@ class _Inference:
 
     @property
     def idle_stream(self) -> bool:
-        """Whether a stream is free to take a batch now."""
+        """Whether a stream is free to take a batch now: one of ours is, and the scorer
+        (shared by every batch this process scores at once) has one with nothing to do."""
         self._reap()
-        return len(self.running) < self.streams
+        idle = getattr(self.pipeline.scorer, "idle_streams", None)
+        return len(self.running) < self.streams and (idle is None or idle > 0)
 
     def add(self, work: _Work, index: int, frame: np.ndarray) -> None:
         self.pending.append((work, index, frame))

@@ -340,3 +340,18 @@ def test_process_scans_with_two_streams_fails_only_the_broken_scan(
         [(_, frame)] = list(read(str(path), ReadOptions()).iter_frames())
         expected = float(scorer2.score_frames([frame])[0])
         assert scores[scan_id].score == pytest.approx(expected, abs=1e-3)
+
+
+def test_an_early_batch_waits_while_the_scorer_has_no_idle_stream() -> None:
+    """Two batches in hand share the scorer's streams: a partial batch is only sent early
+    when a stream has nothing to do, wherever the batches keeping it busy came from."""
+    from types import SimpleNamespace
+
+    from worker.tasks import _Inference
+
+    scorer = SimpleNamespace(streams=2, idle_streams=2)
+    pipeline = SimpleNamespace(settings=SimpleNamespace(batch_size=8), scorer=scorer)
+    inference = _Inference(pipeline, ())  # type: ignore[arg-type]
+    assert inference.idle_stream
+    scorer.idle_streams = 0  # both streams busy with the other batch's frames
+    assert not inference.idle_stream
