@@ -38,6 +38,20 @@ def _cpu_by_thread(pid: int) -> dict[tuple[int, int], float]:
     return out
 
 
+def _cpu_by_process(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of each of its child processes, threads that have ended
+    included."""
+    out: dict[int, float] = {}
+    for proc in [pid, *_children(pid)]:
+        try:
+            stat = Path(f"/proc/{proc}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[proc] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 def _thread_names(pid: int) -> dict[int, str]:
     beside = Path(sys.executable).with_name("py-spy")
     exe = str(beside) if beside.is_file() else shutil.which("py-spy")
@@ -69,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait_for(READY, 600)
             ledger = Ledger(url)
             before = _cpu_by_thread(proc.pid)
+            before_all = _cpu_by_process(proc.pid)
             wall, _ = drop(work.pngs, folder / "drop", folder / "staging")
             ledger.wait_terminal(len(work.pngs), 600)
             after = _cpu_by_thread(proc.pid)
+            after_all = _cpu_by_process(proc.pid)
             last = ledger.last_finished() or wall
             names = _thread_names(proc.pid)
         finally:
@@ -88,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             if pid != proc.pid:  # decoder children (and TorchInductor's compile workers)
                 name = f"child {pid}: {name}"
             print(f"  {name:<24} {used:6.2f} s  {1000 * used / n:5.2f} ms per file")
+    ended = sum(v - before_all.get(p, 0.0) for p, v in after_all.items()) - total
+    if ended >= 0.01:  # e.g. the read-ahead thread of each batch
+        total += ended
+        print(f"  {'(threads that ended)':<24} {ended:6.2f} s  {1000 * ended / n:5.2f} ms per file")
     cores = os.cpu_count() or 1
     print(f"  {'all':<24} {total:6.2f} s of {cores * seconds:.2f} ({cores} cores x wall)")
     return 0

@@ -126,6 +126,8 @@ class Decoder:
         self._deadline = 0.0
         self._path = ""
         self._busy = False  # a reply stream is not finished: the pipe is out of step
+        self._streaming = False  # the open file's frames follow its header unasked
+        self._buffer = bytearray()  # read from the pipe, not consumed yet
         self.last_crop: dict[str, Any] | None = None
         self.preprocess: dict[str, Any] | None = None
 
@@ -157,6 +159,8 @@ class Decoder:
             env=_child_env(),
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._buffer.clear()
+        os.set_blocking(self._proc.stdout.fileno(), False)
         _widen_pipe(self._proc.stdout.fileno())
         _send(
             self._proc.stdin,
@@ -239,23 +243,26 @@ class Decoder:
         )
 
     def _read_exact(self, proc: subprocess.Popen[bytes], n: int) -> bytes:
+        """``n`` bytes from the child, within the file's deadline. Reads whatever the pipe
+        holds (up to 1 MiB at a time), so a reply's head, JSON and pixels, and the
+        messages after it, usually take one system call together."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
-        chunks: list[bytes] = []
-        remaining = n
-        while remaining:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise self._timeout()
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise self._timeout()
-            chunk = os.read(fd, min(remaining, 1 << 20))
+        buffer = self._buffer
+        while len(buffer) < n:
+            try:
+                chunk = os.read(fd, _PIPE_BYTES)  # non-blocking: see start()
+            except BlockingIOError:
+                left = self._deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise self._timeout() from None
+                continue
             if not chunk:
                 raise self._crashed(proc)
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+            buffer += chunk
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
 
     def _recv(self) -> tuple[dict[str, Any], bytes]:
         proc = self._proc
@@ -273,6 +280,7 @@ class Decoder:
         return message, payload
 
     def _request(self, message: dict[str, Any]) -> None:
+        self._streaming = False
         if self._busy:  # the last reply was abandoned half-way: start afresh
             self._kill()
         if self._proc is None or self._proc.poll() is not None:
@@ -306,20 +314,29 @@ class Decoder:
         except (BrokenPipeError, OSError):
             self._kill()
 
-    def open(self, path: str) -> DecodedHeader:
-        """Read and check the header of ``path``. Starts the file's time budget."""
+    def open(self, path: str, frames: bool = False) -> DecodedHeader:
+        """Read and check the header of ``path``. Starts the file's time budget. With
+        ``frames``, the child goes on to decode the selected frames straight away (unless
+        the header says the file is skipped): call :meth:`frames` next to take them,
+        without another round trip."""
         self._path = path
         self._deadline = time.monotonic() + self.timeout
-        self._request({"op": "open", "path": path})
+        self._request({"op": "open", "path": path, "frames": frames})
         message, _ = self._recv()
         fields = {k: message[k] for k in DecodedHeader.__dataclass_fields__ if k in message}
-        return DecodedHeader(**fields)
+        header = DecodedHeader(**fields)
+        self._streaming = frames and not header.skip_reason
+        self._busy = self._streaming  # the frames are on their way
+        return header
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """Decode the selected frames of the file just opened, one at a time (same budget),
         preprocessed when :meth:`set_preprocess` asked for it. The crop box, once known, is
         in the ``done`` message; see :attr:`last_crop`."""
-        self._request({"op": "frames"})
+        if self._streaming:
+            self._streaming = False
+        else:
+            self._request({"op": "frames"})
         self.last_crop = None
         while True:
             message, payload = self._recv()
@@ -495,7 +512,9 @@ def child_main() -> int:
                         "metadata": scan.metadata,
                     },
                 )
-            elif op == "frames":
+                if request.get("frames") and not scan.skip_reason:
+                    op = "frames"  # asked for with the header: no second request
+            if op == "frames":
                 if scan is None:
                     raise InputError("no file is open in the decoder")
                 for index, frame in scan.iter_frames():

@@ -286,7 +286,7 @@ def _read(
                 f"{location}: the file changed after it was received ({scan.size_bytes} -> "
                 f"{st.st_size} bytes); its new content is recorded as a new scan"
             )
-        header = decoder.open(location)
+        header = decoder.open(location, frames=True)
         read.columns = _header_columns(header)
         if header.skip_reason:
             raise SkipScan(header.skip_reason)

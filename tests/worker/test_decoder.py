@@ -96,6 +96,33 @@ def test_an_abandoned_frame_stream_does_not_leak_into_the_next_file(
     assert len(list(decoder.frames())) == 1
 
 
+def test_frames_asked_for_with_the_header_come_without_a_second_request(
+    decoder: Decoder, tmp_path: Path
+) -> None:
+    from dicom_io import ReadOptions, read
+
+    expected = list(read(CINE, ReadOptions()).iter_frames())
+    header = decoder.open(CINE, frames=True)
+    pid = decoder.pid
+    got = list(decoder.frames())
+    assert header.frame_count == 30 and len(got) == len(expected)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected, strict=True))
+    assert decoder.last_crop is not None
+    # a skipped file sends its header only: the pipe stays in step, same child
+    skipped = decoder.open(str(get_testdata_file("CT_small.dcm")), frames=True)
+    assert skipped.skip_reason and "modality CT" in skipped.skip_reason
+    png = write_png(tmp_path / "a.png", seed=1)
+    assert decoder.open(str(png), frames=True).kind == "image"
+    assert [i for i, _ in decoder.frames()] == [0]
+    assert decoder.pid == pid
+    # frames asked for and never taken: the next file gets a fresh child, not stale frames
+    decoder.open(CINE, frames=True)
+    assert decoder.open(str(png), frames=True).kind == "image"
+    [(index, frame)] = list(decoder.frames())
+    assert index == 0 and frame.shape == (64, 80)
+    assert decoder.pid != pid
+
+
 def test_options_follow_the_settings() -> None:
     options = read_options(load_settings({"frames_to_score": 3, "crop": False}, environ={}))
     assert options["frames_to_score"] == 3 and options["crop"] is False
