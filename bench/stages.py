@@ -43,6 +43,13 @@ class Stage:
     load_before: tuple[float, float, float]
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if set(self.statuses) - {"scored"}:
+            raise RuntimeError(
+                f"{self.name}: not every file was scored ({self.statuses}); a throughput "
+                "with failed or skipped files measures nothing (see the usqa log)"
+            )
+
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0

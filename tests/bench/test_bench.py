@@ -204,3 +204,12 @@ def test_quick_run_measures_every_stage(tmp_path: Path, postgres_url: str) -> No
         assert rss[role] > 0, role
     assert set(data["targets"]) >= {"embedded / model only", "latency p95 (s)"}
     assert "embedded / model only" in proc.stdout
+
+
+def test_a_stage_with_files_not_scored_is_refused() -> None:
+    from bench.stages import Stage
+
+    ok = Stage("embedded", 3, 3, 1.5, {"scored": 3}, {}, (0.0, 0.0, 0.0))
+    assert ok.fps == 2.0
+    with pytest.raises(RuntimeError, match="not every file was scored"):
+        Stage("embedded", 3, 3, 0.1, {"scored": 1, "failed": 2}, {}, (0.0, 0.0, 0.0))
