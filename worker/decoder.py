@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 _HEAD = struct.Struct("!IQ")  # JSON length, payload length
 _MAX_JSON = 64 << 20
 _PIPE_BYTES = 1 << 20  # the unprivileged maximum (/proc/sys/fs/pipe-max-size)
+_READ_BYTES = 64 << 10  # a read of the pipe asks for at least this much
 
 
 class DecoderCrashedError(CorruptFileError):
@@ -243,15 +244,16 @@ class Decoder:
         )
 
     def _read_exact(self, proc: subprocess.Popen[bytes], n: int) -> bytes:
-        """``n`` bytes from the child, within the file's deadline. Reads whatever the pipe
-        holds (up to 1 MiB at a time), so a reply's head, JSON and pixels, and the
-        messages after it, usually take one system call together."""
+        """``n`` bytes from the child, within the file's deadline. Reads what the pipe
+        holds (at least what is missing, at least 64 KiB), so a reply's head, JSON and
+        pixels usually take one system call together. (Not 1 MiB each time: a buffer that
+        large is mapped and unmapped by malloc on every call.)"""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         buffer = self._buffer
         while len(buffer) < n:
             try:
-                chunk = os.read(fd, _PIPE_BYTES)  # non-blocking: see start()
+                chunk = os.read(fd, max(n - len(buffer), _READ_BYTES))  # non-blocking
             except BlockingIOError:
                 left = self._deadline - time.monotonic()
                 if left <= 0 or not select.select([fd], [], [], left)[0]:
