@@ -37,8 +37,9 @@ def compile_network(
     sizes = sorted({batch_size, 1}, reverse=True)
     started = time.monotonic()
     try:
-        for size in sizes:
-            warm_up(compiled, size)
+        with torch.compiler.set_stance("default"):
+            for size in sizes:
+                warm_up(compiled, size)
     except Exception as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise ModelError(
@@ -47,6 +48,11 @@ def compile_network(
             "this machine; or use USQA_BACKEND=eager"
         ) from exc
     log.info("compiled the network in %.1f s", time.monotonic() - started)
+    # From now on nothing compiles: a call the compiled code does not cover runs eagerly
+    # (the same scores) instead of compiling in a stream thread, where TorchInductor is
+    # slow and, beside a second stream, was once seen to hang. Process-wide: the next
+    # compile_network compiles under its own "default" stance.
+    torch.compiler.set_stance("eager_on_recompile")
     return compiled
 
 

@@ -326,6 +326,16 @@ def test_compile_backend_scores_as_eager_at_every_batch_size(
         np.testing.assert_allclose(single, want[:1], atol=0.05)
         np.testing.assert_allclose(pair, want[:2], atol=0.05)
         assert calls == [], "a batch size was compiled after loading"
+        # a call the compiled code does not cover (grad mode on) runs eagerly, uncompiled
+        x = compiled.checkpoint.preprocess.tensor(images[:3])
+        with torch.enable_grad():
+            out = compiled.net(x)
+        np.testing.assert_allclose(
+            out.detach().numpy().reshape(-1) * compiled.checkpoint.target_scale,
+            want[:3],
+            atol=0.05,
+        )
+        assert calls == [], "compiled after loading"
     finally:
         eager.close()
         compiled.close()
