@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,15 @@ from pydicom.data import get_testdata_file
 from scipy import ndimage
 
 from dicom_io import CropBox, ReadOptions, read
-from dicom_io.borders import _fifth_percentile, find_box, opening
+from dicom_io.borders import (
+    _fifth_percentile,
+    _largest,
+    _uniform_mean,
+    _uniform_mean_above,
+    _window_sums,
+    find_box,
+    opening,
+)
 from dicom_io.frames import DicomFrames
 from dicom_io.images import ImageFrames
 from dicom_io.scan import HEURISTIC_SAMPLE_FRAMES
@@ -186,7 +195,94 @@ def test_fifth_percentile_equals_numpy() -> None:
             grey = np.clip(rng.rayleigh(rng.uniform(1, 60), shape), 0, 255).astype(np.float32)
         else:
             grey = (rng.integers(0, 3, shape) * rng.integers(1, 90)).astype(np.float32)
-        assert _fifth_percentile(grey) == float(np.percentile(grey, 5)), trial
+        want = float(np.percentile(grey, 5))
+        assert _fifth_percentile(grey) == want, trial
+        # With a cap: min(percentile, cap), also for caps just around the percentile.
+        for cap in (30.0, 0.0, 0.5, 31.5, 254.5, -np.inf, want, want - 1, want + 0.999, want + 1.5):
+            assert _fifth_percentile(grey, cap) == min(want, cap), (trial, cap)
+
+
+def random_level(kind: int, shape: tuple[int, int], rng: np.random.Generator) -> NDArray[Any]:
+    """A float32 array of one of 9 kinds: lumas of random colours, whole numbers, block-mean
+    like lumas with black pixels, speckle, the brighter of two lumas, values next to 1 whose
+    means often fall on a float32 rounding tie, values spread over 2**80 (not exact in float64
+    sums), negative values, and zeros with a -0.0."""
+    lumas = rng.integers(0, 256, (*shape, 3), dtype=np.uint8).astype(np.float32) @ _LUMA
+    if kind == 0:
+        return lumas
+    if kind == 1:
+        return rng.integers(0, 256, shape).astype(np.float32)
+    if kind == 2:
+        lumas[rng.random(shape) < 0.3] = 0
+        return lumas * np.float32(1 / int(rng.integers(1, 9)) ** 2)
+    if kind == 3:
+        return np.clip(rng.rayleigh(rng.uniform(1, 60), shape), 0, 255).astype(np.float32)
+    if kind == 4:
+        other = rng.integers(0, 256, (*shape, 3), dtype=np.uint8).astype(np.float32) @ _LUMA
+        return np.maximum(lumas, other)
+    if kind == 5:
+        return (1 + rng.integers(-64, 64, shape) * 2.0**-24).astype(np.float32)
+    if kind == 6:
+        return np.exp(rng.uniform(-28, 28, shape)).astype(np.float32)
+    if kind == 7:
+        return (rng.standard_normal(shape) * 50).astype(np.float32)
+    level = np.zeros(shape, dtype=np.float32)
+    level[0, 0] = -0.0
+    return level
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 6, 7, 8])
+def test_uniform_mean_equals_scipy_bit_for_bit(size: int) -> None:
+    """The window sums against scipy's running sums, bit for bit, odd and even windows,
+    arrays smaller than the window (scipy is called) and values the sums would not hold
+    exactly (scipy is called)."""
+    rng = np.random.default_rng(size)
+    summed = 0
+    for trial in range(180):
+        shape = (int(rng.integers(1, 90)), int(rng.integers(1, 90)))
+        level = random_level(trial % 9, shape, rng)
+        want = ndimage.uniform_filter(level, size=size)
+        got = _uniform_mean(level, size)
+        assert got.dtype == np.float32 and got.shape == level.shape
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), str(trial))
+        summed += _window_sums(level, size) is not None
+    assert summed >= 80  # the first six kinds take the window sums
+
+
+def test_uniform_mean_above_equals_scipy_and_a_threshold() -> None:
+    """Thresholds that are means themselves, their float32 neighbours, and values between."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        size = int(rng.integers(2, 8))
+        shape = (int(rng.integers(size, 70)), int(rng.integers(size, 70)))
+        level = random_level(trial % 6, shape, rng)
+        mean = ndimage.uniform_filter(level, size=size)
+        picks = rng.choice(mean.ravel(), 4)
+        thresholds = [float(v) for v in picks] + list(rng.uniform(0, 40, 3)) + [3.0, -1.0]
+        thresholds += [float(np.nextafter(v, np.float32(d))) for v in picks for d in (-1, 1)]
+        thresholds += [float(v) * (1 + s * 2.0**-26) for v in picks for s in (-1, 1)]
+        for threshold in thresholds:
+            got = _uniform_mean_above(level, size, threshold)
+            np.testing.assert_array_equal(got, mean > threshold, str((trial, threshold)))
+
+
+def test_largest_area_as_bincount_and_argmax() -> None:
+    """Counted one area at a time or all at once: the lowest label among the largest."""
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        mask = rng.random((int(rng.integers(2, 40)), int(rng.integers(2, 40)))) < 0.45
+        if trial % 3 == 0:  # ties: the same blob several times
+            mask[:] = False
+            for x in range(0, mask.shape[1] - 2, 4):
+                mask[:2, x : x + 2] = True
+        labels, count = ndimage.label(mask)
+        if count < 2:
+            continue
+        sizes = np.bincount(labels.ravel())[1:]
+        largest = int(np.argmax(sizes)) + 1
+        area, size = _largest(labels.astype(np.uint16), count, int(np.count_nonzero(mask)))
+        assert size == sizes[largest - 1]
+        np.testing.assert_array_equal(area, labels == largest)
 
 
 # --- below 480 pixels: identical to the reference ---------------------------------------
