@@ -497,28 +497,9 @@ def write_score(
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    session.add(
-        ScanScore(
-            scan_id=scan.id,
-            model_version=model_version,
-            sha256=scan.sha256,
-            sop_instance_uid=scan.sop_instance_uid,
-            score=float(summary.score),
-            mean_score=float(summary.mean),
-            min_score=float(summary.min),
-            p10_score=float(summary.p10),
-            grade=str(summary.grade),
-            frames_scored=int(summary.frames_scored),
-            aggregate=aggregate,
-            scored_at=now,
-            decode_ms=decode_ms,
-            inference_ms=inference_ms,
-        )
-    )
-    rows = [
-        {"scan_id": scan.id, "model_version": model_version, "frame_index": i, "score": float(s)}
-        for i, s in frame_scores
-    ]
+    entry = ScoreEntry(scan, summary, frame_scores, decode_ms, inference_ms)
+    session.add(ScanScore(**_score_values(entry, model_version, aggregate, now)))
+    rows = _frame_rows(entry, model_version)
     session.flush()
     if frame_rows is None:
         insert_frame_scores(session, rows)
@@ -573,41 +554,46 @@ def write_scores(
         [{"b_id": scan_id} for scan_id in ids],
     )
     session.execute(
-        insert(ScanScore),
-        [
-            {
-                "scan_id": e.scan.id,
-                "model_version": model_version,
-                "sha256": e.scan.sha256,
-                "sop_instance_uid": e.scan.sop_instance_uid,
-                "score": float(e.summary.score),
-                "mean_score": float(e.summary.mean),
-                "min_score": float(e.summary.min),
-                "p10_score": float(e.summary.p10),
-                "grade": str(e.summary.grade),
-                "frames_scored": int(e.summary.frames_scored),
-                "aggregate": aggregate,
-                "scored_at": now,
-                "decode_ms": e.decode_ms,
-                "inference_ms": e.inference_ms,
-            }
-            for e in entries
-        ],
+        insert(ScanScore), [_score_values(e, model_version, aggregate, now) for e in entries]
     )
-    insert_frame_scores(
-        session,
-        [
-            {
-                "scan_id": e.scan.id,
-                "model_version": model_version,
-                "frame_index": i,
-                "score": float(v),
-            }
-            for e in entries
-            for i, v in e.frame_scores
-        ],
-    )
+    insert_frame_scores(session, [row for e in entries for row in _frame_rows(e, model_version)])
     return True
+
+
+def _score_values(
+    entry: ScoreEntry, model_version: str, aggregate: str, now: datetime
+) -> dict[str, Any]:
+    """The ``scan_scores`` row of one scan."""
+    scan, summary = entry.scan, entry.summary
+    return {
+        "scan_id": scan.id,
+        "model_version": model_version,
+        "sha256": scan.sha256,
+        "sop_instance_uid": scan.sop_instance_uid,
+        "score": float(summary.score),
+        "mean_score": float(summary.mean),
+        "min_score": float(summary.min),
+        "p10_score": float(summary.p10),
+        "grade": str(summary.grade),
+        "frames_scored": int(summary.frames_scored),
+        "aggregate": aggregate,
+        "scored_at": now,
+        "decode_ms": entry.decode_ms,
+        "inference_ms": entry.inference_ms,
+    }
+
+
+def _frame_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
+    """The ``frame_scores`` rows of one scan."""
+    return [
+        {
+            "scan_id": entry.scan.id,
+            "model_version": model_version,
+            "frame_index": i,
+            "score": float(v),
+        }
+        for i, v in entry.frame_scores
+    ]
 
 
 def update_columns(

@@ -252,11 +252,13 @@ class Decoder:
         fd = proc.stdout.fileno()
         buffer = self._buffer
         while len(buffer) < n:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise self._timeout()
             try:
                 chunk = os.read(fd, max(n - len(buffer), _READ_BYTES))  # non-blocking
             except BlockingIOError:
-                left = self._deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                if not select.select([fd], [], [], left)[0]:
                     raise self._timeout() from None
                 continue
             if not chunk:

@@ -104,7 +104,8 @@ class Settings:
     backend: str = _opt(
         "eager",
         "How the network runs: eager (plain torch) or compile (torch.compile: faster on "
-        "CPU, compiles for about 30 s when a scoring process starts, needs a C++ compiler).",
+        "CPU; each scoring process compiles when it starts, a few seconds once cached, up to "
+        "about 30 s the first time; needs a C++ compiler).",
     )
 
     # --- ingest (worker) -------------------------------------------------------------
