@@ -35,14 +35,17 @@ def pngs(folder: Path, count: int, start: int = 0) -> list[Path]:
 
 
 def distinct_cines(folder: Path, count: int) -> list[Path]:
-    """Copies of pydicom's real ultrasound cine, each its own SOP instance."""
+    """Copies of pydicom's real ultrasound cine, each its own SOP instance, made beside the
+    drop folder and renamed into it whole (written in place, a copy could be taken before
+    its new UID is saved, and then again as a changed file: a second scan, rightly)."""
+    staging = folder.parent / f"{folder.name}-staging"
     out = []
     for i in range(count):
-        path = copy_dicom("examples_ybr_color.dcm", folder / f"cine{i:02d}.dcm")
-        ds = pydicom.dcmread(path)
+        made = copy_dicom("examples_ybr_color.dcm", staging / f"cine{i:02d}.dcm")
+        ds = pydicom.dcmread(made)
         ds.SOPInstanceUID = pydicom.uid.generate_uid()
-        ds.save_as(path)
-        out.append(path)
+        ds.save_as(made)
+        out.append(made.replace(folder / made.name))
     return out
 
 
