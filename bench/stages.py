@@ -278,11 +278,15 @@ def _redis(url: str) -> Iterator[str]:
         client.close()
 
 
-def _celery_processes(url: str) -> int:
+def _celery_processes_ready(url: str) -> int:
+    """Pool processes alive with their model loaded (compiled, for the compile backend):
+    before that, a pool process that has a heartbeat is still starting up."""
     with db.session_scope(url, readonly=True) as session:
         rows = session.scalars(
             select(WorkerProcess).where(
-                WorkerProcess.mode == "celery", WorkerProcess.stopped_at.is_(None)
+                WorkerProcess.mode == "celery",
+                WorkerProcess.stopped_at.is_(None),
+                WorkerProcess.model_version.is_not(None),
             )
         ).all()
     return len(rows)
@@ -326,7 +330,9 @@ def scaled(
             procs[0].wait_for(READY, 600)
             for p in procs[1:]:
                 p.wait_for("ready", 600)  # Celery's "<node> ready." once it consumes
-            until(lambda: _celery_processes(url) >= workers, 600, "worker heartbeats")
+            # Celery is "ready" before its pool processes have loaded (and compiled) the
+            # model; timing from then on would count their start-up as scoring time
+            until(lambda: _celery_processes_ready(url) >= workers, 600, "models loaded")
             ledger = Ledger(url)
             load = load_average()
             with _maybe_profile(procs[1].pid, profile, "scaled-worker-1"):
@@ -344,7 +350,7 @@ def scaled(
                 {
                     "workers": workers,
                     "threads_per_worker": threads,
-                    "note": "each pool process loads the model when it starts, before ready",
+                    "note": "timed from the drop, once every pool process has loaded its model",
                 },
             )
             long_stage = None

@@ -83,7 +83,9 @@ class Pipeline:
         return self.scorer.version
 
     def load(self) -> None:
-        """Load the model (once) and register its version. Raises ModelError/ConfigError."""
+        """Load the model (once) and register its version; the process's ``workers`` row
+        then names the model, which tells operators (and the benchmark) that it is ready to
+        score. Raises ModelError/ConfigError."""
         with self._lock:
             if self._scorer is None:
                 from model import Scorer
@@ -93,7 +95,13 @@ class Pipeline:
         preset = getattr(getattr(self._scorer, "checkpoint", None), "preprocess", None)
         for decoder in self.decoders:
             decoder.set_preprocess(None if preset is None else preset.to_dict())
+        first = not self._registered
         self.register_model()
+        if first:
+            try:
+                self.beat()
+            except UsqaError as exc:  # the heartbeat thread records it on its next beat
+                log.warning("heartbeat not recorded: %s", exc)
 
     def register_model(self) -> None:
         """Make sure ``model_versions`` knows this process's model (once per process)."""

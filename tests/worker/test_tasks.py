@@ -11,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from sqlalchemy import func, select, update
-from usqa_files import FAULTS, copy_dicom, write_png
+from usqa_files import FAULTS, copy_dicom, make_settings, write_png
 
 import db
 from db import ledger
@@ -102,6 +102,25 @@ def test_a_batch_writes_one_outcome_per_scan(
     assert sorted(r.scan_id for r in outcome_lines) == sorted(ids.values())  # type: ignore[attr-defined]
     text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
     assert "Doe" not in text and "PID4711" not in text
+
+
+def test_a_process_row_names_its_model_as_soon_as_it_can_score(
+    sqlite_url: str, random_weights: Path
+) -> None:
+    """A pool process starts (heartbeat) before its model is loaded: its ``workers`` row
+    says which model it runs once loaded, without waiting for the next heartbeat."""
+    pipeline = Pipeline(make_settings(sqlite_url, random_weights, heartbeat_seconds=3600))
+    try:
+        pipeline.start()
+        with db.session_scope(sqlite_url, readonly=True) as s:
+            row = s.get(WorkerProcess, pipeline.name)
+            assert row is not None and row.model_version is None
+        pipeline.load()
+        with db.session_scope(sqlite_url, readonly=True) as s:
+            row = s.get(WorkerProcess, pipeline.name)
+            assert row is not None and row.model_version == pipeline.model_version
+    finally:
+        pipeline.close()
 
 
 def test_redelivery_changes_nothing(
