@@ -156,7 +156,31 @@ def _machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "bf16_native": bf16_supported("cpu"),
         "load_average_start": [round(x, 2) for x in load_average()],
+        "code": _revision(),
     }
+
+
+def _revision() -> str | None:
+    """The checkout's commit, with "+changes" when the working tree differs from it (None
+    outside a git checkout): which code a run measured."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def _model_configs(args: argparse.Namespace, bf16: bool) -> list[tuple[str, int, int, str]]:

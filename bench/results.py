@@ -60,8 +60,14 @@ class Results:
 
     def table(self) -> str:
         """The table and the target ratios, as text."""
-        lines = [f"{'measurement':<48} {'frames':>7} {'seconds':>8} {'frames/s':>9}"]
-        lines.append("-" * len(lines[0]))
+        m = self.machine
+        lines = [
+            f"machine: {m.get('cpu') or 'unknown CPU'}, {m.get('cores')} cores, "
+            f"{m.get('memory_gib')} GiB, torch {m.get('torch')}; code {m.get('code') or 'unknown'}",
+            "",
+            f"{'measurement':<48} {'frames':>7} {'seconds':>8} {'frames/s':>9}",
+        ]
+        lines.append("-" * len(lines[-1]))
         for run in self.model_only:
             name = (
                 f"model only ({_backend(run)}{run['precision']}, batch {run['batch_size']}, "

@@ -102,6 +102,29 @@ def test_targets_are_ratios_of_the_measured_rates() -> None:
     json.dumps(results.as_dict())
 
 
+def test_the_table_names_the_machine_and_the_code_it_measured() -> None:
+    import re
+
+    import bench
+    from bench.cli import _revision
+
+    results = Results(
+        machine={
+            "cpu": "AMD EPYC",
+            "cores": 2,
+            "memory_gib": 23.5,
+            "torch": "2.x",
+            "code": "abc1234",
+        },
+        settings={},
+    )
+    first = results.table().splitlines()[0]
+    assert first == "machine: AMD EPYC, 2 cores, 23.5 GiB, torch 2.x; code abc1234"
+    revision = _revision()
+    if (Path(bench.__file__).resolve().parent.parent / ".git").exists():
+        assert revision is not None and re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", revision)
+
+
 def test_with_rounds_the_ratio_compares_the_medians_of_fresh_runs() -> None:
     """The sweep's best run is the largest of many noisy runs; with rounds the ratio uses
     the median of that configuration measured again beside each embedded round."""
