@@ -582,11 +582,12 @@ def _log_outcome(
             inference_ms=round(work.inference_ms, 1),
         )
         log.info(
-            "scan %d scored %.1f (%s, %d frames): %s",
+            "scan %d scored %.1f (%s, %d frame%s): %s",
             scan.id,
             extra["score"],
             extra["grade"],
             extra["frames"],
+            "" if extra["frames"] == 1 else "s",
             extra["file"],
             extra=extra,
         )

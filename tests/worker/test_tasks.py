@@ -100,6 +100,8 @@ def test_a_batch_writes_one_outcome_per_scan(
     )
     outcome_lines = [r for r in caplog.records if getattr(r, "scan_id", None) is not None]
     assert sorted(r.scan_id for r in outcome_lines) == sorted(ids.values())  # type: ignore[attr-defined]
+    said = {r.scan_id: r.getMessage() for r in outcome_lines}  # type: ignore[attr-defined]
+    assert ", 1 frame): " in said[ids["a"]] and ", 16 frames): " in said[ids["cine"]]
     text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
     assert "Doe" not in text and "PID4711" not in text
 
