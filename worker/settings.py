@@ -68,8 +68,8 @@ class Settings:
     decoder_nice: int = _opt(
         0,
         "Scheduling priority the decoder processes give up (nice, 0-19). 0 = the same as the "
-        "worker (fastest where measured on Intel Xeon); 10 lets decoding use only what "
-        "inference leaves (slightly faster where measured on AMD EPYC).",
+        "worker (as fast or faster in the latest measurements, Intel Xeon and AMD EPYC); 10 "
+        "lets decoding use only what inference leaves (docs/performance.md).",
     )
 
     # --- model and scoring (model) -----------------------------------------------------
