@@ -2,7 +2,7 @@
 ledger and query helpers (see ../shared/DESIGN.md). Never imports torch."""
 
 from db.migrate import current_revision, head_revision, require_current, upgrade
-from db.models import Base, FrameScore, ModelVersion, Scan, ScanScore, WorkerProcess
+from db.models import Base, FrameScore, ModelVersion, Scan, ScanDefect, ScanScore, WorkerProcess
 from db.session import dispose_engines, get_engine, session_scope
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "FrameScore",
     "ModelVersion",
     "Scan",
+    "ScanDefect",
     "ScanScore",
     "WorkerProcess",
     "current_revision",

@@ -9,6 +9,8 @@ another) cannot write a second outcome.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,10 +31,13 @@ from db.models import (
     FrameScore,
     ModelVersion,
     Scan,
+    ScanDefect,
     ScanScore,
     WorkerProcess,
     utcnow,
 )
+from model.defects import DEFECTS
+from worker.errors import ModelError
 
 __all__ = [
     "METADATA_COLUMNS",
@@ -40,6 +45,7 @@ __all__ = [
     "Received",
     "ScoreEntry",
     "age_cutoff",
+    "check_defect_names",
     "claim",
     "ensure_model_version",
     "find_original",
@@ -89,6 +95,8 @@ METADATA_COLUMNS = (
     "burned_in_annotation",
 )
 _DATETIMES = {"study_datetime", "acquisition_datetime"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -380,6 +388,36 @@ def claim(
     )
 
 
+def check_defect_names(names: Iterable[str | None], where: str) -> None:
+    """Raise ModelError unless every name (None aside) is in :data:`model.defects.DEFECTS`."""
+    unknown = sorted({n for n in names if n is not None and n not in DEFECTS})
+    if unknown:
+        raise ModelError(
+            f"{where}: unknown defect name(s) {', '.join(map(repr, unknown))}; expected "
+            f"names from model.defects.DEFECTS ({', '.join(DEFECTS)}); the model and this "
+            "usqa disagree on the vocabulary: use weights trained for this usqa version"
+        )
+
+
+def _check_once(names: Sequence[str], where: str) -> None:
+    """Raise ModelError if a defect name repeats."""
+    if len(set(names)) != len(names):
+        raise ModelError(
+            f"{where}: defect names {list(names)} name a defect twice; expected each once "
+            "(the model package is inconsistent)"
+        )
+
+
+def _defect_names_json(version: str, names: Sequence[str] | None) -> str | None:
+    """The ``model_versions.defect_names`` value: a JSON list, or None (no defect head)."""
+    if not names:
+        return None
+    where = f"model version {version}"
+    check_defect_names(names, where)
+    _check_once(names, where)
+    return json.dumps(list(names))
+
+
 def ensure_model_version(
     session: Session,
     version: str,
@@ -387,12 +425,20 @@ def ensure_model_version(
     weights_sha256: str | None = None,
     architecture: str | None = None,
     weights_name: str | None = None,
+    defect_names: Sequence[str] | None = None,
 ) -> None:
-    """Make sure ``model_versions`` has a row for ``version`` (safe under races)."""
+    """Make sure ``model_versions`` has a row for ``version`` (safe under races).
+
+    ``defect_names``: the defects the model judges, in its output order (None or empty: it
+    has no defect head). Stored on a new row, or on an existing row that has none yet; a
+    row that already names other defects keeps them (a warning is logged). ModelError for a
+    name outside :data:`model.defects.DEFECTS` or a repeated one."""
+    names = _defect_names_json(version, defect_names)
     now = utcnow()
     row = session.get(ModelVersion, version)
     if row is not None:
         row.last_used_at = now
+        _fill_defect_names(row, names)
         return
     try:
         with session.begin_nested():
@@ -402,12 +448,30 @@ def ensure_model_version(
                     weights_sha256=weights_sha256,
                     architecture=architecture,
                     weights_name=weights_name,
+                    defect_names=names,
                     first_used_at=now,
                     last_used_at=now,
                 )
             )
-    except IntegrityError:
-        pass  # another worker registered it first
+    except IntegrityError:  # another worker registered it first
+        row = session.get(ModelVersion, version, populate_existing=True)
+        if row is not None:
+            _fill_defect_names(row, names)
+
+
+def _fill_defect_names(row: ModelVersion, names: str | None) -> None:
+    if names is None or row.defect_names == names:
+        return
+    if row.defect_names is None:
+        row.defect_names = names
+        return
+    log.warning(
+        "model version %s: the ledger lists its defects as %s, this process as %s; keeping "
+        "the ledger's",
+        row.version,
+        row.defect_names,
+        names,
+    )
 
 
 def find_scored_duplicate(
@@ -482,13 +546,22 @@ def write_score(
     frame_rows: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Mark ``scan`` ``scored`` and insert its scan and frame scores, if this worker still
-    holds it. ``summary`` is a model ``ScanScore``. The unique constraints of
+    holds it. ``summary`` is a model ``ScanScore``: its ``defects`` (most probable first)
+    become the ``scan_defects`` rows and ``first_defect``, its ``frame_defects`` (aligned
+    with the frames sorted by index) the frames' ``first_defect``; a summary without them
+    stores NULL and no defect rows. ModelError (before anything is written) for a defect
+    name outside :data:`model.defects.DEFECTS`, a repeated one, or frame defects that do
+    not match the frames. The unique constraints of
     ``scan_scores`` raise IntegrityError if the content or SOP instance already has a score
     for this model version (the caller turns that into a ``skipped`` duplicate).
 
     With ``frame_rows``, the frame scores are appended there instead of inserted, for one
     :func:`insert_frame_scores` per batch in the same transaction."""
     now = now or utcnow()
+    entry = ScoreEntry(scan, summary, frame_scores, decode_ms, inference_ms)
+    # built first: they refuse bad defects before anything is written
+    rows = _frame_rows(entry, model_version)
+    defects = _defect_rows(entry, model_version)
     result = session.execute(
         update(Scan)
         .where(Scan.id == scan.id, Scan.status == PROCESSING, Scan.claim_token == token)
@@ -497,10 +570,9 @@ def write_score(
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    entry = ScoreEntry(scan, summary, frame_scores, decode_ms, inference_ms)
     session.add(ScanScore(**_score_values(entry, model_version, aggregate, now)))
-    rows = _frame_rows(entry, model_version)
     session.flush()
+    _insert_defects(session, defects)
     if frame_rows is None:
         insert_frame_scores(session, rows)
     else:
@@ -533,11 +605,14 @@ def write_scores(
 ) -> bool:
     """:func:`write_score` for many scans in a few statements: only when this worker still
     holds every one of them (else nothing is written and False is returned, so the caller
-    can go scan by scan). Raises IntegrityError like :func:`write_score`; run it in a
-    savepoint."""
+    can go scan by scan). Raises IntegrityError like :func:`write_score`, and ModelError
+    like it before any statement; run it in a savepoint."""
     if not entries:
         return True
     now = now or utcnow()
+    # built first: they refuse bad defects before anything is written
+    frames = [row for e in entries for row in _frame_rows(e, model_version)]
+    defects = [row for e in entries for row in _defect_rows(e, model_version)]
     ids = [e.scan.id for e in entries]
     held = session.scalars(
         select(Scan.id)
@@ -554,9 +629,11 @@ def write_scores(
         [{"b_id": scan_id} for scan_id in ids],
     )
     session.execute(
-        insert(ScanScore), [_score_values(e, model_version, aggregate, now) for e in entries]
+        insert(ScanScore).execution_options(render_nulls=True),
+        [_score_values(e, model_version, aggregate, now) for e in entries],
     )
-    insert_frame_scores(session, [row for e in entries for row in _frame_rows(e, model_version)])
+    _insert_defects(session, defects)
+    insert_frame_scores(session, frames)
     return True
 
 
@@ -565,6 +642,7 @@ def _score_values(
 ) -> dict[str, Any]:
     """The ``scan_scores`` row of one scan."""
     scan, summary = entry.scan, entry.summary
+    defects = _defects(entry)
     return {
         "scan_id": scan.id,
         "model_version": model_version,
@@ -575,6 +653,7 @@ def _score_values(
         "min_score": float(summary.min),
         "p10_score": float(summary.p10),
         "grade": str(summary.grade),
+        "first_defect": str(defects[0].name) if defects else None,
         "frames_scored": int(summary.frames_scored),
         "aggregate": aggregate,
         "scored_at": now,
@@ -583,17 +662,68 @@ def _score_values(
     }
 
 
+def _defects(entry: ScoreEntry) -> Sequence[Any]:
+    """The summary's listed defects (``DefectCall``s, most probable first; none when the
+    summary has no ``defects``)."""
+    return tuple(getattr(entry.summary, "defects", None) or ())
+
+
+def _defect_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
+    """The ``scan_defects`` rows of one scan, ranked from 1; ModelError for an unknown or
+    repeated name."""
+    calls = _defects(entry)
+    names = [str(c.name) for c in calls]
+    where = f"scan {entry.scan.id} ({entry.scan.path})"
+    check_defect_names(names, where)
+    _check_once(names, where)
+    return [
+        {
+            "scan_id": entry.scan.id,
+            "model_version": model_version,
+            "defect": name,
+            "rank": rank,
+            "probability": float(call.probability),
+            "frame_share": float(call.frames),
+        }
+        for rank, (name, call) in enumerate(zip(names, calls, strict=True), start=1)
+    ]
+
+
+def _frame_defects(entry: ScoreEntry) -> Sequence[str | None]:
+    """Per frame (sorted by index), its first defect; all None when the summary has none.
+    ModelError when the list does not match the frames or names an unknown defect."""
+    found = tuple(getattr(entry.summary, "frame_defects", None) or ())
+    if not found:
+        return [None] * len(entry.frame_scores)
+    if len(found) != len(entry.frame_scores):
+        raise ModelError(
+            f"scan {entry.scan.id} ({entry.scan.path}): {len(found)} frame defects for "
+            f"{len(entry.frame_scores)} frame scores; expected one per scored frame, in "
+            "frame order (the model package is inconsistent)"
+        )
+    check_defect_names(found, f"scan {entry.scan.id} ({entry.scan.path}) frames")
+    return found
+
+
 def _frame_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
-    """The ``frame_scores`` rows of one scan."""
+    """The ``frame_scores`` rows of one scan, by frame index."""
+    frames = sorted(entry.frame_scores)
     return [
         {
             "scan_id": entry.scan.id,
             "model_version": model_version,
             "frame_index": i,
             "score": float(v),
+            "first_defect": defect,
         }
-        for i, v in entry.frame_scores
+        for (i, v), defect in zip(frames, _frame_defects(entry), strict=True)
     ]
+
+
+def _insert_defects(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``scan_defects`` rows in one executemany statement."""
+    if rows:
+        session.execute(insert(ScanDefect), list(rows))
 
 
 def update_columns(
@@ -620,9 +750,10 @@ def update_columns(
 
 def insert_frame_scores(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert frame score rows (``scan_id``, ``model_version``, ``frame_index``,
-    ``score``) in one executemany statement."""
+    ``score``, ``first_defect``) in one executemany statement (``render_nulls``: rows
+    with and without a defect stay in one batch)."""
     if rows:
-        session.execute(insert(FrameScore), list(rows))
+        session.execute(insert(FrameScore).execution_options(render_nulls=True), list(rows))
 
 
 def release(

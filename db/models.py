@@ -10,8 +10,14 @@ Tables:
 ``scan_scores``     the score and grade of a scan for one model version. Unique per scan,
                     per content hash and per SOP instance UID for that version, so re-delivery
                     can never produce a second score.
-``frame_scores``    the score of each scored frame.
-``model_versions``  the model versions that have produced scores.
+``scan_defects``    the defects a scored scan lists for one model version, one row each,
+                    ranked (1 = the scan's ``first_defect``).
+``frame_scores``    the score (and first defect) of each scored frame.
+``model_versions``  the model versions that have produced scores, and the defect names each
+                    judges (NULL: none, so a scan without defects is "not judged", not clean).
+
+Defect names are those of :data:`model.defects.DEFECTS`; no CHECK constraint lists them
+(``model`` owns the vocabulary), the ledger's writers refuse any other name.
 ``workers``         processes that score scans, with their last heartbeat.
 """
 
@@ -45,6 +51,7 @@ __all__ = [
     "FrameScore",
     "ModelVersion",
     "Scan",
+    "ScanDefect",
     "ScanScore",
     "UTCDateTime",
     "WorkerProcess",
@@ -111,6 +118,8 @@ class ModelVersion(Base):
     weights_sha256: Mapped[str | None] = mapped_column(String(64))
     architecture: Mapped[str | None] = mapped_column(String(64))
     weights_name: Mapped[str | None] = mapped_column(String(255))
+    # JSON list of the defect names the model judges; NULL: the model has no defect head
+    defect_names: Mapped[str | None] = mapped_column(Text)
     first_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -215,6 +224,8 @@ class ScanScore(Base):
     min_score: Mapped[float] = mapped_column(Float)
     p10_score: Mapped[float] = mapped_column(Float)
     grade: Mapped[str] = mapped_column(String(16))
+    # the most probable listed defect; NULL: clean, or not judged (model_versions.defect_names)
+    first_defect: Mapped[str | None] = mapped_column(String(32))
     frames_scored: Mapped[int] = mapped_column(Integer)
     aggregate: Mapped[str] = mapped_column(String(16))
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -235,6 +246,35 @@ class FrameScore(Base):
     )
     frame_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[float] = mapped_column(Float)
+    # the frame's most probable defect at the threshold; NULL: none, or not judged
+    first_defect: Mapped[str | None] = mapped_column(String(32))
+
+
+class ScanDefect(Base):
+    """One defect a scored scan lists for one model version (a clean scan has none).
+
+    ``probability`` is the mean of its frames' probabilities, ``frame_share`` the share of
+    its scored frames that show the defect. The index on (defect, model_version, scan_id)
+    answers "scans with this defect" for reports, joined to ``scans`` for the period."""
+
+    __tablename__ = "scan_defects"
+    __table_args__ = (
+        CheckConstraint("rank >= 1", name="rank"),
+        CheckConstraint("probability >= 0 AND probability <= 1", name="probability"),
+        CheckConstraint("frame_share >= 0 AND frame_share <= 1", name="frame_share"),
+        Index("ix_scan_defects_defect_model_version_scan_id", "defect", "model_version", "scan_id"),
+    )
+
+    scan_id: Mapped[int] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.version"), primary_key=True
+    )
+    defect: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer)  # 1 = the scan's first defect
+    probability: Mapped[float] = mapped_column(Float)
+    frame_share: Mapped[float] = mapped_column(Float)
 
 
 class WorkerProcess(Base):

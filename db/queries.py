@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,9 +10,19 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from db.models import ACTIVE, SCORED, STATUSES, Scan, ScanScore, WorkerProcess, utcnow
+from db.models import (
+    ACTIVE,
+    SCORED,
+    STATUSES,
+    ModelVersion,
+    Scan,
+    ScanDefect,
+    ScanScore,
+    WorkerProcess,
+    utcnow,
+)
 
-__all__ = ["LedgerStatus", "WorkerSeen", "list_scans", "status_summary"]
+__all__ = ["LedgerStatus", "WorkerSeen", "list_scans", "scan_defects", "status_summary"]
 
 
 def list_scans(
@@ -21,14 +32,19 @@ def list_scans(
     since: datetime | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Scans received since ``since`` (all when None), oldest first, each with the score
-    and grade of the model version that produced its outcome."""
+    """Scans received since ``since`` (all when None), oldest first, each with the score,
+    grade and defects of the model version that produced its outcome.
+
+    ``first_defect``: its most probable defect (None: clean, not judged or no score);
+    ``defects``: ``{name, probability, frames}`` dicts, most probable first, ``[]`` when
+    clean, None when there is no score or its model does not judge defects."""
     query = (
-        select(Scan, ScanScore)
+        select(Scan, ScanScore, ModelVersion.defect_names)
         .outerjoin(
             ScanScore,
             and_(ScanScore.scan_id == Scan.id, ScanScore.model_version == Scan.model_version),
         )
+        .outerjoin(ModelVersion, ModelVersion.version == ScanScore.model_version)
         .order_by(Scan.id)
     )
     if status is not None:
@@ -41,8 +57,11 @@ def list_scans(
     rows = session.execute(query).all()
     if limit is not None:
         rows = list(reversed(rows))
+    judged = [scan.id for scan, score, names in rows if score is not None and names is not None]
+    defects = scan_defects(session, judged)
     out = []
-    for scan, score in rows:
+    for scan, score, names in rows:
+        judged_here = score is not None and names is not None
         out.append(
             {
                 "id": scan.id,
@@ -51,6 +70,8 @@ def list_scans(
                 "status": scan.status,
                 "score": None if score is None else round(score.score, 2),
                 "grade": None if score is None else score.grade,
+                "first_defect": None if score is None else score.first_defect,
+                "defects": defects.get(scan.id, []) if judged_here else None,
                 "frames_scored": None if score is None else score.frames_scored,
                 "reason": scan.reason,
                 "attempts": scan.attempts,
@@ -65,6 +86,35 @@ def list_scans(
             }
         )
     return out
+
+
+def scan_defects(
+    session: Session, scan_ids: Sequence[int]
+) -> dict[int, list[dict[str, float | str]]]:
+    """The defects listed for each scan by the model version of its outcome, most probable
+    first, as ``{name, probability, frames}`` dicts (the shape of ``DefectCall.as_dict``).
+    Scans without any are absent."""
+    found: dict[int, list[dict[str, float | str]]] = {}
+    ids = sorted(set(scan_ids))
+    for start in range(0, len(ids), 500):
+        query = (
+            select(ScanDefect)
+            .join(
+                Scan,
+                and_(Scan.id == ScanDefect.scan_id, Scan.model_version == ScanDefect.model_version),
+            )
+            .where(ScanDefect.scan_id.in_(ids[start : start + 500]))
+            .order_by(ScanDefect.scan_id, ScanDefect.rank)
+        )
+        for row in session.scalars(query):
+            found.setdefault(row.scan_id, []).append(
+                {
+                    "name": row.defect,
+                    "probability": round(row.probability, 3),
+                    "frames": round(row.frame_share, 3),
+                }
+            )
+    return found
 
 
 @dataclass

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.degradations import Degraded, Protocol
 from model.preprocess import Preprocess
+from model.protocols import AnyProtocol, Degraded
 from worker.errors import ConfigError, InputError
 
 __all__ = ["ImageSet", "eval_versions", "load_split"]
@@ -91,23 +91,19 @@ def load_split(
 
 
 def eval_versions(
-    images: ImageSet, protocol: Protocol, levels: int = 3, seed: int = 20240
+    images: ImageSet, protocol: AnyProtocol, levels: int = 3, seed: int = 20240
 ) -> tuple[list[Degraded], np.ndarray]:
-    """The fixed evaluation set of a split: each source image as the original plus, per
-    degradation, ``levels`` versions whose severities are drawn from equal strata of the
-    range (``paper``: one JPEG and one blur). Returns the versions and their source index."""
-    per_kind = 1 if protocol.name == "paper" else levels
+    """The fixed evaluation set of a split: each source image's versions as the protocol
+    makes them (``graded``: the original plus ``levels`` JPEG and blur severities from equal
+    strata of each range; ``paper``: one of each; ``defects``: see
+    :meth:`model.protocols.DefectProtocol.eval_versions`). Returns the versions and their
+    source index."""
     versions: list[Degraded] = []
     source: list[int] = []
     for i, image in enumerate(images.images):
-        rng = np.random.default_rng([seed, i])
-        versions.append(protocol.apply(image, "original", 0.0))
-        source.append(i)
-        for kind in ("jpeg", "blur"):
-            for level in range(per_kind):
-                sev = protocol.draw(kind, rng, (level, per_kind))
-                versions.append(protocol.apply(image, kind, sev))
-                source.append(i)
+        made = protocol.eval_versions(image, i, levels, seed)
+        versions.extend(made)
+        source.extend([i] * len(made))
     return versions, np.asarray(source)
 
 

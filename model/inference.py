@@ -11,7 +11,7 @@ from torch import nn
 
 from model.preprocess import Preprocess
 
-__all__ = ["autocast", "predict_images"]
+__all__ = ["autocast", "forward_images", "predict_images"]
 
 
 def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager[object]:
@@ -27,6 +27,28 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 
 
 @torch.inference_mode()
+def forward_images(
+    net: nn.Module,
+    images: Sequence[np.ndarray],
+    preprocess: Preprocess,
+    batch_size: int = 32,
+    bf16: bool = False,
+    device: str = "cpu",
+) -> np.ndarray:
+    """The raw head outputs ``(N, outputs)`` (float32) of uint8 grey images already at
+    preset size."""
+    net.eval()
+    parts = []
+    for part in _chunks(len(images), batch_size):
+        x = preprocess.tensor(images[part]).to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            y = net(x)
+        parts.append(y.float().reshape(y.shape[0], -1).cpu().numpy())
+    if not parts:
+        return np.empty((0, 1), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 def predict_images(
     net: nn.Module,
     images: Sequence[np.ndarray],
@@ -37,11 +59,5 @@ def predict_images(
     device: str = "cpu",
 ) -> np.ndarray:
     """Scores (label units, clamped to 0..100) of uint8 grey images already at preset size."""
-    net.eval()
-    out = np.empty(len(images), dtype=np.float32)
-    for part in _chunks(len(images), batch_size):
-        x = preprocess.tensor(images[part]).to(device).contiguous(memory_format=torch.channels_last)
-        with autocast(device, bf16):
-            y = net(x)
-        out[part] = y.float().view(-1).cpu().numpy() * target_scale
-    return np.clip(out, 0.0, 100.0)
+    raw = forward_images(net, images, preprocess, batch_size, bf16, device)
+    return np.clip(raw[:, 0] * target_scale, 0.0, 100.0).astype(np.float32)

@@ -1,8 +1,16 @@
-"""The network: torchvision's ResNet-18 with a one-output regression head.
+"""The network: torchvision's ResNet-18 with one linear head for every output.
+
+The head ``fc`` is ``Linear(512, len(outputs))``: column 0 is the quality score (regressed),
+then one logit per defect name, then the not-ultrasound logit (see :data:`OUTPUTS`). One
+matrix product gives them all, so the defect and gate outputs cost nothing next to the
+backbone. A model with only the score (``outputs=("score",)``, the earlier checkpoints) is
+the same network with a one-output head.
 
 Initialisation is ``none`` (random, seeded by the caller), ``imagenet`` (torchvision's own
-weights API: needs internet access or torchvision's cache) or the path of a local ``.pth``
-file holding a ResNet-18 state dict (offline sites; the 1000-class head is dropped).
+weights API: needs internet access or torchvision's cache), the path of a local ``.pth``
+file holding a ResNet-18 state dict (offline sites; the 1000-class head is dropped), or the
+path of a usqa checkpoint (its backbone and its score head; new outputs start at a low
+probability).
 """
 
 from __future__ import annotations
@@ -13,13 +21,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from model.defects import DEFECTS
 from worker.errors import ModelError
 
-__all__ = ["ARCH", "Fp32Conv2d", "Fp32Linear", "build_model", "fold_batchnorm"]
+__all__ = [
+    "ARCH",
+    "GATE",
+    "OUTPUTS",
+    "SCORE_ONLY",
+    "Fp32Conv2d",
+    "Fp32Linear",
+    "build_model",
+    "fold_batchnorm",
+]
 
 log = logging.getLogger(__name__)
 
 ARCH = "resnet18"
+GATE = "not_ultrasound"
+OUTPUTS: tuple[str, ...] = ("score", *DEFECTS, GATE)
+SCORE_ONLY: tuple[str, ...] = ("score",)
+_PRIOR_LOGIT = -2.2  # new defect and gate outputs start near probability 0.1
 
 
 class Fp32Conv2d(nn.Conv2d):
@@ -59,16 +81,20 @@ def _fp32_stem(net: nn.Module) -> None:
     net.conv1 = stem
 
 
-def build_model(init: str | Path = "none") -> nn.Module:
-    """ResNet-18 with ``fc`` replaced by ``Linear(512, 1)``; the stem convolution and the
-    head always run in float32 (also under bf16 autocast).
+def build_model(init: str | Path = "none", outputs: tuple[str, ...] = SCORE_ONLY) -> nn.Module:
+    """ResNet-18 with ``fc`` replaced by ``Linear(512, len(outputs))``; the stem convolution
+    and the head always run in float32 (also under bf16 autocast).
 
-    ``init``: ``"none"``, ``"imagenet"`` or a path to a local ResNet-18 state dict.
-    Raises :class:`ModelError` when the initial weights cannot be obtained or do not fit.
+    ``init``: ``"none"``, ``"imagenet"``, a path to a local ResNet-18 state dict or to a usqa
+    checkpoint. Raises :class:`ModelError` when the initial weights cannot be obtained or
+    do not fit.
     """
     from torchvision.models import ResNet18_Weights, resnet18
 
+    if not outputs or outputs[0] != "score":
+        raise ModelError(f"outputs {outputs!r}: the first output must be the score")
     init_text = str(init)
+    head_state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if init_text == "none":
         net = resnet18(weights=None)
     elif init_text == "imagenet":
@@ -83,7 +109,8 @@ def build_model(init: str | Path = "none") -> nn.Module:
     else:
         net = resnet18(weights=None)
         path = Path(init_text)
-        state = _load_backbone_state(path)
+        state, source_outputs = _load_backbone_state(path)
+        head_state = _matching_head(state, source_outputs, outputs)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
@@ -94,13 +121,33 @@ def build_model(init: str | Path = "none") -> nn.Module:
                 "expected torchvision's resnet18 weights"
             )
         log.info("initialised the backbone from %s", path)
-    net.fc = Fp32Linear(net.fc.in_features, 1)
+    net.fc = Fp32Linear(net.fc.in_features, len(outputs))
+    with torch.no_grad():
+        net.fc.bias[1:].fill_(_PRIOR_LOGIT)
+        for index, (weight, bias) in head_state.items():
+            net.fc.weight[int(index)] = weight
+            net.fc.bias[int(index)] = bias
     _fp32_stem(net)
     return net
 
 
-def _load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain tensor state dict from ``path`` (weights_only loading, never arbitrary pickle)."""
+def _matching_head(
+    state: dict[str, torch.Tensor], source: tuple[str, ...] | None, outputs: tuple[str, ...]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Rows of a usqa checkpoint's head for the outputs both models share (by name)."""
+    if source is None or "fc.weight" not in state:
+        return {}
+    weight, bias = state["fc.weight"].float(), state["fc.bias"].float()
+    return {
+        str(outputs.index(name)): (weight[i], bias[i])
+        for i, name in enumerate(source)
+        if name in outputs
+    }
+
+
+def _load_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...] | None]:
+    """A plain tensor state dict from ``path`` (weights_only loading, never arbitrary
+    pickle), and the outputs of its head when it is a usqa checkpoint (else None)."""
     if not path.is_file():
         raise ModelError(f"{path}: initial weights file not found; expected a resnet18 .pth file")
     try:
@@ -110,11 +157,14 @@ def _load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: cannot be loaded safely as tensors ({exc.__class__.__name__}); "
             "expected a resnet18 state dict saved with torch.save(model.state_dict())"
         ) from exc
+    outputs: tuple[str, ...] | None = None
+    if isinstance(obj, dict) and str(obj.get("format", "")).startswith("usqa-regressor/"):
+        outputs = tuple(obj.get("outputs") or SCORE_ONLY)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path}: expected a dict of tensors (a state dict), got {type(obj)}")
-    return obj
+    return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}, outputs
 
 
 def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> int:

@@ -1,4 +1,5 @@
-"""The batch Scorer: frames in, quality scores 0..100 out."""
+"""The batch Scorer: frames in; quality scores 0..100, defect probabilities and the
+not-ultrasound probability out (one forward pass, see :mod:`model.network`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,18 @@ import torch
 from torch import nn
 
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.inference import predict_images
+from model.inference import forward_images
 from model.network import fold_batchnorm
 from worker.errors import ConfigError, ModelError
 
-__all__ = ["BACKENDS", "SHIPPED_WEIGHTS", "Scorer", "bf16_supported", "plan_streams"]
+__all__ = [
+    "BACKENDS",
+    "SHIPPED_WEIGHTS",
+    "Assessment",
+    "Scorer",
+    "bf16_supported",
+    "plan_streams",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,54 @@ def bf16_supported(device: str) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the model says about N frames."""
+
+    scores: np.ndarray  # (N,) float32, 0..100
+    defects: np.ndarray | None  # (N, len(defect_names)) probabilities; None: no defect head
+    not_ultrasound: np.ndarray | None  # (N,) probabilities; None: no gate
+    defect_names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def from_outputs(
+        cls, raw: np.ndarray, outputs: Sequence[str], target_scale: float
+    ) -> Assessment:
+        """Interpret raw head outputs ``(N, len(outputs))``: the score column scaled and
+        clamped, the others through a sigmoid."""
+        from model.defects import DEFECTS
+        from model.network import GATE
+
+        scores = np.clip(raw[:, 0] * target_scale, 0.0, 100.0).astype(np.float32)
+        names = tuple(o for o in outputs if o in DEFECTS)
+        defects = None
+        if names:
+            cols = [list(outputs).index(n) for n in names]
+            defects = _sigmoid(raw[:, cols])
+        gate = _sigmoid(raw[:, list(outputs).index(GATE)]) if GATE in outputs else None
+        return cls(scores, defects, gate, names)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Assessment]) -> Assessment:
+        """One assessment of the frames of ``parts``, in order."""
+        first = parts[0]
+        return cls(
+            np.concatenate([p.scores for p in parts]),
+            None if first.defects is None else np.concatenate([p.defects for p in parts]),
+            None
+            if first.not_ultrasound is None
+            else np.concatenate([p.not_ultrasound for p in parts]),
+            first.defect_names,
+        )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))).astype(np.float32)
 
 
 MAX_AUTO_STREAMS = 2  # the most measured (2-core machine, docs/performance.md)
@@ -161,30 +218,46 @@ class Scorer:
         """The checkpoint's metadata (protocol, training command, metrics, ...)."""
         return self.checkpoint.meta
 
+    @property
+    def defect_names(self) -> tuple[str, ...]:
+        """The defects this model names (empty for a score-only checkpoint)."""
+        return self.checkpoint.defect_names
+
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores of uint8 grey images already at the preset size (``Preprocess.image``),
-        in batches of ``batch_size`` spread over the streams."""
+        """Scores of uint8 grey images already at the preset size (``Preprocess.image``)."""
+        return self.assess_images(images).scores
+
+    def assess_images(self, images: Sequence[np.ndarray]) -> Assessment:
+        """:class:`Assessment` of images already at the preset size, in batches of
+        ``batch_size`` spread over the streams."""
         if len(images) == 0:
-            return np.empty(0, dtype=np.float32)
+            return self._empty()
         chunks = [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
         if self.streams == 1 or len(chunks) == 1:
             return self._forward(images)
         pool = self._executor()
-        return np.concatenate([f.result() for f in [pool.submit(self._forward, c) for c in chunks]])
+        return Assessment.concat(
+            [f.result() for f in [pool.submit(self._forward, c) for c in chunks]]
+        )
 
     def score_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """A float32 score 0..100 per frame (uint8 ``(H, W)`` or ``(H, W, 3)``, any size)."""
+        return self.assess(frames).scores
+
+    def assess(self, frames: Sequence[np.ndarray]) -> Assessment:
+        """Scores, defect probabilities and not-ultrasound probabilities of frames of any
+        size (uint8 ``(H, W)`` or ``(H, W, 3)``)."""
         if len(frames) == 0:
-            return np.empty(0, dtype=np.float32)
+            return self._empty()
         prep = self.checkpoint.preprocess
-        return self.predict([prep.image(f) for f in frames])
+        return self.assess_images([prep.image(f) for f in frames])
 
-    def submit(self, frames: Sequence[np.ndarray]) -> Future[np.ndarray]:
-        """:meth:`score_frames` for one batch in a stream thread; at most ``streams`` run
-        at once, later ones wait their turn. The future raises what scoring raised."""
+    def submit(self, frames: Sequence[np.ndarray]) -> Future[Assessment]:
+        """:meth:`assess` for one batch in a stream thread; at most ``streams`` run at
+        once, later ones wait their turn. The future raises what scoring raised."""
         prep = self.checkpoint.preprocess
 
-        def score() -> np.ndarray:
+        def score() -> Assessment:
             try:
                 return self._forward([prep.image(f) for f in frames])
             finally:
@@ -200,6 +273,10 @@ class Scorer:
             with self._pool_lock:
                 self._in_flight -= 1
             raise
+
+    def _empty(self) -> Assessment:
+        raw = np.empty((0, len(self.checkpoint.outputs)), dtype=np.float32)
+        return Assessment.from_outputs(raw, self.checkpoint.outputs, self.checkpoint.target_scale)
 
     @property
     def idle_streams(self) -> int:
@@ -226,23 +303,22 @@ class Scorer:
     def _warm_up(self, net: nn.Module, n: int) -> None:
         from model.compiled import blank_images
 
-        predict_images(
+        forward_images(
             net,
             blank_images(n, self.checkpoint.preprocess.size),
             self.checkpoint.preprocess,
-            self.checkpoint.target_scale,
             batch_size=n,
             bf16=self.bf16,
             device=self.device,
         )
 
-    def _forward(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        return predict_images(
+    def _forward(self, images: Sequence[np.ndarray]) -> Assessment:
+        raw = forward_images(
             self.net,
             images,
             self.checkpoint.preprocess,
-            self.checkpoint.target_scale,
             batch_size=self.batch_size,
             bf16=self.bf16,
             device=self.device,
         )
+        return Assessment.from_outputs(raw, self.checkpoint.outputs, self.checkpoint.target_scale)

@@ -1,10 +1,21 @@
-"""Training: fit on ``train``, select the epoch with the lowest validation MSE on ``val``.
+"""Training: fit on ``train``, select the epoch with the lowest validation loss on ``val``.
 
-Every epoch makes fresh random versions of each training image (one original, one JPEG and
-one blur, severities drawn from the protocol's ranges), so degradations stay random per epoch;
-randomness comes from ``(seed, epoch)``, which makes runs reproducible and a resumed run
-identical to an uninterrupted one. After every epoch the best checkpoint so far is written to
-``out`` and the full training state to ``state`` (``--resume`` continues from it).
+Every epoch makes fresh random versions of each training image (``paper``/``graded``: one
+original, one JPEG and one blur; ``defects``: one clean and three degraded versions, see
+:mod:`model.protocols`), so degradations stay random per epoch; randomness comes from
+``(seed, epoch, batch)``, which makes runs reproducible and a resumed run identical to an
+uninterrupted one. The next batch is made in a helper thread while the current one trains.
+After every epoch the best checkpoint so far is written to ``out`` and the full training
+state to ``state`` (``--resume`` continues from it).
+
+With the ``defects`` protocol the network has every output of :data:`model.network.OUTPUTS`
+and the loss is ``10 MSE(score / 100) + 2 BCE(defects) + 0.5 BCE(not ultrasound)``:
+the score and defect terms on ultrasound versions only, the gate term on all, with
+``nonus_share`` extra items per epoch drawn from the training split of
+:mod:`model.nonultrasound` (worksheets, charts, photographs, CT/MR; never BUSI test images).
+Without it the loss is the plain MSE of the score, as published. The selected epoch is the
+one with the lowest validation loss (the same formula on the validation versions and the
+validation split of the non-ultrasound material; plain score MSE without defects).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +40,11 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.dataset import crops, eval_versions, load_split
-from model.degradations import KINDS, Protocol, get_protocol
-from model.inference import autocast, predict_images
+from model.inference import autocast, forward_images
 from model.metrics import regression
-from model.network import build_model
+from model.network import OUTPUTS, SCORE_ONLY, build_model
 from model.preprocess import Preprocess
+from model.protocols import AnyProtocol, Degraded, get_protocol
 from worker.errors import ConfigError, ModelError
 
 __all__ = ["TrainConfig", "train"]
@@ -71,6 +83,7 @@ class TrainConfig:
     resume: bool = False
     half: bool = False
     stop_after: int = 0  # train at most N epochs in this invocation (time-sliced jobs)
+    nonus_share: float = 0.1  # defects: extra non-ultrasound items, share of the epoch
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -83,7 +96,7 @@ class TrainConfig:
             "schedule": ("constant", "cosine"),
             "augment": ("paper", "flip", "none"),
             "target": ("raw", "unit"),
-            "protocol": ("paper", "graded"),
+            "protocol": ("paper", "graded", "defects"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -94,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"--bn-recal {self.bn_recal}: expected 0 (off) or more batches")
         if self.crop_align < 1:
             raise ConfigError(f"--crop-align {self.crop_align}: expected 1 or more")
+        if not 0.0 <= self.nonus_share < 1.0:
+            raise ConfigError(f"--nonus-share {self.nonus_share}: expected 0 <= share < 1")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("--epochs, --batch-size and --lr must be positive")
 
@@ -146,6 +161,145 @@ def _optimizer(cfg: TrainConfig, net: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 
+@dataclass
+class _Data:
+    """What one training run works on."""
+
+    cfg: TrainConfig
+    protocol: AnyProtocol
+    preprocess: Preprocess
+    images: np.ndarray  # the training split, (N, size, size) uint8
+    outputs: tuple[str, ...]
+    target_scale: float
+
+    @property
+    def defects(self) -> bool:
+        return len(self.outputs) > 1
+
+    @property
+    def items(self) -> int:
+        """Ultrasound items per epoch (image x version slot)."""
+        return len(self.images) * self.protocol.versions_per_image
+
+    @property
+    def nonus_items(self) -> int:
+        if not self.defects or self.cfg.nonus_share <= 0:
+            return 0
+        return round(self.items * self.cfg.nonus_share / (1.0 - self.cfg.nonus_share))
+
+
+@dataclass
+class _Batch:
+    """A training batch: the network input and the targets of each output."""
+
+    x: torch.Tensor
+    score: torch.Tensor  # (B,) label / target_scale; ignored where ``is_us`` is 0
+    defects: torch.Tensor  # (B, defects)
+    is_us: torch.Tensor  # (B,) 1 for ultrasound versions
+    labels: np.ndarray
+
+
+def _versions_batch(data: _Data, versions: list[Degraded], rng: np.random.Generator) -> _Batch:
+    """Crop windows of ``versions`` and stack their targets."""
+    cfg = data.cfg
+    x = data.preprocess.tensor(crops([v.image for v in versions], cfg.crop, rng, cfg.crop_align))
+    labels = np.array([v.label for v in versions], dtype=np.float32)
+    n_def = len(data.outputs) - 2 if data.defects else 0
+    targets = np.zeros((len(versions), n_def), dtype=np.float32)
+    is_us = np.ones(len(versions), dtype=np.float32)
+    for row, v in enumerate(versions):
+        if v.kind == "not_ultrasound":
+            is_us[row] = 0.0
+        elif n_def and v.targets is not None:
+            targets[row] = v.targets
+    return _Batch(
+        x.contiguous(memory_format=torch.channels_last),
+        torch.from_numpy(labels / data.target_scale),
+        torch.from_numpy(targets),
+        torch.from_numpy(is_us),
+        labels,
+    )
+
+
+def _nonus_version(image: np.ndarray, preprocess: Preprocess) -> Degraded:
+    return Degraded(preprocess.image(image), "not_ultrasound", 0.0, 0.0)
+
+
+def _make_batch(
+    data: _Data, order: np.ndarray, step: int, epoch: int, nonus: list[np.ndarray]
+) -> _Batch:
+    """Batch ``step`` of an epoch (items in ``order``: below ``data.items`` an ultrasound
+    item = image i // slots, slot i % slots; above, a non-ultrasound image)."""
+    cfg = data.cfg
+    rng = np.random.default_rng([cfg.seed, epoch, step])
+    items = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+    slots = data.protocol.versions_per_image
+    versions = []
+    for i in items:
+        if i >= data.items:
+            versions.append(_nonus_version(nonus[int(i) - data.items], data.preprocess))
+            continue
+        image = _augment(data.images[int(i) // slots], cfg.augment, rng)
+        versions.append(data.protocol.version(image, int(i) % slots, rng))
+    return _versions_batch(data, versions, rng)
+
+
+def _loss(data: _Data, out: torch.Tensor, batch: _Batch) -> torch.Tensor:
+    """The training loss (see the module docstring)."""
+    out = out.float()
+    if not data.defects:
+        return nn.functional.mse_loss(out[:, 0], batch.score)
+    us = batch.is_us
+    n_us = us.sum().clamp(min=1.0)
+    mse = (((out[:, 0] - batch.score) ** 2) * us).sum() / n_us
+    bce = nn.functional.binary_cross_entropy_with_logits(
+        out[:, 1:-1], batch.defects, reduction="none"
+    ).mean(dim=1)
+    gate = nn.functional.binary_cross_entropy_with_logits(out[:, -1], 1.0 - us)
+    return 10.0 * mse + 2.0 * (bce * us).sum() / n_us + 0.5 * gate
+
+
+def _nonus_images(split: str, n: int, seed: int) -> list[np.ndarray]:
+    from model.nonultrasound import sample
+
+    return [item.image for item in sample(split, n, seed)]
+
+
+def _validation(data: _Data, versions: list[Degraded], nonus: list[np.ndarray]) -> dict[str, Any]:
+    """Validation figures of the network's current weights (see :func:`_val_loss`)."""
+    return {"versions": versions, "nonus": [_nonus_version(im, data.preprocess) for im in nonus]}
+
+
+def _evaluate_val(net: nn.Module, data: _Data, val: dict[str, Any]) -> dict[str, Any]:
+    """Score MSE, PLCC, SROCC and (defects) the validation loss, defect BCE and gate error."""
+    cfg = data.cfg
+    versions: list[Degraded] = val["versions"]
+    all_versions = versions + val["nonus"]
+    raw = forward_images(net, [v.image for v in all_versions], data.preprocess, 64, cfg.bf16)
+    n = len(versions)
+    labels = np.array([v.label for v in versions])
+    pred = np.clip(raw[:n, 0] * data.target_scale, 0.0, 100.0)
+    reg = regression(pred, labels, logistic=False)
+    record: dict[str, Any] = {
+        "val_mse": reg["mse"],
+        "val_mae": reg["mae"],
+        "val_plcc": reg["plcc"],
+        "val_srocc": reg["srocc"],
+        "val_loss": reg["mse"],
+    }
+    if data.defects:
+        batch = _versions_batch(data, all_versions, np.random.default_rng(0))
+        with torch.no_grad():
+            loss = _loss(data, torch.from_numpy(raw), batch)
+        gate = 1.0 / (1.0 + np.exp(-raw[:, -1]))
+        truth = np.r_[np.zeros(n), np.ones(len(all_versions) - n)]
+        record.update(
+            val_loss=float(loss),
+            val_gate_error=float(np.mean((gate > 0.5) != truth)),
+        )
+    return record
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Run training as configured; returns the metadata written into the checkpoint."""
     cfg.check()
@@ -153,25 +307,28 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     preprocess = Preprocess(size=cfg.size)
     protocol = get_protocol(cfg.protocol)
+    outputs = OUTPUTS if protocol.name == "defects" else SCORE_ONLY
     train_set = load_split(cfg.data, cfg.splits, "train", preprocess, cfg.limit)
     val_set = load_split(cfg.data, cfg.splits, "val", preprocess, cfg.limit)
     val_versions, _ = eval_versions(val_set, protocol, levels=cfg.val_levels)
-    val_images = [v.image for v in val_versions]
-    val_labels = np.array([v.label for v in val_versions])
     target_scale = 100.0 if cfg.target == "unit" else 1.0
+    data = _Data(cfg, protocol, preprocess, train_set.images, outputs, target_scale)
+    val_nonus = _nonus_images("val", max(8, len(val_set) // 2), cfg.seed) if data.defects else []
+    val = _validation(data, val_versions, val_nonus)
 
-    net = build_model(cfg.init)
-    with torch.no_grad():  # start the head at the mean label: no wasted first epoch
-        head = net.fc
-        assert isinstance(head, nn.Linear)
-        head.bias.fill_(float(np.mean(val_labels)) / target_scale)
+    net = build_model(cfg.init, outputs)
+    if cfg.init == "none" or not Path(cfg.init).is_file() or cfg.init == "imagenet":
+        with torch.no_grad():  # start the score at the mean label: no wasted first epoch
+            head = net.fc
+            assert isinstance(head, nn.Linear)
+            head.bias[0] = float(np.mean([v.label for v in val_versions])) / target_scale
     net = net.to(memory_format=torch.channels_last)
     opt = _optimizer(cfg, net)
-    n_items = len(train_set) * len(KINDS)
+    n_items = data.items + data.nonus_items
     steps = math.ceil(n_items / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
     history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"val_mse": math.inf}
+    best: dict[str, Any] = {"val_loss": math.inf}
     best_state: dict[str, torch.Tensor] = copy.deepcopy(net.state_dict())
     start_epoch = 0
     elapsed = 0.0
@@ -193,127 +350,124 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         log.warning("no training state at %s: starting from scratch", state_path)
 
     data_hash = _combined_hash(train_set.data_hash, val_set.data_hash)
-    loss_fn = nn.MSELoss()
     meta: dict[str, Any] = {}
     last = cfg.epochs if cfg.stop_after <= 0 else min(cfg.epochs, start_epoch + cfg.stop_after)
-    for epoch in range(start_epoch, last):
-        t0 = time.perf_counter()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        order = rng.permutation(n_items)
-        net.train()
-        total, seen = 0.0, 0
-        bar = tqdm(
-            range(steps),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
-        )
-        for step in bar:
-            items = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x, labels = _batch(cfg, train_set.images, items, protocol, preprocess, rng)
-            y = torch.tensor(labels / target_scale, dtype=torch.float32)
-            with autocast("cpu", cfg.bf16):
-                out = net(x).view(-1)
-            loss = loss_fn(out.float(), y)
-            if not torch.isfinite(loss):
-                raise ModelError(
-                    f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
-                    "lower --lr or use --target unit"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(items)
-            seen += len(items)
-            bar.set_postfix(loss=f"{total / seen * target_scale**2:.1f}")
-        bar.close()
-        if cfg.bn_recal:
-            _recalibrate_bn(net, cfg, train_set.images, protocol, preprocess, epoch, n_items)
-        pred = predict_images(net, val_images, preprocess, target_scale, 64, cfg.bf16)
-        val = regression(pred, val_labels, logistic=False)
-        elapsed += time.perf_counter() - t0
-        record = {
-            "epoch": epoch + 1,
-            "train_mse": total / max(seen, 1) * target_scale**2,
-            "val_mse": val["mse"],
-            "val_mae": val["mae"],
-            "val_plcc": val["plcc"],
-            "val_srocc": val["srocc"],
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        history.append(record)
-        log.info(
-            "epoch %d/%d: train MSE %.2f, val MSE %.2f, PLCC %s, SROCC %s (%.0f s)",
-            epoch + 1,
-            cfg.epochs,
-            record["train_mse"],
-            val["mse"],
-            _fmt(val["plcc"]),
-            _fmt(val["srocc"]),
-            record["seconds"],
-        )
-        if val["mse"] < best["val_mse"]:
-            best = dict(record)
-            best_state = copy.deepcopy(net.state_dict())
-        meta = _meta(
-            cfg, preprocess, protocol.to_dict(), target_scale, data_hash, best, history, elapsed
-        )
-        save_checkpoint(cfg.out, best_state, meta, half=cfg.half)
-        torch.save(
-            {
-                "config": _config_key(cfg),
-                "epoch": epoch,
-                "elapsed": elapsed,
-                "net": net.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "best_state": best_state,
-                "best": best,
-                "history": history,
-            },
-            state_path,
-        )
+    with ThreadPoolExecutor(1, thread_name_prefix="usqa-train-data") as maker:
+        for epoch in range(start_epoch, last):
+            t0 = time.perf_counter()
+            record = _epoch(data, net, opt, sched, maker, epoch, steps, progress)
+            if cfg.bn_recal:
+                _recalibrate_bn(net, data, epoch)
+            net.eval()
+            record.update(_evaluate_val(net, data, val))
+            elapsed += time.perf_counter() - t0
+            record.update(lr=opt.param_groups[0]["lr"], seconds=round(time.perf_counter() - t0, 1))
+            history.append(record)
+            log.info(
+                "epoch %d/%d: train loss %.4f, val loss %.4f, val MSE %.2f, PLCC %s, SROCC %s%s "
+                "(%.0f s)",
+                epoch + 1,
+                cfg.epochs,
+                record["train_loss"],
+                record["val_loss"],
+                record["val_mse"],
+                _fmt(record["val_plcc"]),
+                _fmt(record["val_srocc"]),
+                f", gate error {record['val_gate_error']:.3f}"
+                if "val_gate_error" in record
+                else "",
+                record["seconds"],
+            )
+            if record["val_loss"] < best.get("val_loss", math.inf):
+                best = dict(record)
+                best_state = copy.deepcopy(net.state_dict())
+            meta = _meta(cfg, data, data_hash, best, history, elapsed)
+            save_checkpoint(cfg.out, best_state, meta, half=cfg.half)
+            torch.save(
+                {
+                    "config": _config_key(cfg),
+                    "epoch": epoch,
+                    "elapsed": elapsed,
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "best_state": best_state,
+                    "best": best,
+                    "history": history,
+                },
+                state_path,
+            )
     if not meta:  # resumed a finished run: nothing left to do
-        meta = _meta(
-            cfg, preprocess, protocol.to_dict(), target_scale, data_hash, best, history, elapsed
-        )
+        meta = _meta(cfg, data, data_hash, best, history, elapsed)
         save_checkpoint(cfg.out, best_state, meta, half=cfg.half)
     return meta
 
 
-def _batch(
-    cfg: TrainConfig,
-    images: np.ndarray,
-    items: np.ndarray,
-    protocol: Protocol,
-    preprocess: Preprocess,
-    rng: np.random.Generator,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Network input and labels for training items (item i = image i // 3, kind i % 3)."""
-    versions = [
-        protocol.sample(
-            _augment(images[i // len(KINDS)], cfg.augment, rng), KINDS[i % len(KINDS)], rng
-        )
-        for i in items
-    ]
-    x = preprocess.tensor(crops([v.image for v in versions], cfg.crop, rng, cfg.crop_align))
-    return x.contiguous(memory_format=torch.channels_last), np.array([v.label for v in versions])
+def _epoch(
+    data: _Data,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    maker: ThreadPoolExecutor,
+    epoch: int,
+    steps: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """One pass over the epoch's items; the next batch is made while this one trains."""
+    cfg = data.cfg
+    rng = np.random.default_rng([cfg.seed, epoch])
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    order = rng.permutation(data.items + data.nonus_items)
+    nonus = (
+        _nonus_images("train", data.nonus_items, cfg.seed * 1000 + epoch)
+        if data.nonus_items
+        else []
+    )
+    net.train()
+    total, seen, mse_total = 0.0, 0, 0.0
+    bar = tqdm(
+        range(steps),
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
+    pending: Future[_Batch] = maker.submit(_make_batch, data, order, 0, epoch, nonus)
+    for step in bar:
+        batch = pending.result()
+        if step + 1 < steps:
+            pending = maker.submit(_make_batch, data, order, step + 1, epoch, nonus)
+        with autocast("cpu", cfg.bf16):
+            out = net(batch.x)
+        out = out.float().reshape(out.shape[0], -1)
+        loss = _loss(data, out, batch)
+        if not torch.isfinite(loss):
+            raise ModelError(
+                f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
+                "lower --lr or use --target unit"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        n = len(batch.labels)
+        total += float(loss.detach()) * n
+        with torch.no_grad():
+            us = batch.is_us
+            err = ((out[:, 0].detach() - batch.score) ** 2 * us).sum() / us.sum().clamp(min=1.0)
+        mse_total += float(err) * n
+        seen += n
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    bar.close()
+    return {
+        "epoch": epoch + 1,
+        "train_loss": total / max(seen, 1),
+        "train_mse": mse_total / max(seen, 1) * data.target_scale**2,
+    }
 
 
 @torch.no_grad()
-def _recalibrate_bn(
-    net: nn.Module,
-    cfg: TrainConfig,
-    images: np.ndarray,
-    protocol: Protocol,
-    preprocess: Preprocess,
-    epoch: int,
-    n_items: int,
-) -> None:
+def _recalibrate_bn(net: nn.Module, data: _Data, epoch: int) -> None:
     """Re-estimate every BatchNorm's running mean/variance for the current weights as the
     plain average over ``cfg.bn_recal`` fresh training batches ("precise BN").
 
@@ -323,6 +477,7 @@ def _recalibrate_bn(
     change, never the trained weights, and the data comes from its own random stream, so
     the training trajectory is the same with or without it.
     """
+    cfg = data.cfg
     rng = np.random.default_rng([cfg.seed, epoch, 7])
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
@@ -330,11 +485,15 @@ def _recalibrate_bn(
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     net.train()
-    for _ in range(cfg.bn_recal):
-        items = rng.integers(0, n_items, cfg.batch_size)
-        x, _ = _batch(cfg, images, items, protocol, preprocess, rng)
+    nonus = (
+        _nonus_images("train", cfg.batch_size, cfg.seed * 7919 + epoch) if data.nonus_items else []
+    )
+    n_items = data.items + len(nonus)
+    for step in range(cfg.bn_recal):
+        order = rng.integers(0, n_items, cfg.batch_size)
+        batch = _make_batch(data, order, 0, epoch * 1000 + 500 + step, nonus)
         with autocast("cpu", cfg.bf16):
-            net(x)
+            net(batch.x)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     net.eval()
@@ -372,9 +531,7 @@ def _config_key(cfg: TrainConfig) -> dict[str, Any]:
 
 def _meta(
     cfg: TrainConfig,
-    preprocess: Preprocess,
-    protocol: dict[str, Any],
-    target_scale: float,
+    data: _Data,
     data_hash: str,
     best: dict[str, Any],
     history: list[dict[str, Any]],
@@ -384,9 +541,10 @@ def _meta(
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     return {
-        "target_scale": target_scale,
-        "preprocess": preprocess.to_dict(),
-        "protocol": protocol,
+        "target_scale": data.target_scale,
+        "outputs": list(data.outputs),
+        "preprocess": data.preprocess.to_dict(),
+        "protocol": data.protocol.to_dict(),
         "data_hash": data_hash,
         "command": cfg.command,
         "config": config,

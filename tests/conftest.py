@@ -81,3 +81,41 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"target_scale": 100.0, "preprocess": Preprocess().to_dict()},
     )
     return path
+
+
+def head_checkpoint(
+    path: Path, defects: dict[str, float] | None = None, gate: float = -8.0, score: float = 0.6
+) -> Path:
+    """A checkpoint with every output whose answers do not depend on the image: the score
+    ``score`` x 100, each defect's logit from ``defects`` (others -8: probability 0.0003) and
+    the not-ultrasound logit ``gate``. For pipeline tests of the defect and gate paths."""
+    import torch
+
+    from model import Preprocess, build_model, save_checkpoint
+    from model.network import OUTPUTS
+
+    torch.manual_seed(0)
+    net = build_model(init="none", outputs=OUTPUTS)
+    with torch.no_grad():
+        net.fc.weight.zero_()
+        net.fc.bias.fill_(-8.0)
+        net.fc.bias[0] = score
+        for name, logit in (defects or {}).items():
+            net.fc.bias[OUTPUTS.index(name)] = logit
+        net.fc.bias[OUTPUTS.index("not_ultrasound")] = gate
+    meta = {"target_scale": 100.0, "preprocess": Preprocess().to_dict(), "outputs": list(OUTPUTS)}
+    save_checkpoint(path, net, meta)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shadowing_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every frame scores 60 and shows shadowing (p 0.95) and blur (p 0.73)."""
+    path = tmp_path_factory.mktemp("weights") / "shadowing.pt"
+    return head_checkpoint(path, {"shadowing": 3.0, "blur": 1.0})
+
+
+@pytest.fixture(scope="session")
+def not_ultrasound_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every frame is judged not ultrasound (p 0.98)."""
+    return head_checkpoint(tmp_path_factory.mktemp("weights") / "gate.pt", gate=4.0)

@@ -80,7 +80,7 @@ FAILED_REASONS = (
     "scoring",  # the model could not score its frames
     "other",
 )
-SKIPPED_REASONS = ("duplicate", "policy", "other")
+SKIPPED_REASONS = ("duplicate", "policy", "not_ultrasound", "other")
 GRADES = ("good", "average", "poor")
 
 # Seconds: from a fraction of a second (embedded, idle) to an hour (a large backlog).

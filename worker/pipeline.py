@@ -118,6 +118,7 @@ class Pipeline:
                 weights_sha256=getattr(checkpoint, "sha256", None),
                 architecture=str(meta.get("arch")) if meta.get("arch") else None,
                 weights_name=weights.name if weights is not None else "shipped",
+                defect_names=list(getattr(scorer, "defect_names", ())) or None,
             )
         self._registered = True
 

@@ -81,6 +81,16 @@ class Settings:
         45.0, "Scores at or above this (and below good) are graded average; below, poor."
     )
     aggregate: str = _opt("mean", "How frame scores make the scan's grade: mean, min or p10.")
+    defect_threshold: float = _opt(
+        0.5,
+        "A defect is named when its probability (a scan: the mean over its scored frames) is "
+        "at least this (0-1).",
+    )
+    not_ultrasound_threshold: float = _opt(
+        0.5,
+        "A scan whose mean not-ultrasound probability is above this is recorded skipped as "
+        "not an ultrasound image (worksheets, charts, photographs, CT/MR exports); 1 = never.",
+    )
     batch_size: int = _opt(
         8,
         "Frames per inference batch (per stream). 8 scored fastest on CPU "
@@ -220,6 +230,11 @@ def _validate(s: Settings) -> None:
             "need 0 <= USQA_AVERAGE_THRESHOLD <= USQA_GOOD_THRESHOLD <= 100",
         ),
         (s.aggregate in {"mean", "min", "p10"}, "USQA_AGGREGATE must be mean, min or p10"),
+        (0 < s.defect_threshold <= 1, "USQA_DEFECT_THRESHOLD must be above 0 and at most 1"),
+        (
+            0 < s.not_ultrasound_threshold <= 1,
+            "USQA_NOT_ULTRASOUND_THRESHOLD must be above 0 and at most 1",
+        ),
         (s.precision in {"auto", "fp32", "bf16"}, "USQA_PRECISION must be auto, fp32 or bf16"),
         (
             s.after_scoring in {"keep", "move", "delete"},

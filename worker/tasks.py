@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import or_, select
@@ -37,6 +37,9 @@ from worker import metrics
 from worker.decoder import DecodedHeader, Decoder, DecoderCrashedError
 from worker.errors import InputError, ModelError, SkipScan, TransientError
 from worker.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from model.scorer import Assessment
 from worker.readahead import Emit, Frame, ReadAhead, Stopped
 
 __all__ = ["RETRY", "BatchResult", "process_scans"]
@@ -69,6 +72,9 @@ class _Work:
     scan: Scan
     columns: dict[str, Any] = field(default_factory=dict)
     frame_scores: list[tuple[int, float]] = field(default_factory=list)
+    # per frame index: defect probabilities and not-ultrasound probability (None: no head)
+    frame_defects: dict[int, np.ndarray] = field(default_factory=dict)
+    frame_gate: dict[int, float] = field(default_factory=dict)
     outcome: ledger.Outcome | None = None
     crashed: str | None = None
     summary: Any = None
@@ -166,26 +172,30 @@ class _Inference:
 
     def _finish(self, batch: _Batch) -> None:
         try:
-            scores = batch.future.result()
+            result = batch.future.result()
         except Exception as exc:
             if isinstance(exc, (TransientError, ModelError, *self.reraise)):
                 raise
             self._failed(batch.entries, exc)
             return
-        self._apply(batch.entries, scores, time.perf_counter() - batch.started)
+        self._apply(batch.entries, result, time.perf_counter() - batch.started)
 
     def _apply(
-        self, entries: list[tuple[_Work, int, np.ndarray]], scores: np.ndarray, seconds: float
+        self, entries: list[tuple[_Work, int, np.ndarray]], result: Assessment, seconds: float
     ) -> None:
         metrics.inference_done(seconds, len(entries))
-        if len(scores) != len(entries):
+        if len(result) != len(entries):
             raise ModelError(
-                f"the scorer returned {len(scores)} scores for {len(entries)} frames; "
+                f"the scorer returned {len(result)} scores for {len(entries)} frames; "
                 "the model package is inconsistent"
             )
         share = seconds * 1000.0 / len(entries)
-        for (work, index, _), value in zip(entries, scores, strict=True):
-            work.frame_scores.append((index, float(value)))
+        for row, (work, index, _) in enumerate(entries):
+            work.frame_scores.append((index, float(result.scores[row])))
+            if result.defects is not None:
+                work.frame_defects[index] = result.defects[row]
+            if result.not_ultrasound is not None:
+                work.frame_gate[index] = float(result.not_ultrasound[row])
             work.inference_ms += share
 
     def _failed(self, entries: list[tuple[_Work, int, np.ndarray]], exc: Exception) -> None:
@@ -197,13 +207,13 @@ class _Inference:
                 mine = [e for e in entries if id(e[0]) == owner]
                 started = time.perf_counter()
                 try:
-                    scores = self.pipeline.scorer.score_frames([f for _, _, f in mine])
+                    result = self.pipeline.scorer.assess([f for _, _, f in mine])
                 except Exception as again:
                     if isinstance(again, (TransientError, ModelError, *self.reraise)):
                         raise
                     self._failed(mine, again)
                     continue
-                self._apply(mine, scores, time.perf_counter() - started)
+                self._apply(mine, result, time.perf_counter() - started)
             return
         work = entries[0][0]
         log.debug("scoring scan %d failed", work.scan.id, exc_info=exc)
@@ -218,7 +228,7 @@ class _Batch:
     """Frames handed to a stream, and the future of their scores."""
 
     entries: list[tuple[_Work, int, np.ndarray]]
-    future: Future[np.ndarray]
+    future: Future[Assessment]
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -438,12 +448,7 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
                 if original is not None and original.id != scan.id:
                     work.outcome = _duplicate(scan, original, what)
             if work.outcome is None:
-                try:
-                    work.summary = pipeline.grading.summarise(
-                        [s for _, s in sorted(work.frame_scores)]
-                    )
-                except InputError as exc:
-                    work.outcome = ledger.Outcome(FAILED, f"{scan.path}: {exc}")
+                _grade(pipeline, work)
             if work.outcome is None:
                 to_score.append(work)  # later copies in this batch are its duplicates
                 by_sha.setdefault(scan.sha256, scan)
@@ -455,6 +460,28 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
             else:
                 result.not_claimed.append(scan.id)
         _write_scores(pipeline, session, to_score, token, result)
+
+
+def _grade(pipeline: Pipeline, work: _Work) -> None:
+    """The scan's summary (score, grade, defects), or its outcome: ``skipped`` when the
+    gate says it is not ultrasound, ``failed`` when it cannot be graded."""
+    indices = [i for i, _ in sorted(work.frame_scores)]
+    defect_rows = [list(work.frame_defects[i]) for i in indices if i in work.frame_defects]
+    gate = [work.frame_gate[i] for i in indices if i in work.frame_gate]
+    try:
+        work.summary = pipeline.grading.summarise(
+            [s for _, s in sorted(work.frame_scores)],
+            defect_rows if len(defect_rows) == len(indices) and defect_rows else None,
+            gate if len(gate) == len(indices) and gate else None,
+            pipeline.scorer.defect_names,
+        )
+    except InputError as exc:
+        work.outcome = ledger.Outcome(FAILED, f"{work.scan.path}: {exc}")
+        return
+    if work.summary.skip_reason:
+        work.outcome = ledger.Outcome(SKIPPED, work.summary.skip_reason)
+        work.reason_class = "not_ultrasound"
+        work.summary = None
 
 
 def _crash_outcome(
@@ -580,14 +607,17 @@ def _log_outcome(
             model_version=scan.model_version,
             decode_ms=round(work.decode_ms, 1),
             inference_ms=round(work.inference_ms, 1),
+            first_defect=work.summary.first_defect,
+            defects=[d.name for d in work.summary.defects],
         )
         log.info(
-            "scan %d scored %.1f (%s, %d frame%s): %s",
+            "scan %d scored %.1f (%s, %d frame%s%s): %s",
             scan.id,
             extra["score"],
             extra["grade"],
             extra["frames"],
             "" if extra["frames"] == 1 else "s",
+            f", {extra['first_defect']}" if extra["first_defect"] else "",
             extra["file"],
             extra=extra,
         )

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from model.checkpoint import save_checkpoint
-from model.degradations import get_protocol
 from model.network import build_model
 from model.preprocess import Preprocess
+from model.protocols import get_protocol
 
 
 def random_meta() -> dict[str, object]:

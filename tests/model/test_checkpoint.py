@@ -5,11 +5,13 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from model.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from model.defects import DEFECTS
 from model.network import build_model
 from model.scorer import Scorer
 from worker.errors import ModelError
@@ -85,3 +87,57 @@ def test_other_bad_files(tmp_path: Path) -> None:
     torch.save(build_model("none").state_dict(), plain)
     with pytest.raises(ModelError, match="not a usqa checkpoint"):
         load_checkpoint(plain)
+
+
+def test_a_checkpoint_with_every_output_round_trips(tmp_path: Path, meta: dict) -> None:
+    from model.network import OUTPUTS
+
+    torch.manual_seed(1)
+    path = tmp_path / "heads.pt"
+    save_checkpoint(path, build_model("none", OUTPUTS), {**meta, "outputs": list(OUTPUTS)})
+    ckpt = load_checkpoint(path)
+    assert ckpt.outputs == OUTPUTS and ckpt.has_gate
+    assert ckpt.defect_names == DEFECTS
+    scorer = Scorer.load(path, precision="fp32")
+    result = scorer.assess([np.zeros((64, 64), np.uint8), np.full((80, 40), 200, np.uint8)])
+    assert result.scores.shape == (2,) and result.defect_names == DEFECTS
+    assert result.defects is not None and result.defects.shape == (2, len(DEFECTS))
+    assert result.not_ultrasound is not None and result.not_ultrasound.shape == (2,)
+    assert ((result.defects > 0) & (result.defects < 1)).all()
+
+
+def test_a_score_only_checkpoint_has_no_defects(random_checkpoint: Path) -> None:
+    ckpt = load_checkpoint(random_checkpoint)
+    assert ckpt.outputs == ("score",) and ckpt.defect_names == () and not ckpt.has_gate
+    result = Scorer.load(random_checkpoint, precision="fp32").assess([np.zeros((64, 64), np.uint8)])
+    assert result.defects is None and result.not_ultrasound is None
+
+
+def test_format_1_files_still_load(tmp_path: Path, random_checkpoint: Path) -> None:
+    obj = torch.load(random_checkpoint, weights_only=True)
+    obj["format"] = "usqa-regressor/1"
+    obj.pop("outputs")
+    old = tmp_path / "old.pt"
+    torch.save(obj, old)
+    assert load_checkpoint(old).outputs == ("score",)
+
+
+def test_unknown_outputs_are_refused(tmp_path: Path, meta: dict) -> None:
+    path = tmp_path / "future.pt"
+    save_checkpoint(
+        path, build_model("none", ("score", "glare")), {**meta, "outputs": ["score", "glare"]}
+    )
+    with pytest.raises(ModelError, match="glare"):
+        load_checkpoint(path)
+
+
+def test_init_from_a_checkpoint_keeps_its_backbone_and_score(random_checkpoint: Path) -> None:
+    from model.network import OUTPUTS
+
+    source = load_checkpoint(random_checkpoint).net.state_dict()
+    net = build_model(random_checkpoint, OUTPUTS)
+    state = net.state_dict()
+    assert torch.equal(state["layer4.1.conv2.weight"], source["layer4.1.conv2.weight"])
+    assert torch.equal(state["fc.weight"][0], source["fc.weight"][0])
+    assert torch.equal(state["fc.bias"][:1], source["fc.bias"])
+    assert (state["fc.bias"][1:] < -2).all()  # new outputs start unlikely

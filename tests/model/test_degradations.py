@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.degradations import (
-    blur,
-    get_protocol,
-    graded_blur_label,
-    graded_jpeg_label,
-    jpeg,
-)
+from model.degradations import blur, graded_blur_label, graded_jpeg_label, jpeg
+from model.protocols import get_protocol
 
 
 @pytest.fixture

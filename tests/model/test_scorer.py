@@ -12,7 +12,7 @@ import pytest
 
 from model import SHIPPED_WEIGHTS, Grading, Scorer
 from model.degradations import blur
-from model.scorer import plan_streams
+from model.scorer import Assessment, plan_streams
 from worker.errors import ConfigError, InputError, ModelError
 from worker.settings import load_settings
 
@@ -221,11 +221,13 @@ def test_submit_scores_in_a_stream_and_raises_there(two_streams: Scorer) -> None
         rng.integers(0, 256, (100, 30), dtype=np.uint8),
     ]
     future = two_streams.submit(frames)
-    np.testing.assert_array_equal(future.result(timeout=60), two_streams.score_frames(frames))
+    np.testing.assert_array_equal(
+        future.result(timeout=60).scores, two_streams.score_frames(frames)
+    )
     broken = two_streams.submit([frames[0], np.zeros((4, 4), dtype=np.uint8)])
     with pytest.raises(InputError, match="too small"):
         broken.result(timeout=60)
-    assert two_streams.submit(frames[:1]).result(timeout=60).shape == (1,)  # still working
+    assert len(two_streams.submit(frames[:1]).result(timeout=60)) == 1  # still working
 
 
 def test_at_most_streams_batches_run_at_once_and_close_ends_them(
@@ -237,7 +239,7 @@ def test_at_most_streams_batches_run_at_once_and_close_ends_them(
     threads: set[threading.Thread] = set()
     forward = two_streams._forward
 
-    def held(chunk: Sequence[np.ndarray]) -> np.ndarray:
+    def held(chunk: Sequence[np.ndarray]) -> Assessment:
         with lock:
             running[0] += 1
             running[1] = max(running)
@@ -260,14 +262,14 @@ def test_at_most_streams_batches_run_at_once_and_close_ends_them(
     assert not futures[2].done()
     assert two_streams.idle_streams == 0
     release.set()
-    assert [f.result(timeout=60).shape for f in futures] == [(1,)] * 3
+    assert [len(f.result(timeout=60)) for f in futures] == [1] * 3
     assert two_streams.idle_streams == 2  # finished batches free their streams
     assert running[1] == 2 and len(threads) == 2
     two_streams.close()
     assert not any(t.is_alive() for t in threads)
     two_streams.close()  # idempotent
     # a closed scorer (shared by pipelines that each close it) starts its streams again
-    assert two_streams.submit(_images(1)).result(timeout=60).shape == (1,)
+    assert len(two_streams.submit(_images(1)).result(timeout=60)) == 1
 
 
 def test_from_settings_passes_the_streams(small_checkpoint: Path) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, text, update
 import db
 from db import ledger
 from db.models import Scan, ScanScore
+from model.defects import DEFECTS, DefectCall
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Row:
     acquired_time: time = time(9, 30)
     received_at: datetime | None = None
     path: str | None = None  # default /drop/scan<i>.dcm (no such file)
+    # listed defects as (name, probability, frame share), most probable first
+    defects: tuple[tuple[str, float, float], ...] = ()
+    defect_head: bool = True  # False: its model version judges no defects
 
 
 def grade(score: float) -> str:
@@ -100,7 +104,10 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
                 )
                 continue
             assert row.status == "scored" and row.score is not None, row
-            ledger.ensure_model_version(s, row.version)
+            ledger.ensure_model_version(
+                s, row.version, defect_names=DEFECTS if row.defect_head else None
+            )
+            calls = tuple(DefectCall(*d) for d in row.defects)
             summary = SimpleNamespace(
                 score=row.score,
                 mean=row.score,
@@ -108,6 +115,8 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
                 p10=max(0.0, row.score - 4),
                 grade=grade(row.score),
                 frames_scored=4,
+                defects=calls,
+                frame_defects=(calls[0].name if calls else None,),
             )
             assert ledger.write_score(
                 s,

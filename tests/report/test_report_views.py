@@ -1,5 +1,5 @@
 """The QA views on SQLite and PostgreSQL, checked against the HAND ledger worked out by
-hand (tests/report/conftest.py), and the migration that creates and drops them."""
+hand (tests/report/conftest.py), and the migrations that create, change and drop them."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ def test_views_exist_with_their_columns(hand_url: str) -> None:
         "software_versions", "transducer", "operator", "body_part", "institution",
         "frames_scored", "score", "mean_frame_score", "min_frame_score", "p10_frame_score",
         "grade", "is_good", "is_average", "is_poor", "aggregate", "model_version",
+        "first_defect",
     ]  # fmt: skip
 
 
@@ -206,3 +207,35 @@ def test_downgrade_drops_the_views_and_upgrade_restores_them(hand_url: str) -> N
     db.upgrade(hand_url)
     assert db.current_revision(hand_url) == db.head_revision()
     assert len(rows(hand_url, "SELECT * FROM qa_scan_scores")) == 10
+
+
+def test_scan_scores_first_defect(hand_url: str) -> None:
+    got = rows(hand_url, "SELECT scan_id, first_defect FROM qa_scan_scores ORDER BY scan_id")
+    assert {r["scan_id"]: r["first_defect"] for r in got if r["first_defect"]} == {
+        3: "low_gain",
+        10: "dead_elements",
+    }
+
+
+def test_downgrade_to_0002_restores_its_view_and_keeps_the_scores(hand_url: str) -> None:
+    before = rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
+    cfg = _config(hand_url)
+    with db.get_engine(hand_url).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    assert db.current_revision(hand_url) == "0002"
+    after = rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
+    assert after == [{k: v for k, v in r.items() if k != "first_defect"} for r in before]
+    with db.get_engine(hand_url).connect() as conn:
+        schema = inspect(conn)
+        assert "scan_defects" not in schema.get_table_names()
+        for table, column in (
+            ("scan_scores", "first_defect"),
+            ("frame_scores", "first_defect"),
+            ("model_versions", "defect_names"),
+        ):
+            assert column not in {c["name"] for c in schema.get_columns(table)}, table
+        assert set(schema.get_view_names()) >= VIEWS
+    db.upgrade(hand_url)  # the defects are gone with the downgrade; the columns come back
+    again = rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
+    assert again == [{**r, "first_defect": None} for r in before]

@@ -14,9 +14,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from model.checkpoint import save_checkpoint
-from model.degradations import blur, get_protocol
+from model.degradations import blur
 from model.network import build_model
 from model.preprocess import Preprocess
+from model.protocols import get_protocol
 from worker.cli import main
 
 KEYS = {
@@ -28,6 +29,8 @@ KEYS = {
     "frame_scores",
     "model_version",
     "reason",
+    "defects",
+    "first_defect",
 }
 
 
@@ -123,6 +126,51 @@ def test_table_output_and_model_errors(
     junk.write_bytes(b"nope")
     assert main(["score", "--weights", str(junk), str(png)]) == 2
     assert "junk.pt" in capsys.readouterr().err
+
+
+def test_the_json_names_defects_most_probable_first(
+    shadowing_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "scan.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 300), np.uint8)).save(png)
+    multi = get_testdata_file("examples_ybr_color.dcm")
+    code, rows = _score(
+        capsys, "--weights", str(shadowing_weights), "--frames", "3", str(png), multi
+    )
+    assert code == 0
+    for row in rows:
+        assert set(row) >= KEYS and row["status"] == "scored"
+        assert row["first_defect"] == "shadowing"
+        assert [d["name"] for d in row["defects"]] == ["shadowing", "blur"]
+        assert row["defects"][0] == {"name": "shadowing", "probability": 0.953, "frames": 1.0}
+        assert set(row["defects"][1]) == {"name", "probability", "frames"}
+    assert "does not name defects" not in capsys.readouterr().err
+
+
+def test_a_score_only_checkpoint_says_once_that_it_names_no_defects(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pngs = []
+    for i in range(2):
+        pngs.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((64, 64), 90 + i, np.uint8)).save(pngs[-1])
+    code = main(["score", "--json", "--weights", str(weights), *map(str, pngs)])
+    captured = capsys.readouterr()
+    rows = [json.loads(x) for x in captured.out.splitlines() if x.strip()]
+    assert code == 0 and [r["defects"] for r in rows] == [[], []]
+    assert all(r["first_defect"] is None for r in rows)
+    assert captured.err.count("does not name defects") == 1
+
+
+def test_not_ultrasound_is_skipped_with_the_reason(
+    not_ultrasound_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "worksheet.png"
+    Image.fromarray(np.full((300, 200), 250, np.uint8)).save(png)
+    code, rows = _score(capsys, "--weights", str(not_ultrasound_weights), str(png))
+    assert code == 0
+    assert rows[0]["status"] == "skipped" and rows[0]["score"] is None
+    assert "not an ultrasound image" in rows[0]["reason"]
 
 
 @pytest.mark.integration

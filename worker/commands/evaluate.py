@@ -38,9 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--protocol",
-        choices=["paper", "graded"],
-        default="graded",
-        help="pseudo-label protocol of the test set (default graded)",
+        choices=["paper", "graded", "defects"],
+        default="defects",
+        help="pseudo-label protocol of the test set: defects (every defect, the shipped "
+        "model's protocol), graded (JPEG and blur only) or paper (default defects)",
     )
     p.add_argument(
         "--levels",
@@ -71,6 +72,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--precision-check",
         action="store_true",
         help="also score every version in fp32 and bf16 and report the difference",
+    )
+    p.add_argument(
+        "--non-ultrasound",
+        dest="nonus",
+        type=int,
+        default=50,
+        metavar="N",
+        help="defects: held-out non-ultrasound images per category for the gate's accuracy "
+        "(default 50; 0 = skip)",
+    )
+    p.add_argument(
+        "--real",
+        nargs="*",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also score these real files through the worker's reading path (crop included) "
+        "and list what the model says; no FILE: pydicom's bundled ultrasound examples",
+    )
+    p.add_argument(
+        "--previews",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --real: write the frame the model scored for each file, with its result, "
+        "as DIR/<file>.png",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument(
@@ -115,15 +142,8 @@ def _table(result: dict[str, Any]) -> str:
         f"(mean score {clean['mean']:.1f}, lowest {clean['min']:.1f})"
     )
     if "ladders" in result:
-        lad = result["ladders"]
-        for kind in ("jpeg", "blur"):
-            lines.append(
-                f"{kind} ladder {lad[kind]['severities']}: mean Kendall tau "
-                f"{lad[kind]['mean_kendall_tau']:.3f}, strictly decreasing "
-                f"{lad[kind]['strictly_decreasing'] * 100:.1f}%, mean scores "
-                f"{lad[kind]['mean_scores']}"
-            )
-        lines.append(f"mean Kendall tau over all ladders: {lad['mean_kendall_tau']:.3f}")
+        lines.extend(_ladder_lines(result["ladders"]))
+    lines.extend(_defect_lines(result))
     if "precision_check" in result:
         pc = result["precision_check"]
         lines.append(
@@ -132,6 +152,80 @@ def _table(result: dict[str, Any]) -> str:
             f"grade {pc['same_grade'] * 100:.2f}%"
         )
     return "\n".join(lines)
+
+
+def _ci(figure: dict[str, Any] | None, key: str = "share") -> str:
+    if not figure or figure.get(key) is None:
+        return "-"
+    ci = figure.get("ci")
+    text = f"{figure[key] * 100:.1f}%"
+    return text + (f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else "")
+
+
+def _ladder_lines(lad: dict[str, Any]) -> list[str]:
+    lines = []
+    for kind, row in lad.items():
+        if kind == "mean_kendall_tau":
+            continue
+        tau = row["mean_kendall_tau"]
+        if isinstance(tau, dict):  # defects protocol: figures with intervals
+            lines.append(
+                f"{kind} ladder: mean Kendall tau {tau['mean']:.3f}, strictly decreasing "
+                f"{_ci(row['strictly_decreasing'], 'mean')}, strongest graded poor "
+                f"{_ci(row['strongest_graded_poor'], 'mean')}, mean scores {row['mean_scores']}"
+            )
+        else:
+            lines.append(
+                f"{kind} ladder {row['severities']}: mean Kendall tau {tau:.3f}, strictly "
+                f"decreasing {row['strictly_decreasing'] * 100:.1f}%, mean scores "
+                f"{row['mean_scores']}"
+            )
+    lines.append(f"mean Kendall tau over all ladders: {lad['mean_kendall_tau']:.3f}")
+    return lines
+
+
+def _defect_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    ident = result.get("identification")
+    if ident:
+        top = ident["top1_upper_half"]
+        lines.append(f"top-1 defect at the upper half of severities: {_ci(top['overall'])}")
+        lines.append("  " + ", ".join(f"{k} {_ci(v)}" for k, v in top.items() if k != "overall"))
+        lines.append(
+            "defect precision / recall (threshold {:g}):".format(result["thresholds"]["defect"])
+        )
+        for name, pr in ident["precision_recall"].items():
+            precision = "-" if pr["precision"] is None else f"{pr['precision'] * 100:.1f}%"
+            recall = "-" if pr["recall"] is None else f"{pr['recall'] * 100:.1f}%"
+            lines.append(
+                f"  {name:<18} precision {precision:>6}  recall {recall:>6}  "
+                f"(shows {pr['shows']}, named {pr['named']})"
+            )
+    for group, fig in (result.get("false_alarms") or {}).items():
+        lines.append(
+            f"{group}: no defect named {_ci(fig['no_defect'])}, mean score "
+            f"{fig['mean_score']:.1f}, graded good {_ci(fig['graded_good'])}, false alarms "
+            f"{fig['first_defects'] or 'none'}"
+        )
+    gate = result.get("gate")
+    if gate:
+        lines.append(
+            f"not ultrasound: {gate['busi_versions_skipped']} of {gate['busi_versions']} BUSI "
+            f"versions skipped ({gate['busi_clean_skipped']} clean)"
+        )
+        if "heldout" in gate:
+            lines.append(
+                "  held-out non-ultrasound images skipped: "
+                + ", ".join(f"{k} {_ci(v)}" for k, v in gate["heldout"].items())
+            )
+    for row in result.get("real_files") or []:
+        defects = ", ".join(f"{d['name']} {d['probability']:.2f}" for d in row["defects"])
+        score = "" if row["score"] is None else f"{row['score']:.1f}"
+        lines.append(
+            f"real file {row['file']}: {row['status']} {score} {row['grade'] or ''} "
+            f"{defects or 'no defect'}" + (f" ({row['reason']})" if row["reason"] else "")
+        )
+    return lines
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,7 +247,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         limit=args.limit,
         progress=not args.json and sys.stderr.isatty(),
         precision_check=args.precision_check,
+        defect_threshold=settings.defect_threshold,
+        gate_threshold=settings.not_ultrasound_threshold,
+        nonus_per_category=args.nonus,
     )
+    if args.real is not None:
+        from worker.commands.evaluate_real import real_files_table
+
+        result["real_files"] = real_files_table(scorer, settings, args.real, args.previews)
     if args.plot is not None:
         plot_scatter(result, args.plot)
     result.pop("_points")

@@ -1,4 +1,5 @@
-"""``usqa scans [--status S] [--since T] [--json]``: list the ledger, one scan per line."""
+"""``usqa scans [--status S] [--since T] [--json]``: list the ledger, one scan per line,
+with its score, grade and first defect (``--json`` also carries every listed defect)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,11 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "scans",
-        help="list the scans in the database with their status, score and grade",
+        help="list the scans in the database with their status, score, grade and defect",
         description="List the scans received, oldest first: status (queued, processing, "
-        "scored, skipped, failed), score, grade and, for skipped or failed scans, the reason.",
+        "scored, skipped, failed), score, grade, first defect ('clean' when the model found "
+        "none, blank when it does not judge defects) and, for skipped or failed scans, the "
+        "reason. --json lines also carry 'defects': every listed defect, most probable first.",
     )
     p.add_argument("--status", choices=STATUSES, default=None, help="only scans in this status")
     p.add_argument(
@@ -60,9 +63,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _defect(row: dict[str, object]) -> str:
+    """The defect cell: the first defect, ``clean`` when the model judged none, else blank
+    (no score, or a model without a defect head)."""
+    if row["first_defect"]:
+        return str(row["first_defect"])
+    return "clean" if row["defects"] == [] else ""
+
+
 def _table(rows: list[dict[str, object]]) -> str:
     head = (
-        f"{'id':>7}  {'status':<10} {'score':>6}  {'grade':<8} {'try':>3}  {'received':<19}  file"
+        f"{'id':>7}  {'status':<10} {'score':>6}  {'grade':<8} {'defect':<17} {'try':>3}  "
+        f"{'received':<19}  file"
     )
     lines = [head]
     for r in rows:
@@ -70,7 +82,7 @@ def _table(rows: list[dict[str, object]]) -> str:
         received = str(r["received_at"])[:19].replace("T", " ")
         line = (
             f"{r['id']:>7}  {r['status']:<10} {score:>6}  {r['grade'] or '':<8} "
-            f"{r['attempts']:>3}  {received:<19}  {r['path']}"
+            f"{_defect(r):<17} {r['attempts']:>3}  {received:<19}  {r['path']}"
         )
         if r["reason"]:
             line += f"\n{'':>9}{str(r['reason'])[:200]}"

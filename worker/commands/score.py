@@ -1,5 +1,11 @@
 """``usqa score``: score files now and print the result, without the database.
 
+Each result line (``--json``) holds the score and grade, the frame scores and ``defects``:
+the defects named for the file, most probable first, as ``{"name", "probability",
+"frames"}`` (probability: the mean over the scored frames; frames: the share of frames at
+or above ``USQA_DEFECT_THRESHOLD``), empty for a clean file. ``first_defect`` is the first
+of them or null. A file the model judges not to be ultrasound is ``skipped`` with the reason.
+
 Exit codes: 0 every file scored or skipped, 1 at least one file failed, 2 usage or a model
 that cannot be loaded.
 """
@@ -60,6 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _batches(frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[list[np.ndarray]]:
+    """The frames in lists of at most ``size``."""
     batch: list[np.ndarray] = []
     for _, frame in frames:
         batch.append(frame)
@@ -73,6 +80,7 @@ def _batches(frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[li
 def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str, Any]:
     """The result line of one file; bad files give ``status`` failed with a ``reason``."""
     from dicom_io import read
+    from model.scorer import Assessment
 
     row: dict[str, Any] = {
         "path": str(path),
@@ -81,6 +89,8 @@ def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str,
         "grade": None,
         "frames_scored": 0,
         "frame_scores": [],
+        "defects": [],
+        "first_defect": None,
         "model_version": scorer.version,
         "reason": None,
     }
@@ -89,9 +99,17 @@ def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str,
         if scan.skip_reason:
             row.update(status="skipped", reason=scan.skip_reason)
             return row
-        scores = [scorer.score_frames(b) for b in _batches(scan.iter_frames(), scorer.batch_size)]
-        frame_scores = np.concatenate(scores) if scores else np.empty(0, np.float32)
-        summary = grading.summarise(frame_scores)
+        parts = [scorer.assess(b) for b in _batches(scan.iter_frames(), scorer.batch_size)]
+        if not parts:
+            raise InputError(f"{path}: no frame was selected for scoring")
+        result = Assessment.concat(parts)
+        frame_scores = result.scores
+        summary = grading.summarise(
+            frame_scores, result.defects, result.not_ultrasound, result.defect_names
+        )
+        if summary.skip_reason:
+            row.update(status="skipped", reason=summary.skip_reason)
+            return row
     except SkipScan as exc:
         row.update(status="skipped", reason=str(exc))
         return row
@@ -113,6 +131,8 @@ def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str,
         mean=round(summary.mean, 2),
         min=round(summary.min, 2),
         p10=round(summary.p10, 2),
+        defects=[d.as_dict() for d in summary.defects],
+        first_defect=summary.first_defect,
     )
     return row
 
@@ -120,7 +140,11 @@ def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str,
 def _table_line(row: dict[str, Any]) -> str:
     score = "" if row["score"] is None else f"{row['score']:.1f}"
     frames = str(row["frames_scored"]) if row["status"] == "scored" else ""
-    text = f"{row['status']:<8} {score:>6} {row['grade'] or '':<8} {frames:>6}  {row['path']}"
+    defect = row.get("first_defect") or ""
+    text = (
+        f"{row['status']:<8} {score:>6} {row['grade'] or '':<8} {frames:>6} {defect:<17} "
+        f"{row['path']}"
+    )
     if row["reason"]:
         text += f"  ({row['reason']})"
     return text
@@ -137,8 +161,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     grading = Grading.from_settings(settings)
     options = ReadOptions.from_settings(settings)
+    if not scorer.defect_names:
+        print(
+            f"usqa: model {scorer.version} does not name defects (its checkpoint has no defect "
+            "head); every file's defects list is empty",
+            file=sys.stderr,
+        )
     if not args.json:
-        print(f"{'status':<8} {'score':>6} {'grade':<8} {'frames':>6}  file")
+        print(f"{'status':<8} {'score':>6} {'grade':<8} {'frames':>6} {'defect':<17} file")
     failed = 0
     for path in args.files:
         row = score_file(path, scorer, grading, options)

@@ -37,15 +37,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
     p.add_argument(
         "--protocol",
-        choices=["paper", "graded"],
+        choices=["paper", "graded", "defects"],
         default="graded",
-        help="pseudo-label protocol (default graded; paper = 100/60/30)",
+        help="pseudo-label protocol: defects (every defect, score + defect + "
+        "not-ultrasound outputs: the shipped model), graded (JPEG and blur) or paper "
+        "(100/60/30) (default graded)",
     )
     p.add_argument(
         "--init",
         default="none",
         help="initial weights: none, imagenet (needs internet or torchvision's "
-        "cache) or a local resnet18 .pth file (default none)",
+        "cache), a local resnet18 .pth file or a usqa checkpoint (its backbone and score "
+        "head) (default none)",
     )
     p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     p.add_argument(
@@ -150,6 +153,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="store the checkpoint's weights as float16 (half the file size)",
     )
+    p.add_argument(
+        "--nonus-share",
+        type=float,
+        default=0.1,
+        help="defects: share of each epoch made of non-ultrasound images for the gate "
+        "(default 0.1)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -184,6 +194,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         state=args.state,
         resume=args.resume,
         half=args.half,
+        nonus_share=args.nonus_share,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
     meta = train(cfg, progress=not args.no_progress)

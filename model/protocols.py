@@ -1,0 +1,469 @@
+"""Label protocols: how training and evaluation versions of a clean image are drawn.
+
+``paper`` (reproduction of the published method): three classes with fixed labels,
+    original = 100, JPEG = 60, Gaussian blur = 30; JPEG quality uniform in [10, 40], blur
+    sigma uniform in [1.5, 3.0] px.
+
+``graded`` (the previous shipped model): original, one JPEG (quality uniform in [5, 100])
+    and one Gaussian blur (sigma uniform in [0, 4] px) per image, labels from the graded
+    JPEG and blur curves of :mod:`model.degradations`.
+
+``defects`` (the shipped model): every defect of :mod:`model.defects`, on linear, curved and
+    sector fields of view (:mod:`model.geometry`), with screen text and grey bars drawn
+    around the image, and in a tenth of the versions a colour-flow (Doppler) box as its grey
+    conversion shows it. Per source image and epoch: one clean version and three degraded ones;
+    a degraded version carries one defect (80 %) or two (20 %, never both gains, never
+    ``no_signal`` with another), severities uniform over each defect's range (``no_signal``
+    at full severity in a third of its draws: blank frames). Half of the versions are also
+    cut to the box the worker's border heuristic finds and resized back, as the worker does
+    with PNG/JPEG files and screens without ultrasound regions, so that what training shows
+    is what scoring sees (a ``no_signal`` screen, for one, is cut to its ring-down band).
+
+    Targets per version: the score label (the combination rule of model.degradations) and,
+    per defect, ``min(1, damage / 0.25)``: 0 while the defect is invisible, 1 once it alone
+    would take the image out of "good" (label 80).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from model.defects import DEFECTS
+from model.degradations import (
+    CURVES,
+    apply_defects,
+    blur,
+    combined_label,
+    defect_label,
+    graded_blur_label,
+    graded_jpeg_label,
+    jpeg,
+)
+from model.geometry import Geometry, linear, random_geometry
+
+__all__ = [
+    "KINDS",
+    "PROTOCOLS",
+    "RANGES",
+    "TARGET_DAMAGE",
+    "DefectProtocol",
+    "Degraded",
+    "Protocol",
+    "colour_flow",
+    "decorate",
+    "defect_targets",
+    "get_protocol",
+    "inference_crop",
+]
+
+KINDS = ("original", "jpeg", "blur")
+
+# Severity range of each defect in training and evaluation (mildest first).
+RANGES: dict[str, tuple[float, float]] = {
+    "low_gain": (0.0, 30.0),
+    "high_gain": (0.0, 30.0),
+    "low_contrast": (0.0, 60.0),
+    "noise": (0.0, 30.0),
+    "depth_attenuation": (0.0, 22.0),
+    "shadowing": (0.0, 0.8),
+    "no_signal": (0.0, 1.0),
+    "blur": (0.0, 4.0),
+    "compression": (100.0, 5.0),  # JPEG quality: milder is higher
+    "dead_elements": (0.0, 10.0),
+}
+TARGET_DAMAGE = 0.25  # the damage at which a defect's target reaches 1 (label 80)
+_EXCLUSIVE = ({"low_gain", "high_gain"},)
+
+
+@dataclass(frozen=True)
+class Degraded:
+    """One pseudo-labelled version of a source image."""
+
+    image: np.ndarray
+    kind: str  # original | jpeg | blur (paper, graded) | a defect name | "mixed" (defects)
+    severity: float  # of ``kind`` (0 for the original; mixed: of the first defect)
+    label: float
+    defects: tuple[tuple[str, float], ...] = ()
+    targets: tuple[float, ...] | None = None  # per DEFECTS name; None: not trained on defects
+    geometry: str = "linear"
+    cropped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def defect_targets(defects: Sequence[tuple[str, float]]) -> tuple[float, ...]:
+    """The defect head's target per name: ``min(1, damage / TARGET_DAMAGE)``."""
+    out = [0.0] * len(DEFECTS)
+    for name, severity in defects:
+        damage = (100.0 - defect_label(name, severity)) / 80.0
+        out[DEFECTS.index(name)] = min(1.0, damage / TARGET_DAMAGE)
+    return tuple(out)
+
+
+# --- paper and graded -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The JPEG/blur protocols: severity ranges and the label of each (kind, severity)."""
+
+    name: str
+    jpeg_quality: tuple[float, float]
+    blur_sigma: tuple[float, float]
+
+    def label(self, kind: str, severity: float) -> float:
+        """The pseudo-label of a version of kind ``kind`` at ``severity``."""
+        if kind == "original":
+            return 100.0
+        if self.name == "paper":
+            return 60.0 if kind == "jpeg" else 30.0
+        if kind == "jpeg":
+            return graded_jpeg_label(severity)
+        return graded_blur_label(severity)
+
+    def apply(self, image: np.ndarray, kind: str, severity: float) -> Degraded:
+        """Degrade ``image`` as ``kind`` at ``severity`` and label it."""
+        if kind == "original":
+            out = image
+        elif kind == "jpeg":
+            out = jpeg(image, severity)
+        elif kind == "blur":
+            out = blur(image, severity)
+        else:
+            raise ValueError(f"unknown degradation {kind!r}; expected one of {KINDS}")
+        return Degraded(out, kind, float(severity), self.label(kind, severity))
+
+    def draw(self, kind: str, rng: np.random.Generator, stratum: tuple[int, int] = (0, 1)) -> float:
+        """A severity for ``kind``: uniform over its range, or over stratum ``i`` of ``n``."""
+        if kind == "original":
+            return 0.0
+        lo, hi = self.jpeg_quality if kind == "jpeg" else self.blur_sigma
+        i, n = stratum
+        width = (hi - lo) / n
+        return float(rng.uniform(lo + i * width, lo + (i + 1) * width))
+
+    def sample(self, image: np.ndarray, kind: str, rng: np.random.Generator) -> Degraded:
+        """A random version of ``kind`` with its severity drawn from the protocol's range."""
+        return self.apply(image, kind, self.draw(kind, rng))
+
+    def version(self, image: np.ndarray, slot: int, rng: np.random.Generator) -> Degraded:
+        """Training version ``slot`` of an image: the original, a JPEG or a blur."""
+        return self.sample(image, KINDS[slot % len(KINDS)], rng)
+
+    @property
+    def versions_per_image(self) -> int:
+        return len(KINDS)
+
+    def eval_versions(
+        self, image: np.ndarray, index: int, levels: int, seed: int
+    ) -> list[Degraded]:
+        """The fixed evaluation versions of one image: the original plus, per kind,
+        ``levels`` severities from equal strata of the range (``paper``: one)."""
+        per_kind = 1 if self.name == "paper" else levels
+        rng = np.random.default_rng([seed, index])
+        out = [self.apply(image, "original", 0.0)]
+        for kind in ("jpeg", "blur"):
+            for level in range(per_kind):
+                out.append(self.apply(image, kind, self.draw(kind, rng, (level, per_kind))))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description (kept in checkpoints)."""
+        return {
+            "name": self.name,
+            "jpeg_quality": list(self.jpeg_quality),
+            "blur_sigma": list(self.blur_sigma),
+            "labels": (
+                "original 100, jpeg 60, blur 30"
+                if self.name == "paper"
+                else "original 100; jpeg q>=90: 100, else 20+80*((q-5)/85)^0.6; "
+                "blur s<=0.4: 100, else 100-80*((s-0.4)/3.6)^0.75"
+            ),
+        }
+
+
+# --- screen furniture and the worker's crop ---------------------------------------------
+
+_WORDS = (
+    "LEFT BREAST",
+    "RIGHT",
+    "TRV",
+    "SAG",
+    "LIVER",
+    "GB",
+    "CINE",
+    "Gn 60",
+    "DR 60",
+    "MI 0.9",
+    "TIS 0.4",
+    "C5-1",
+    "L12-5",
+    "12MHz",
+    "FR 28Hz",
+    "D 11cm",
+    "2D",
+    "P",
+    "Res",
+    "AO 100%",
+)
+
+
+def decorate(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """Screen text, a depth scale and a grey bar where a scanner draws them: in the black
+    outside the field of view (fans) or in the corners (linear), so that they are learned
+    as normal."""
+    out = Image.fromarray(image, mode="L")
+    draw = ImageDraw.Draw(out)
+    h, w = image.shape
+    fan = geometry.kind != "linear"
+    for _ in range(int(rng.integers(1, 5))):
+        size = int(rng.integers(8, 16))
+        font = ImageFont.load_default(size=size)
+        text = str(rng.choice(_WORDS))
+        if fan:  # the top corners are black beside a fan
+            x = (
+                int(rng.integers(0, max(1, w // 5)))
+                if rng.random() < 0.5
+                else int(rng.integers(w - w // 4, w - size * 2))
+            )
+            y = int(rng.integers(0, max(1, h // 5)))
+        else:
+            x = int(rng.integers(0, w - size * 3))
+            y = (
+                int(rng.integers(0, h // 6))
+                if rng.random() < 0.5
+                else int(rng.integers(h - h // 6, h - size))
+            )
+        draw.text((x, y), text, fill=int(rng.integers(150, 256)), font=font)
+    if rng.random() < 0.5:  # a depth scale: ticks down one side
+        x = int(rng.integers(w - 6, w - 1)) if rng.random() < 0.5 else int(rng.integers(1, 6))
+        step = int(rng.integers(12, 32))
+        for y in range(int(rng.integers(4, 16)), h, step):
+            draw.line([(x - 2, y), (x + 2, y)], fill=220)
+    if fan and rng.random() < 0.5:  # a grey bar in a lower corner
+        x0 = 2 if rng.random() < 0.5 else w - 10
+        y0 = int(rng.integers(h // 2, h - 70))
+        for i in range(64):
+            draw.line([(x0, y0 + i), (x0 + 6, y0 + i)], fill=255 - 4 * i)
+    return np.asarray(out)
+
+
+def colour_flow(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """A colour Doppler box as the grey conversion shows it: a box outline inside the field
+    of view and, in it, smooth blobs at the luma of a red-yellow flow map. The B-mode
+    quality is unchanged, so the label is too: the model learns to look past it."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = image.shape
+    bw, bh = int(rng.integers(w // 4, w // 2)), int(rng.integers(h // 5, h // 2))
+    x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+    field = gaussian_filter(rng.standard_normal((bh, bw)).astype(np.float32), 3.0)
+    field /= float(field.std()) or 1.0
+    flow = field > float(rng.uniform(0.3, 1.2))
+    luma = np.clip(110.0 + 45.0 * field, 60.0, 235.0)  # red (76) .. yellow (226)
+    out = image.copy()
+    region = out[y0 : y0 + bh, x0 : x0 + bw]
+    region[flow] = luma[flow].astype(np.uint8)
+    pil = Image.fromarray(out, mode="L")
+    ImageDraw.Draw(pil).rectangle([x0, y0, x0 + bw - 1, y0 + bh - 1], outline=200)
+    out = np.array(pil)
+    out[~geometry.mask] = image[~geometry.mask]
+    return out
+
+
+def inference_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
+    """The image as the worker would score it after its border heuristic: cut to the box
+    ``dicom_io.borders.find_box`` finds and resized back to ``size`` (bilinear); unchanged
+    when the box is the whole image. Returns the image and whether it was cut."""
+    from dicom_io.borders import find_box
+
+    box, _ = find_box([image])
+    if box.width == image.shape[1] and box.height == image.shape[0]:
+        return image, False
+    cut = box.apply(image)
+    resized = Image.fromarray(np.ascontiguousarray(cut), mode="L").resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
+    return np.asarray(resized), True
+
+
+# --- defects ---------------------------------------------------------------------------
+
+
+def _draw_severity(name: str, rng: np.random.Generator) -> float:
+    lo, hi = RANGES[name]
+    if name == "no_signal" and rng.random() < 1.0 / 3.0:
+        return 1.0
+    return float(rng.uniform(min(lo, hi), max(lo, hi)))
+
+
+@dataclass(frozen=True)
+class DefectProtocol:
+    """The ``defects`` protocol (see the module docstring)."""
+
+    name: str = "defects"
+    pair_share: float = 0.2
+    crop_share: float = 0.5
+    flow_share: float = 0.1
+    geometry_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    clean_per_image: int = 1
+    degraded_per_image: int = 3
+
+    @property
+    def versions_per_image(self) -> int:
+        return self.clean_per_image + self.degraded_per_image
+
+    def make(
+        self,
+        image: np.ndarray,
+        defects: Sequence[tuple[str, float]],
+        geometry: Geometry,
+        layout_seed: Sequence[int],
+        dynamic_range: float = 60.0,
+        decorate_seed: Sequence[int] | None = None,
+        crop: bool = False,
+        blur_kind: str | None = None,
+        flow_seed: Sequence[int] | None = None,
+    ) -> Degraded:
+        """One version of a clean ``image``: masked to ``geometry``, ``defects`` applied,
+        decorated when ``decorate_seed`` is given (before compression, as on a screen
+        export), optionally cut as the worker would cut it."""
+        base = image.copy()
+        base[~geometry.mask] = 0
+        display = [d for d in defects if d[0] == "compression"]
+        acquired = [d for d in defects if d[0] != "compression"]
+        out = (
+            apply_defects(base, acquired, layout_seed, geometry, dynamic_range, blur_kind=blur_kind)
+            if acquired
+            else base
+        )
+        if flow_seed is not None:
+            out = colour_flow(out, geometry, np.random.default_rng(list(flow_seed)))
+        if decorate_seed is not None:
+            out = decorate(out, geometry, np.random.default_rng(list(decorate_seed)))
+        if display:
+            out = apply_defects(out, display, layout_seed, geometry)
+        cropped = False
+        if crop:
+            out, cropped = inference_crop(out, image.shape[0])
+        labels = [defect_label(n, s) for n, s in defects]
+        kind = "original" if not defects else defects[0][0] if len(defects) == 1 else "mixed"
+        return Degraded(
+            image=out,
+            kind=kind,
+            severity=float(defects[0][1]) if defects else 0.0,
+            label=combined_label(labels),
+            defects=tuple((n, float(s)) for n, s in defects),
+            targets=defect_targets(defects),
+            geometry=geometry.kind,
+            cropped=cropped,
+        )
+
+    def draw_defects(self, rng: np.random.Generator) -> list[tuple[str, float]]:
+        """One defect, or two compatible ones, with random severities."""
+        first = str(rng.choice(DEFECTS))
+        chosen = [first]
+        if first != "no_signal" and rng.random() < self.pair_share:
+            others = [
+                d
+                for d in DEFECTS
+                if d not in (first, "no_signal")
+                and not any({first, d} <= pair for pair in _EXCLUSIVE)
+            ]
+            chosen.append(str(rng.choice(others)))
+        return [(name, _draw_severity(name, rng)) for name in chosen]
+
+    def version(self, image: np.ndarray, slot: int, rng: np.random.Generator) -> Degraded:
+        """Training version ``slot`` of an image: clean for the first ``clean_per_image``
+        slots, else one or two random defects; random geometry, decoration, crop."""
+        h, w = image.shape
+        geometry = random_geometry(rng, h, w, self.geometry_weights)
+        defects = (
+            [] if slot % self.versions_per_image < self.clean_per_image else self.draw_defects(rng)
+        )
+        seed = [int(x) for x in rng.integers(0, 2**31, 2)]
+        return self.make(
+            image,
+            defects,
+            geometry,
+            layout_seed=seed,
+            dynamic_range=float(rng.uniform(50.0, 65.0)),
+            decorate_seed=seed if rng.random() < 0.6 else None,
+            crop=bool(rng.random() < self.crop_share),
+            flow_seed=[*seed, 3] if rng.random() < self.flow_share else None,
+        )
+
+    def eval_versions(
+        self, image: np.ndarray, index: int, levels: int, seed: int
+    ) -> list[Degraded]:
+        """The fixed evaluation versions of one image: the original (the image as it is),
+        clean curved and sector views, and per defect ``levels`` severities from equal
+        strata of its range, each on a linear, curved or sector view (drawn), no crop."""
+        rng = np.random.default_rng([seed, index])
+        h, w = image.shape
+        whole = linear(h, w)
+        out = [self.make(image, [], whole, [seed, index])]
+        for kind in ("curved", "sector"):
+            geometry = random_geometry(rng, h, w, kind=kind)
+            clean = self.make(image, [], geometry, [seed, index], decorate_seed=[seed, index, 1])
+            out.append(Degraded(**{**clean.__dict__, "kind": f"clean_{kind}"}))
+        for d, name in enumerate(DEFECTS):
+            lo, hi = RANGES[name]
+            for level in range(levels):
+                a = lo + (hi - lo) * level / levels
+                b = lo + (hi - lo) * (level + 1) / levels
+                severity = float(rng.uniform(min(a, b), max(a, b)))
+                geometry = random_geometry(rng, h, w, self.geometry_weights)
+                out.append(
+                    self.make(
+                        image,
+                        [(name, severity)],
+                        geometry,
+                        layout_seed=[seed, index, d, level],
+                        dynamic_range=float(rng.uniform(50.0, 65.0)),
+                    )
+                )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description (kept in checkpoints)."""
+        return {
+            "name": self.name,
+            "defects": list(DEFECTS),
+            "ranges": {k: list(v) for k, v in RANGES.items()},
+            "curves": {
+                k: {"invisible": c.invisible, "useless": c.useless, "gamma": c.gamma}
+                for k, c in CURVES.items()
+            },
+            "compression": "JPEG quality q: 100 if q >= 90, else 20+80*((q-5)/85)^0.6",
+            "combination": "100 - 80 * (1 - prod(1 - damage))",
+            "target": f"min(1, damage / {TARGET_DAMAGE})",
+            "pair_share": self.pair_share,
+            "crop_share": self.crop_share,
+            "flow_share": self.flow_share,
+            "geometry_weights": list(self.geometry_weights),
+            "versions_per_image": [self.clean_per_image, self.degraded_per_image],
+        }
+
+
+AnyProtocol = Protocol | DefectProtocol
+
+PROTOCOLS: dict[str, AnyProtocol] = {
+    "paper": Protocol("paper", jpeg_quality=(10.0, 40.0), blur_sigma=(1.5, 3.0)),
+    "graded": Protocol("graded", jpeg_quality=(5.0, 100.0), blur_sigma=(0.0, 4.0)),
+    "defects": DefectProtocol(),
+}
+
+
+def get_protocol(name: str) -> AnyProtocol:
+    """The protocol called ``name`` (``paper``, ``graded`` or ``defects``)."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}"
+        ) from None
