@@ -40,8 +40,8 @@ Per defect (``t``, ``s_max``, ``gamma`` of its curve; the model card gives the r
   replaced by ring-down; s = share of the field of view shadowed (0.05, 0.75, 1): natural
   posterior shadows cover a few per cent; good up to 22 %, poor past 53 %.
 - ``no_signal``: the tissue echo attenuated by ``60 s`` dB and a ring-down at ``s`` times its
-  level (or nothing, or faint noise), s = coupling lost (0.05, 1, 0.7): a probe half in air
-  is already average; 1 is no echo at all, label 20.
+  level; at ``s = 1`` (a blank frame) also plain black or faint noise. s = coupling lost
+  (0.05, 1, 0.7): a probe half in air is already average; 1 is no echo at all, label 20.
 - ``blur``: Gaussian, motion (a line kernel along or across the scan lines) or lateral
   (focus) blur, s = the equivalent Gaussian sigma in px (0.4, 4, 0.75, the graded curve).
 - ``compression``: a JPEG round trip at quality q (the graded JPEG curve: 100 for q >= 90).
@@ -458,6 +458,8 @@ def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> N
     s = min(1.0, max(0.0, severity))
     if s <= 0:
         return
+    if s < 1.0:  # a probe partly in air always rings; a blank frame may be silent
+        variant = "air"
     env.attenuate(60.0 * s)
     if variant == "air":
         ring = _ringdown(env, ring_layout, ring_level + 20.0 * math.log10(s))

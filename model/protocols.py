@@ -212,6 +212,11 @@ _WORDS = (
 )
 
 
+def _between(rng: np.random.Generator, low: int, high: int) -> int:
+    """A random integer in [low, high), or ``low`` when the range is empty."""
+    return int(rng.integers(low, high)) if high > low else max(0, low)
+
+
 def decorate(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
     """Screen text, a depth scale and a grey bar where a scanner draws them: in the black
     outside the field of view (fans) or in the corners (linear), so that they are learned
@@ -225,28 +230,22 @@ def decorate(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) ->
         font = ImageFont.load_default(size=size)
         text = str(rng.choice(_WORDS))
         if fan:  # the top corners are black beside a fan
-            x = (
-                int(rng.integers(0, max(1, w // 5)))
-                if rng.random() < 0.5
-                else int(rng.integers(w - w // 4, w - size * 2))
-            )
-            y = int(rng.integers(0, max(1, h // 5)))
+            left = rng.random() < 0.5
+            x = _between(rng, 0, w // 5) if left else _between(rng, w - w // 4, w - size * 2)
+            y = _between(rng, 0, h // 5)
         else:
-            x = int(rng.integers(0, w - size * 3))
-            y = (
-                int(rng.integers(0, h // 6))
-                if rng.random() < 0.5
-                else int(rng.integers(h - h // 6, h - size))
-            )
+            x = _between(rng, 0, w - size * 3)
+            top = rng.random() < 0.5
+            y = _between(rng, 0, h // 6) if top else _between(rng, h - h // 6, h - size)
         draw.text((x, y), text, fill=int(rng.integers(150, 256)), font=font)
     if rng.random() < 0.5:  # a depth scale: ticks down one side
-        x = int(rng.integers(w - 6, w - 1)) if rng.random() < 0.5 else int(rng.integers(1, 6))
+        x = _between(rng, w - 6, w - 1) if rng.random() < 0.5 else _between(rng, 1, 6)
         step = int(rng.integers(12, 32))
-        for y in range(int(rng.integers(4, 16)), h, step):
+        for y in range(_between(rng, 4, 16), h, step):
             draw.line([(x - 2, y), (x + 2, y)], fill=220)
     if fan and rng.random() < 0.5:  # a grey bar in a lower corner
         x0 = 2 if rng.random() < 0.5 else w - 10
-        y0 = int(rng.integers(h // 2, h - 70))
+        y0 = _between(rng, h // 2, h - 70)
         for i in range(64):
             draw.line([(x0, y0 + i), (x0 + 6, y0 + i)], fill=255 - 4 * i)
     return np.asarray(out)

@@ -95,3 +95,22 @@ def test_resume_refuses_other_options(busi_dir: Path, tmp_path: Path) -> None:
     train(_config(busi_dir, tmp_path / "c.pt", epochs=2, stop_after=1), progress=False)
     with pytest.raises(ConfigError, match="different options"):
         train(_config(busi_dir, tmp_path / "c.pt", epochs=2, lr=0.5, resume=True), progress=False)
+
+
+def test_the_defects_protocol_trains_every_output(busi_dir: Path, tmp_path: Path) -> None:
+    """One epoch on four images: the checkpoint names every output, loads in the Scorer and
+    answers with a score, ten defect probabilities and a not-ultrasound probability."""
+    from model.defects import DEFECTS
+    from model.network import OUTPUTS
+    from model.scorer import Scorer
+
+    out = tmp_path / "defects.pt"
+    meta = train(_config(busi_dir, out, protocol="defects", nonus_share=0.2, bn_recal=1), False)
+    assert meta["outputs"] == list(OUTPUTS) and meta["protocol"]["name"] == "defects"
+    record = meta["metrics"]["history"][0]
+    assert np.isfinite(record["val_loss"]) and 0.0 <= record["val_gate_error"] <= 1.0
+    ckpt = load_checkpoint(out)
+    assert ckpt.defect_names == DEFECTS and ckpt.has_gate
+    result = Scorer.load(out, precision="fp32").assess([np.full((64, 64), 90, np.uint8)])
+    assert result.defects is not None and result.defects.shape == (1, len(DEFECTS))
+    assert result.not_ultrasound is not None

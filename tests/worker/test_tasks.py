@@ -3,7 +3,6 @@ poison files. Real files, real decoder child, real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from sqlalchemy import func, select, update
-from usqa_files import FAULTS, copy_dicom, make_settings, write_png
+from usqa_files import FAULTS, copy_dicom, make_settings, receive, write_png
 
 import db
 from db import ledger
@@ -20,18 +19,6 @@ from worker.pipeline import Pipeline
 from worker.tasks import RETRY, process_scans
 
 pytestmark = pytest.mark.integration
-
-
-def receive(url: str, path: Path) -> int:
-    st = path.stat()
-    with db.session_scope(url) as s:
-        return ledger.record_received(
-            s,
-            path=str(path),
-            size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        ).id
 
 
 def rows(url: str) -> dict[int, Scan]:

@@ -4,16 +4,15 @@ Real files, real decoder child, real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from usqa_files import copy_dicom, make_settings, write_png
+from usqa_files import copy_dicom, make_settings, receive, write_png
 
 import db
-from db import ledger, queries
+from db import queries
 from db.models import FrameScore, ModelVersion, Scan, ScanDefect, ScanScore
 from worker.pipeline import Pipeline
 from worker.tasks import process_scans
@@ -21,20 +20,8 @@ from worker.tasks import process_scans
 pytestmark = pytest.mark.integration
 
 
-def _receive(url: str, path: Path) -> int:
-    st = path.stat()
-    with db.session_scope(url) as s:
-        return ledger.record_received(
-            s,
-            path=str(path),
-            size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        ).id
-
-
 def _run(url: str, weights: Path, files: list[Path]) -> tuple[Pipeline, list[int], dict]:
-    ids = [_receive(url, p) for p in files]
+    ids = [receive(url, p) for p in files]
     pipeline = Pipeline(make_settings(url, weights))
     pipeline.start()
     try:

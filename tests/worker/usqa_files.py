@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,19 @@ def make_settings(url: str, weights: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings(values, environ={})
+
+
+def receive(url: str, path: Path) -> int:
+    """Record ``path`` in the ledger as the ingester would; its scan id."""
+    import db
+    from db import ledger
+
+    st = path.stat()
+    with db.session_scope(url) as s:
+        return ledger.record_received(
+            s,
+            path=str(path),
+            size_bytes=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        ).id

@@ -99,6 +99,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="with --real: write the frame the model scored for each file, with its result, "
         "as DIR/<file>.png",
     )
+    p.add_argument(
+        "--export-examples",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write PNG copies of the first --limit images (default 3) of the split: clean, and "
+        "with each defect at three quarters of its range, for `usqa score` (then exit)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument(
         "--plot",
@@ -152,6 +160,37 @@ def _table(result: dict[str, Any]) -> str:
             f"grade {pc['same_grade'] * 100:.2f}%"
         )
     return "\n".join(lines)
+
+
+def export_examples(data: Path, splits: Path, split: str, limit: int, out: Path) -> list[Path]:
+    """Degraded PNG copies of the first ``limit`` images of ``split``: the clean image and
+    each defect at three quarters of its severity range, on the image's own (linear) view."""
+    import numpy as np
+    from PIL import Image
+
+    from model.dataset import load_split
+    from model.defects import DEFECTS
+    from model.geometry import linear
+    from model.preprocess import Preprocess
+    from model.protocols import RANGES, DefectProtocol
+
+    protocol = DefectProtocol()
+    images = load_split(data, splits, split, Preprocess(), limit)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (rel, image) in enumerate(zip(images.paths, images.images, strict=True)):
+        stem = Path(rel).stem.replace(" ", "_").replace("(", "").replace(")", "")
+        cases: list[tuple[str, float]] = [("clean", 0.0)]
+        for name in DEFECTS:
+            mild, strong = RANGES[name]
+            cases.append((name, mild + 0.75 * (strong - mild)))
+        for name, severity in cases:
+            defects = [] if name == "clean" else [(name, severity)]
+            version = protocol.make(image, defects, linear(*image.shape), layout_seed=[i, 99])
+            path = out / f"{stem}-{name}-{severity:g}.png"
+            Image.fromarray(np.asarray(version.image)).save(path)
+            written.append(path)
+    return written
 
 
 def _ci(figure: dict[str, Any] | None, key: str = "share") -> str:
@@ -232,6 +271,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from model.evaluation import evaluate, plot_scatter
     from model.scorer import Scorer
 
+    if args.export_examples is not None:
+        written = export_examples(
+            args.data, args.splits, args.split, args.limit or 3, args.export_examples
+        )
+        print(f"wrote {len(written)} files to {args.export_examples}")
+        return 0
     scorer = Scorer.from_settings(settings)
     result = evaluate(
         scorer,
