@@ -11,7 +11,9 @@
 ``defects`` (the shipped model): every defect of :mod:`model.defects`, on linear, curved and
     sector fields of view (:mod:`model.geometry`), with screen text and grey bars drawn
     around the image, and in a tenth of the versions a colour-flow (Doppler) box as its grey
-    conversion shows it. Per source image and epoch: one clean version and three degraded ones;
+    conversion shows it. Per source image and epoch: two clean versions (a linear, curved or
+    sector view, a third each, so that a fan's black surround is learned as normal) and three
+    degraded ones (half of them on the image's own linear view);
     a degraded version carries one defect (80 %) or two (20 %, never both gains, never
     ``no_signal`` with another), severities uniform over each defect's range (``no_signal``
     at full severity in a third of its draws: blank frames). Half of the versions are also
@@ -309,7 +311,8 @@ class DefectProtocol:
     crop_share: float = 0.5
     flow_share: float = 0.1
     geometry_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
-    clean_per_image: int = 1
+    clean_geometry_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    clean_per_image: int = 2
     degraded_per_image: int = 3
 
     @property
@@ -378,12 +381,12 @@ class DefectProtocol:
 
     def version(self, image: np.ndarray, slot: int, rng: np.random.Generator) -> Degraded:
         """Training version ``slot`` of an image: clean for the first ``clean_per_image``
-        slots, else one or two random defects; random geometry, decoration, crop."""
+        slots, else one or two random defects; random geometry, decoration, crop, flow."""
         h, w = image.shape
-        geometry = random_geometry(rng, h, w, self.geometry_weights)
-        defects = (
-            [] if slot % self.versions_per_image < self.clean_per_image else self.draw_defects(rng)
-        )
+        clean = slot % self.versions_per_image < self.clean_per_image
+        weights = self.clean_geometry_weights if clean else self.geometry_weights
+        geometry = random_geometry(rng, h, w, weights)
+        defects = [] if clean else self.draw_defects(rng)
         seed = [int(x) for x in rng.integers(0, 2**31, 2)]
         return self.make(
             image,
@@ -445,6 +448,7 @@ class DefectProtocol:
             "crop_share": self.crop_share,
             "flow_share": self.flow_share,
             "geometry_weights": list(self.geometry_weights),
+            "clean_geometry_weights": list(self.clean_geometry_weights),
             "versions_per_image": [self.clean_per_image, self.degraded_per_image],
         }
 
