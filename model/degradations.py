@@ -293,22 +293,30 @@ class Envelope:
 
 def _ringdown(env: Envelope, layout: np.random.Generator, level_db: float) -> np.ndarray:
     """Reverberation of a probe face in air: echoes at multiples of a few pixels of depth,
-    each ``decay`` dB weaker, with a speckle-like lateral texture."""
-    spacing = float(layout.uniform(4.0, 12.0))
-    decay = float(layout.uniform(4.0, 9.0))
-    width = float(layout.uniform(0.7, 1.8))
-    z = env.geometry.v * env.geometry.depth_px
+    each ``decay`` dB weaker, over a decaying haze, with the column-to-column variation of
+    the elements and a speckle-like texture."""
+    spacing = float(layout.uniform(4.0, 14.0))
+    decay = float(layout.uniform(2.0, 8.0))
+    width = spacing * float(layout.uniform(0.12, 0.45))
+    haze = float(layout.uniform(6.0, 20.0))  # the glow between echoes, dB under them
+    columns = float(layout.uniform(0.5, 3.0))  # element-to-element variation, dB
+    g = env.geometry
+    z = g.v * g.depth_px
     out = np.zeros_like(env.amplitude)
     k = 0
-    while True:
+    while level_db - k * decay >= -env.dynamic_range - 6.0 and k <= 60:
         amp = 10.0 ** ((level_db - k * decay) / 20.0)
-        if level_db - k * decay < -env.dynamic_range - 6.0 or k > 40:
-            break
         centre = (k + 0.5) * spacing
         out += amp * np.exp(-((z - centre) ** 2) / (2.0 * width * width)).astype(np.float32)
         k += 1
-    texture = np.abs(_speckle(out.shape, env.rng)) * 0.6 + 0.4
-    return (out * texture).astype(np.float32)
+    glow = np.power(10.0, (level_db - haze - decay * np.maximum(z, 0.0) / spacing) / 20.0)
+    out += np.where(z >= 0, glow, 0.0).astype(np.float32)
+    lateral = gaussian_filter1d(layout.standard_normal(512).astype(np.float32), 2.0)
+    lateral *= columns / (float(lateral.std()) or 1.0)
+    u_index = np.clip((g.u * 511).astype(np.int32), 0, 511)
+    texture = np.abs(_speckle(out.shape, env.rng)) * 0.5 + 0.5
+    gain = np.power(10.0, lateral[u_index] / 20.0)
+    return (out * texture * gain).astype(np.float32)
 
 
 def _smooth_step(x: np.ndarray, edge: float, softness: float) -> np.ndarray:

@@ -245,32 +245,42 @@ def decorate(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) ->
         step = int(rng.integers(12, 32))
         for y in range(_between(rng, 4, 16), h, step):
             draw.line([(x - 2, y), (x + 2, y)], fill=220)
-    if fan and rng.random() < 0.5:  # a grey bar in a lower corner
+    if rng.random() < (0.5 if fan else 0.25):  # a grey or colour-map bar at one side
         x0 = 2 if rng.random() < 0.5 else w - 10
-        y0 = _between(rng, h // 2, h - 70)
+        y0 = _between(rng, h // 8 if not fan else h // 2, h - 70)
+        top, bottom = int(rng.integers(150, 256)), int(rng.integers(0, 120))
         for i in range(64):
-            draw.line([(x0, y0 + i), (x0 + 6, y0 + i)], fill=255 - 4 * i)
+            draw.line([(x0, y0 + i), (x0 + 6, y0 + i)], fill=top + (bottom - top) * i // 63)
     return np.asarray(out)
 
 
 def colour_flow(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
     """A colour Doppler box as the grey conversion shows it: a box outline inside the field
-    of view and, in it, smooth blobs at the luma of a red-yellow flow map. The B-mode
-    quality is unchanged, so the label is too: the model learns to look past it."""
+    of view and, in it, vessel-like branches (thin bands of smooth noise) at the luma of a
+    red-yellow flow map. The B-mode quality is unchanged, so the label is too: the model
+    learns to look past it."""
     from scipy.ndimage import gaussian_filter
 
     h, w = image.shape
-    bw, bh = int(rng.integers(w // 4, w // 2)), int(rng.integers(h // 5, h // 2))
+    bw, bh = int(rng.integers(w // 4, w * 3 // 4)), int(rng.integers(h // 5, h // 2))
     x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-    field = gaussian_filter(rng.standard_normal((bh, bw)).astype(np.float32), 3.0)
+    field = gaussian_filter(rng.standard_normal((bh, bw)).astype(np.float32), rng.uniform(2, 5))
     field /= float(field.std()) or 1.0
-    flow = field > float(rng.uniform(0.3, 1.2))
-    luma = np.clip(110.0 + 45.0 * field, 60.0, 235.0)  # red (76) .. yellow (226)
+    if rng.random() < 0.6:  # vessels: where the smooth field crosses zero
+        flow = np.abs(field) < float(rng.uniform(0.25, 0.7))
+        flow &= gaussian_filter(rng.standard_normal((bh, bw)), 8.0) > float(
+            rng.uniform(-0.05, 0.05)
+        )
+    else:  # blobs of flow
+        flow = field > float(rng.uniform(0.3, 1.2))
+    luma = np.clip(rng.uniform(140.0, 210.0) + 30.0 * field, 60.0, 240.0)  # red .. yellow
     out = image.copy()
     region = out[y0 : y0 + bh, x0 : x0 + bw]
     region[flow] = luma[flow].astype(np.uint8)
     pil = Image.fromarray(out, mode="L")
-    ImageDraw.Draw(pil).rectangle([x0, y0, x0 + bw - 1, y0 + bh - 1], outline=200)
+    ImageDraw.Draw(pil).rectangle(
+        [x0, y0, x0 + bw - 1, y0 + bh - 1], outline=int(rng.integers(150, 256))
+    )
     out = np.array(pil)
     out[~geometry.mask] = image[~geometry.mask]
     return out
