@@ -175,8 +175,9 @@ def test_dead_elements_are_narrow_full_depth_streaks(tissue: np.ndarray) -> None
 def test_no_signal_at_full_severity_leaves_no_tissue(tissue: np.ndarray) -> None:
     for seed in range(5):
         out = apply_defects(tissue, [("no_signal", 1.0)], [seed])
-        assert np.percentile(out, 50) < 40
         assert abs(np.corrcoef(out.ravel(), tissue.ravel())[0, 1]) < 0.1
+        # what is left is ring-down (bands along depth), black or faint noise
+        assert out[-16:].mean() < 0.6 * tissue[-16:].mean()
 
 
 def test_defect_targets_ramp_to_one_at_the_good_boundary() -> None:
