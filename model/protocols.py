@@ -248,9 +248,9 @@ def decorate(image: np.ndarray, geometry: Geometry, rng: np.random.Generator) ->
     if rng.random() < (0.5 if fan else 0.25):  # a grey or colour-map bar at one side
         x0 = 2 if rng.random() < 0.5 else w - 10
         y0 = _between(rng, h // 8 if not fan else h // 2, h - 70)
-        top, bottom = int(rng.integers(150, 256)), int(rng.integers(0, 120))
+        high, low = int(rng.integers(150, 256)), int(rng.integers(0, 120))
         for i in range(64):
-            draw.line([(x0, y0 + i), (x0 + 6, y0 + i)], fill=top + (bottom - top) * i // 63)
+            draw.line([(x0, y0 + i), (x0 + 6, y0 + i)], fill=high + (low - high) * i // 63)
     return np.asarray(out)
 
 
