@@ -21,6 +21,7 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db import paths
 from db.models import (
     FAILED,
     PROCESSING,
@@ -43,11 +44,13 @@ __all__ = [
     "METADATA_COLUMNS",
     "Outcome",
     "Received",
+    "ReceivedFile",
     "ScoreEntry",
     "age_cutoff",
     "check_defect_names",
     "claim",
     "ensure_model_version",
+    "file_identity",
     "find_original",
     "find_originals",
     "find_scored_duplicate",
@@ -58,8 +61,10 @@ __all__ = [
     "known_files",
     "mark_disposed",
     "metadata_columns",
+    "paths_text",
     "pending_disposal",
     "queued_ids",
+    "record_failed_many",
     "record_received",
     "record_received_many",
     "release",
@@ -157,17 +162,38 @@ def metadata_columns(metadata: Mapping[str, Any]) -> dict[str, Any]:
 # --- ingest -----------------------------------------------------------------------------
 
 
+def _signed64(value: int | None) -> int | None:
+    """A device or inode number (unsigned 64-bit) as the signed value a BIGINT holds."""
+    if value is None:
+        return None
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def file_identity(device: int, inode: int) -> tuple[int | None, int | None]:
+    """``(file_device, file_inode)`` column values for an ``os.stat_result``'s numbers."""
+    return _signed64(device), _signed64(inode)
+
+
 def known_files(session: Session, paths: Sequence[str]) -> dict[str, list[Scan]]:
-    """The ledger rows for each of ``paths`` (most recent first)."""
+    """The ledger rows for each of ``paths`` (as ``os`` functions give them; names that are
+    not plain text are looked up by their escaped form), most recent first."""
     found: dict[str, list[Scan]] = {}
-    for start in range(0, len(paths), 500):
-        chunk = list(paths[start : start + 500])
+    by_text: dict[str, str] = {paths_text(p): p for p in paths}
+    texts = list(by_text)
+    for start in range(0, len(texts), 500):
+        chunk = texts[start : start + 500]
         rows = session.scalars(
             select(Scan).where(Scan.path.in_(chunk)).order_by(Scan.id.desc())
         ).all()
         for row in rows:
-            found.setdefault(row.path, []).append(row)
+            found.setdefault(by_text.get(row.path, row.path), []).append(row)
     return found
+
+
+def paths_text(path: str) -> str:
+    """The ``scans.path`` value of a path (db/paths.py: escaped unless plain)."""
+    return paths.ledger_path(path)[0]
 
 
 def find_original(session: Session, sha256: str) -> Scan | None:
@@ -210,10 +236,13 @@ def record_received(
     duplicate_of: Scan | None = None,
 ) -> Scan:
     """Insert the ledger row of a received file: ``queued``, or ``skipped`` when it is a
-    copy of ``duplicate_of``. Flushes, so the row has its id."""
+    copy of ``duplicate_of``. Flushes, so the row has its id. ``path`` as ``os`` functions
+    give it (stored escaped when it is not plain text, db/paths.py)."""
     now = now or utcnow()
+    text, raw = paths.ledger_path(path)
     scan = Scan(
-        path=path,
+        path=text,
+        path_bytes=raw,
         size_bytes=size_bytes,
         mtime_ns=mtime_ns,
         sha256=sha256,
@@ -235,6 +264,26 @@ def record_received(
 
 
 @dataclass(frozen=True)
+class ReceivedFile:
+    """A file to record: its path as ``os`` functions give it, size, mtime, content hash
+    (``""`` when it was not hashed) and, when known, its device and inode numbers."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str
+    device: int | None = None
+    inode: int | None = None
+
+
+_FileLike = ReceivedFile | tuple[str, int, int, str]
+
+
+def _as_file(file: _FileLike) -> ReceivedFile:
+    return file if isinstance(file, ReceivedFile) else ReceivedFile(*file)
+
+
+@dataclass(frozen=True)
 class Received:
     """A file as the ingester recorded it: the id of its new row, and, for a copy of
     content already in the ledger (or earlier in the same batch), that scan's id and the
@@ -249,37 +298,40 @@ class Received:
 
 def record_received_many(
     session: Session,
-    files: Sequence[tuple[str, int, int, str]],
+    files: Sequence[_FileLike],
     *,
     originals: Mapping[str, Scan],
     now: datetime | None = None,
 ) -> list[Received]:
-    """:func:`record_received` for a batch of ``(path, size_bytes, mtime_ns, sha256)``,
-    in two multi-row INSERTs (the new contents, then the copies) instead of one per file.
-    ``originals``: the first scan of each content already in the ledger
-    (:func:`find_originals`). An empty file has no identity: it is never a copy. Returns
-    one :class:`Received` per file, in order."""
+    """:func:`record_received` for a batch of :class:`ReceivedFile` (or ``(path,
+    size_bytes, mtime_ns, sha256)`` tuples), in two multi-row INSERTs (the new contents,
+    then the copies) instead of one per file. ``originals``: the first scan of each content
+    already in the ledger (:func:`find_originals`). An empty file has no identity: it is
+    never a copy. Returns one :class:`Received` per file, in order (``path``: the ledger
+    text)."""
     now = now or utcnow()
+    given = [_as_file(f) for f in files]
     known = {sha: (scan.id, scan.path) for sha, scan in originals.items()}
     new: list[int] = []
     first_here: dict[str, int] = {}  # content -> its first new file in this batch
-    for i, (_, size, _, sha) in enumerate(files):
-        if size == 0 or (sha not in known and sha not in first_here):
+    for i, f in enumerate(given):
+        if f.size_bytes == 0 or (f.sha256 not in known and f.sha256 not in first_here):
             new.append(i)
-            if size:
-                first_here[sha] = i
-    rows = [_scan_row(files[i], now, status=QUEUED, queued_at=now) for i in new]
+            if f.size_bytes:
+                first_here[f.sha256] = i
+    rows = [_scan_row(given[i], now, status=QUEUED, queued_at=now) for i in new]
     ids = dict(zip(new, _insert_scans(session, rows), strict=True))
-    known.update((sha, (ids[i], files[i][0])) for sha, i in first_here.items())
-    out = {i: Received(ids[i], files[i][0], files[i][3]) for i in new}
-    copies = [i for i in range(len(files)) if i not in ids]
+    texts = {i: str(row["path"]) for i, row in zip(new, rows, strict=True)}
+    known.update((sha, (ids[i], texts[i])) for sha, i in first_here.items())
+    out = {i: Received(ids[i], texts[i], given[i].sha256) for i in new}
+    copies = [i for i in range(len(given)) if i not in ids]
     rows = []
     for i in copies:
-        original_id, original_path = known[files[i][3]]
-        reason = _duplicate_reason(original_id, original_path, files[i][3])
+        original_id, original_path = known[given[i].sha256]
+        reason = _duplicate_reason(original_id, original_path, given[i].sha256)
         rows.append(
             _scan_row(
-                files[i],
+                given[i],
                 now,
                 status=SKIPPED,
                 finished_at=now,
@@ -288,17 +340,48 @@ def record_received_many(
             )
         )
     for i, scan_id, row in zip(copies, _insert_scans(session, rows), rows, strict=True):
-        out[i] = Received(scan_id, files[i][0], files[i][3], row["duplicate_of_id"], row["reason"])
-    return [out[i] for i in range(len(files))]
+        out[i] = Received(
+            scan_id, str(row["path"]), given[i].sha256, row["duplicate_of_id"], row["reason"]
+        )
+    return [out[i] for i in range(len(given))]
 
 
-def _scan_row(file: tuple[str, int, int, str], now: datetime, **more: Any) -> dict[str, Any]:
-    path, size, mtime, sha = file
+def record_failed_many(
+    session: Session,
+    files: Sequence[ReceivedFile],
+    reasons: Sequence[str],
+    *,
+    now: datetime | None = None,
+) -> list[Received]:
+    """Record files that fail on arrival (over USQA_MAX_FILE_BYTES: never hashed, so
+    ``sha256`` may be ``""``) as ``failed`` with their reason, in one INSERT."""
+    now = now or utcnow()
+    rows = [
+        _scan_row(f, now, status=FAILED, finished_at=now, reason=paths.printable(reason))
+        for f, reason in zip(files, reasons, strict=True)
+    ]
+    ids = _insert_scans(session, rows)
+    return [
+        Received(scan_id, str(row["path"]), f.sha256, None, row["reason"])
+        for scan_id, row, f in zip(ids, rows, files, strict=True)
+    ]
+
+
+def _scan_row(file: ReceivedFile, now: datetime, **more: Any) -> dict[str, Any]:
+    text, raw = paths.ledger_path(file.path)
+    device, inode = (
+        file_identity(file.device, file.inode)
+        if file.device is not None and file.inode is not None
+        else (None, None)
+    )
     return {
-        "path": path,
-        "size_bytes": size,
-        "mtime_ns": mtime,
-        "sha256": sha,
+        "path": text,
+        "path_bytes": raw,
+        "size_bytes": file.size_bytes,
+        "mtime_ns": file.mtime_ns,
+        "file_device": device,
+        "file_inode": inode,
+        "sha256": file.sha256,
         "received_at": now,
         "updated_at": now,
         "attempts": 0,
@@ -521,7 +604,7 @@ def finish(
         .where(Scan.id == scan_id, Scan.status == PROCESSING, Scan.claim_token == token)
         .values(
             status=outcome.status,
-            reason=outcome.reason,
+            reason=paths.printable(outcome.reason),
             duplicate_of_id=outcome.duplicate_of,
             model_version=model_version,
             **_finish_values(now),
@@ -775,7 +858,13 @@ def release(
         session.execute(
             update(Scan)
             .where(Scan.id.in_(held))
-            .values(status=QUEUED, claim_token=None, reason=reason, queued_at=now, updated_at=now)
+            .values(
+                status=QUEUED,
+                claim_token=None,
+                reason=paths.printable(reason),
+                queued_at=now,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         )
     return held
@@ -838,7 +927,7 @@ def give_up(session: Session, scan: Scan, reason: str, now: datetime | None = No
     result = session.execute(
         update(Scan)
         .where(Scan.id == scan.id, Scan.status == scan.status, Scan.attempts == scan.attempts)
-        .values(status=FAILED, reason=reason, **_finish_values(now))
+        .values(status=FAILED, reason=paths.printable(reason), **_finish_values(now))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -848,8 +937,9 @@ def give_up(session: Session, scan: Scan, reason: str, now: datetime | None = No
 
 
 def pending_disposal(session: Session, under: str, limit: int = 200) -> list[Scan]:
-    """Terminal scans below the folder ``under`` whose file has not been dealt with yet."""
-    prefix = under.rstrip("/") + "/"
+    """Terminal scans below the folder ``under`` (as ``os`` functions give it) whose file
+    has not been dealt with yet."""
+    prefix = paths_text(under.rstrip("/") + "/")
     return list(
         session.scalars(
             select(Scan)
@@ -865,11 +955,18 @@ def pending_disposal(session: Session, under: str, limit: int = 200) -> list[Sca
 
 
 def mark_disposed(session: Session, scan_id: int, disposition: str, new_path: str | None) -> None:
-    """Record what was done with the file (kept, moved, deleted, missing)."""
+    """Record what was done with the file (kept, moved, deleted, missing, replaced,
+    refused); ``new_path`` as ``os`` functions give it (stored as db/paths.py says)."""
+    text, raw = paths.ledger_path(new_path) if new_path is not None else (None, None)
     session.execute(
         update(Scan)
         .where(Scan.id == scan_id)
-        .values(disposition=disposition, disposed_path=new_path, disposed_at=utcnow())
+        .values(
+            disposition=disposition,
+            disposed_path=text,
+            disposed_path_bytes=raw,
+            disposed_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
 

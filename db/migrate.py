@@ -13,11 +13,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from db.session import get_engine, is_unavailable, shown_url
 from worker.errors import ConfigError, DatabaseUnavailableError
 
 __all__ = [
+    "DASHBOARD_ROLE",
     "MIGRATIONS",
     "current_revision",
     "head_revision",
@@ -29,6 +32,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The PostgreSQL group role of dashboards (deploy/postgres/roles.sql): SELECT on the qa_*
+# views only, re-granted by every `usqa db upgrade` so that new or rebuilt views keep it.
+DASHBOARD_ROLE = "usqa_dashboard"
 
 
 def include_object(
@@ -85,6 +91,32 @@ def current_revision(url: str) -> str | None:
         raise
 
 
+def grant_dashboard_views(conn: Connection) -> list[str]:
+    """PostgreSQL: let :data:`DASHBOARD_ROLE`, when it exists, SELECT every ``qa_*`` view of
+    the current schema that this role owns and it cannot read yet (nothing else: no table).
+    Returns the views granted. A no-op on SQLite or without the role."""
+    if conn.dialect.name != "postgresql":
+        return []
+    if (
+        conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": DASHBOARD_ROLE})
+        is None
+    ):
+        return []
+    views = conn.scalars(
+        text(
+            "SELECT viewname FROM pg_views WHERE schemaname = current_schema() "
+            "AND viewname LIKE 'qa\\_%' AND pg_has_role(current_user, viewowner, 'USAGE') "
+            "AND NOT has_table_privilege(:r, format('%I.%I', schemaname, viewname), 'SELECT')"
+        ),
+        {"r": DASHBOARD_ROLE},
+    ).all()
+    for view in views:
+        conn.execute(text(f'GRANT SELECT ON "{view}" TO {DASHBOARD_ROLE}'))
+    if views:
+        log.info("granted %s SELECT on %s", DASHBOARD_ROLE, ", ".join(views))
+    return list(views)
+
+
 def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
     """Bring the schema to ``revision``; returns (before, after)."""
     before = current_revision(url)
@@ -93,6 +125,7 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
         with _quiet_alembic(), get_engine(url).begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+            grant_dashboard_views(conn)
     except sa_exc.SQLAlchemyError as exc:
         if is_unavailable(exc):
             raise _unavailable(url, exc) from exc

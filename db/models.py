@@ -19,6 +19,8 @@ Tables:
 Defect names are those of :data:`model.defects.DEFECTS`; no CHECK constraint lists them
 (``model`` owns the vocabulary), the ledger's writers refuse any other name.
 ``workers``         processes that score scans, with their last heartbeat.
+``site_settings``   facts about the site the ledger must remember, by name: the fingerprint
+                    of the pseudonym salt its scans were pseudonymised with (never the salt).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -53,6 +56,7 @@ __all__ = [
     "Scan",
     "ScanDefect",
     "ScanScore",
+    "SiteSetting",
     "UTCDateTime",
     "WorkerProcess",
     "utcnow",
@@ -140,9 +144,15 @@ class Scan(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # --- the file, as received -------------------------------------------------------
+    # ``path`` is always printable text: a name that is not valid UTF-8 or holds control
+    # characters is stored escaped, with its original bytes in ``path_bytes`` (db/paths.py)
     path: Mapped[str] = mapped_column(Text, index=True)
+    path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    # the file's device and inode (signed 64-bit): disposal acts only on that same file
+    file_device: Mapped[int | None] = mapped_column(BigInteger)
+    file_inode: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     # --- the ledger --------------------------------------------------------------------
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
@@ -160,6 +170,7 @@ class Scan(Base):
     # what happened to the file afterwards (USQA_AFTER_SCORING): kept, moved or deleted
     disposition: Mapped[str | None] = mapped_column(String(16))
     disposed_path: Mapped[str | None] = mapped_column(Text)
+    disposed_path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     disposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # --- what the header says (dicom_io) ----------------------------------------------
     kind: Mapped[str | None] = mapped_column(String(16))
@@ -293,3 +304,15 @@ class WorkerProcess(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scans_done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SiteSetting(Base):
+    """One named fact about the site (``pseudonym_salt_fingerprint``: see db/site.py), with
+    the process that recorded it and when."""
+
+    __tablename__ = "site_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -39,6 +39,7 @@ __all__ = [
     "GroupDay",
     "GroupFigures",
     "Period",
+    "ScannedFile",
     "ScoreRows",
     "ScoreStats",
     "WorstScan",
@@ -615,16 +616,29 @@ def worst_scans(
     return [by_id[i] for i in ids if i in by_id]
 
 
-def scan_files(session: Session, scan_ids: Iterable[int]) -> dict[int, list[str]]:
-    """Where each scan's file may be now: its new path if it was moved after scoring, and
-    its path on arrival (for thumbnails; never shown in a report)."""
+@dataclass(frozen=True)
+class ScannedFile:
+    """Where a scan's file may be now (its new path if it was moved after scoring, then its
+    path on arrival) and what its content was when it was received, so that a thumbnail is
+    shown only for that same content. Never shown in a report."""
+
+    paths: tuple[str, ...]
+    size_bytes: int
+    sha256: str
+
+
+def scan_files(session: Session, scan_ids: Iterable[int]) -> dict[int, ScannedFile]:
+    """The files of ``scan_ids`` (for thumbnails), with their recorded size and sha256."""
     ids = sorted(set(scan_ids))
     if not ids:
         return {}
     rows = session.execute(
-        text("SELECT id, disposed_path, path FROM scans WHERE id IN :ids").bindparams(
-            bindparam("ids", expanding=True)
-        ),
+        text(
+            "SELECT id, disposed_path, path, size_bytes, sha256 FROM scans WHERE id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True)),
         {"ids": ids},
     ).all()
-    return {int(i): [p for p in (moved, path) if p] for i, moved, path in rows}
+    return {
+        int(i): ScannedFile(tuple(p for p in (moved, path) if p), int(size), str(sha))
+        for i, moved, path, size, sha in rows
+    }

@@ -15,6 +15,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Exists
 
+from db import paths
 from db.models import PROCESSING, QUEUED, SCORED, TERMINAL, Scan, ScanScore, utcnow
 
 __all__ = [
@@ -34,12 +35,13 @@ RANGE_COLUMNS = {"received": Scan.received_at, "acquired": Scan.acquisition_date
 def file_location(scan: Scan) -> str | None:
     """Where the scan's file is now: its moved place in ``done/``/``failed/`` when the
     after-scoring policy moved it, None when the policy deleted it or found it missing,
-    else the path it was received at."""
+    else the path it was received at. The path to open, as ``os`` functions take it: from
+    the original bytes of a name stored escaped (db/paths.py)."""
     if scan.disposition == "moved" and scan.disposed_path:
-        return scan.disposed_path
+        return paths.fs_path(scan.disposed_path, scan.disposed_path_bytes)
     if scan.disposition in ("deleted", "missing"):
         return None
-    return scan.path
+    return paths.fs_path(scan.path, scan.path_bytes)
 
 
 def has_score(model_version: str) -> Exists:

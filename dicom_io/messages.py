@@ -16,9 +16,14 @@ log = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # os.fsdecode's stand-ins for bytes 0x80-0xFF
+
+
 def shown(path: Path | str) -> str:
-    """The path as the user gave it, with control characters replaced so it stays one line."""
-    return _CONTROL.sub("?", str(path))
+    """The path as the user gave it, with control characters replaced so it stays one line
+    and bytes that are not valid UTF-8 shown as ``\\xHH`` (as the ledger stores them)."""
+    text = _CONTROL.sub("?", str(path))
+    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

@@ -4,31 +4,63 @@ URIs drawn with matplotlib's Agg renderer) that opens offline in any browser and
 Charts: grade shares, mean score and volume over time; the groups ranked by mean score with
 95 % intervals; the score distribution per group; then the group table, the worst scans
 (ids and scores, thumbnails only when asked for) and how to read it all.
+
+Group names come from file headers, so they are hostile text: every chart is drawn with
+matplotlib's mathtext and TeX off (a station called ``$\\frac{1}{0}$`` is drawn as typed,
+never parsed), control characters are shown escaped, legend entries are passed explicitly
+(a name starting with ``_`` is not hidden), and the page escapes everything it prints.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from db.reports import DayGrades, GroupFigures
 from db.summary import QAReport
-from worker.report_text import DIMENSION_LABELS, group_label
+from worker.report_text import DIMENSION_LABELS, group_label, shown_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from worker.thumbnails import Thumbnail
 
 __all__ = ["Thresholds", "render_html"]
 
 GOOD, AVERAGE, POOR = "#3a923a", "#e8a33d", "#c8453c"
 INK, MUTED = "#1f2933", "#6b7785"
 MAX_CHART_GROUPS = 30
+# Text in charts is text: no mathtext ($...$), no TeX, whatever the site's matplotlibrc says.
+PLAIN_TEXT_RC: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def plain_text(chart: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Draw ``chart`` with :data:`PLAIN_TEXT_RC`: every label, title, tick and legend
+    entry is created and rendered with mathtext and TeX off."""
+
+    @functools.wraps(chart)
+    def drawn(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import matplotlib
+
+        with matplotlib.rc_context(PLAIN_TEXT_RC):
+            return chart(*args, **kwargs)
+
+    return drawn
+
+
+def chart_label(group: str | None) -> str:
+    """A group's name as a chart shows it: one line, control characters escaped."""
+    return shown_text(group_label(group))
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,7 @@ def _buckets(days: Sequence[DayGrades], since: date, until: date) -> tuple[list[
     return out, "week" if weekly else "day"
 
 
+@plain_text
 def timeline_chart(report: QAReport, t: Thresholds) -> str:
     """Grade shares, mean score and number of scans per day (or week)."""
     assert report.period is not None
@@ -167,6 +200,7 @@ TREND_GROUPS = 8
 TREND_COLORS = ("#3b6ea5", "#7a5195", "#2a9d8f", "#8d6e63", "#5c6bc0", "#00838f", "#6d4c41")
 
 
+@plain_text
 def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> str:
     """Mean score per group and 7-day period: the alerted groups, then the lowest."""
     assert report.period is not None
@@ -178,6 +212,7 @@ def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> st
     ax = fig.subplots()
     _bands(ax, t, vertical=False)
     colors = iter(TREND_COLORS)
+    handles: list[Any] = []
     for group in shown:
         xs: list[Any] = []  # dates: matplotlib converts them
         ys: list[float] = []
@@ -191,15 +226,15 @@ def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> st
             continue
         hot = group in alerted
         color = POOR if hot else next(colors, MUTED)
-        ax.plot(
+        (line,) = ax.plot(
             xs,
             ys,
             "-o",
             color=color,
             linewidth=2.6 if hot else 1.4,
             markersize=4,
-            label=group_label(group) + (" (ALERT)" if hot else ""),
         )
+        handles.append((line, chart_label(group) + (" (ALERT)" if hot else "")))
     ax.set_ylim(0, 100)
     from matplotlib.dates import date2num
 
@@ -215,7 +250,15 @@ def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> st
         color=INK,
         fontsize=12,
     )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
+    if handles:  # explicit entries: matplotlib would drop a label that starts with "_"
+        ax.legend(
+            [h for h, _ in handles],
+            [label for _, label in handles],
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+            fontsize=9,
+        )
     _style(ax)
     ax.grid(axis="y", color="#e4e7eb")
     fig.autofmt_xdate(rotation=0, ha="center")
@@ -227,6 +270,7 @@ def _shown_groups(report: QAReport) -> list[GroupFigures]:
     return [g for g in report.groups if g.stats.scans > 0][:MAX_CHART_GROUPS]
 
 
+@plain_text
 def ranking_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> str:
     """Mean score per group with its 95 % interval, lowest at the top."""
     groups = _shown_groups(report)
@@ -255,7 +299,7 @@ def ranking_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> 
         ax.axvline(mean, color=MUTED, linestyle="--", linewidth=1)
         ax.text(mean, len(groups) - 0.4, f" all: {mean:.1f}", color=MUTED, fontsize=9, va="bottom")
     labels = [
-        f"{group_label(g.group)}{' (ALERT)' if g.group in alerted else ''}  n={g.stats.scans}"
+        f"{chart_label(g.group)}{' (ALERT)' if g.group in alerted else ''}  n={g.stats.scans}"
         for g in groups
     ]
     ax.set_yticks(ys, labels)
@@ -270,6 +314,7 @@ def ranking_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> 
     return _png(fig)
 
 
+@plain_text
 def distribution_chart(report: QAReport, t: Thresholds) -> str:
     """Box plots of the scores per group: box = middle half, line = median, whiskers =
     5th to 95th percentile, diamond = mean."""
@@ -282,7 +327,7 @@ def distribution_chart(report: QAReport, t: Thresholds) -> str:
         s = g.stats
         stats.append(
             {
-                "label": group_label(g.group),
+                "label": chart_label(g.group),
                 "med": s.median,
                 "q1": s.q1,
                 "q3": s.q3,
@@ -407,7 +452,7 @@ def _group_table(report: QAReport, alerted: set[str | None]) -> str:
             else f"{poor_ci[0] * 100:.0f}% &ndash; {poor_ci[1] * 100:.0f}%"
         )
         rows.append(
-            f'<tr class="{cls}"><td>{escape(name)}{flag}</td><td>{s.scans}</td>'
+            f'<tr class="{cls}"><td>{escape(shown_text(name))}{flag}</td><td>{s.scans}</td>'
             f"<td>{_num(s.mean)}</td><td>{ci}</td><td>{_num(s.median)}</td>"
             f'<td class="good">{_pct(s.share("good"))}</td>'
             f'<td class="average">{_pct(s.share("average"))}</td>'
@@ -417,7 +462,7 @@ def _group_table(report: QAReport, alerted: set[str | None]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _worst_table(report: QAReport, thumbnails: Mapping[int, str | None] | None) -> str:
+def _worst_table(report: QAReport, thumbnails: Mapping[int, Thumbnail] | None) -> str:
     thumbs = thumbnails is not None
     head = (
         "<tr><th>Scan id</th><th class=l>Day</th><th>Score</th><th class=l>Grade</th>"
@@ -435,19 +480,21 @@ def _worst_table(report: QAReport, thumbnails: Mapping[int, str | None] | None) 
             f'<td class="l {escape(w.grade)}">{escape(w.grade)}</td>',
             f"<td>{_num(w.min_frame_score)}</td>",
             f"<td>{w.frames_scored}</td>",
-            f"<td class=l>{escape(group_label(w.station_name))}</td>",
-            f"<td class=l>{escape(group_label(w.transducer))}</td>",
-            f"<td class=l>{escape(group_label(w.operator))}</td>",
-            f"<td class=l>{escape(group_label(w.body_part))}</td>",
-            f'<td class="uid">{escape(w.sop_instance_uid or "")}</td>',
+            f"<td class=l>{escape(chart_label(w.station_name))}</td>",
+            f"<td class=l>{escape(chart_label(w.transducer))}</td>",
+            f"<td class=l>{escape(chart_label(w.operator))}</td>",
+            f"<td class=l>{escape(chart_label(w.body_part))}</td>",
+            f'<td class="uid">{escape(shown_text(w.sop_instance_uid or ""))}</td>',
         ]
         if thumbs:
             assert thumbnails is not None
-            uri = thumbnails.get(w.scan_id)
+            thumb = thumbnails.get(w.scan_id)
+            uri = thumb.uri if thumb is not None else None
+            note = thumb.note if thumb is not None and thumb.note else "file no longer available"
             cells.append(
-                f'<td class=l><img class="thumb" alt="scan {w.scan_id}" src="{uri}"></td>'
+                f'<td class=l><img class="thumb" alt="scan {w.scan_id}" src="{escape(uri)}"></td>'
                 if uri
-                else "<td class=l>file no longer available</td>"
+                else f"<td class=l>{escape(note)}</td>"
             )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
@@ -473,7 +520,7 @@ def _alerts_box(report: QAReport) -> str:
             "No drop in mean score or rise in poor share beyond chance.</div>"
         )
     items = "".join(
-        f"<li>{escape(a.message(DIMENSION_LABELS.get(a.dimension, a.dimension)))}</li>"
+        f"<li>{escape(shown_text(a.message(DIMENSION_LABELS.get(a.dimension, a.dimension))))}</li>"
         for a in drift.alerts
     )
     return (
@@ -521,11 +568,11 @@ def render_html(
     report: QAReport,
     *,
     thresholds: Thresholds | None = None,
-    thumbnails: Mapping[int, str | None] | None = None,
+    thumbnails: Mapping[int, Thumbnail] | None = None,
     database: str = "",
 ) -> str:
-    """The report page. ``thumbnails``: scan id -> PNG data URI (None: file missing);
-    pass None to leave images out altogether."""
+    """The report page. ``thumbnails``: scan id -> its image (a PNG data URI, or the note
+    saying why there is none); pass None to leave images out altogether."""
     t = thresholds or Thresholds()
     label = DIMENSION_LABELS[report.dimension]
     title = "Ultrasound image quality report"

@@ -1,9 +1,18 @@
-"""``usqa report`` as text: the terminal table, the drift alerts and the CSV file."""
+"""``usqa report`` as text: the terminal table, the drift alerts and the CSV file.
+
+Group names come from file headers (station, operator, transducer...), written by whoever
+set up the scanner, so they are treated as hostile text: in the terminal, control
+characters are shown escaped (``\\x1b``), never sent raw; in the CSV file, a text cell that
+a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return) gets a leading apostrophe, the usual neutralisation (OWASP "CSV
+injection"): Excel and LibreOffice then show the text as typed.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +24,11 @@ __all__ = [
     "CSV_COLUMNS",
     "DIMENSION_LABELS",
     "alerts_text",
+    "csv_cell",
     "group_label",
     "report_csv",
     "report_text",
+    "shown_text",
 ]
 
 DIMENSION_LABELS = {
@@ -62,8 +73,29 @@ CSV_COLUMNS = (
 )
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators and the bidi
+# overrides that could make a terminal line or a chart label lie about what it says.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What spreadsheets (Excel, LibreOffice, Google Sheets) take as the start of a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def shown_text(text: str) -> str:
+    """``text`` on one line with every control character written as an escape
+    (``\\x1b``, ``\\n``), for terminals and charts."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def group_label(group: str | None) -> str:
     return NOT_RECORDED if group is None else group
+
+
+def csv_cell(value: object) -> object:
+    """A value for one CSV cell: text that a spreadsheet would run as a formula gets a
+    leading apostrophe; numbers (and everything else) pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -149,7 +181,7 @@ def report_text(report: QAReport, *, max_groups: int = 50) -> str:
         "Failed",
         "Skipped",
     ]
-    rows = [_row(group_label(g.group), g) for g in report.groups[:max_groups]]
+    rows = [_row(shown_text(group_label(g.group)), g) for g in report.groups[:max_groups]]
     rows.append(_row("All", o))
     lines.append("")
     lines.extend(_table(header, rows))
@@ -167,7 +199,8 @@ def alerts_text(alerts: Sequence[DriftAlert], *, empty_ok: bool = False) -> str:
         return "Drift check: no drop in quality beyond chance." if empty_ok else "No drift alerts."
     lines = [f"Drift alerts ({len(alerts)}):"]
     lines.extend(
-        f"  ALERT {a.message(DIMENSION_LABELS.get(a.dimension, a.dimension))}" for a in alerts
+        f"  ALERT {shown_text(a.message(DIMENSION_LABELS.get(a.dimension, a.dimension)))}"
+        for a in alerts
     )
     return "\n".join(lines)
 
@@ -182,12 +215,13 @@ def _csv_row(report: QAReport, dimension: str, g: GroupFigures, group: str) -> d
         until=report.period.until.isoformat(),
         model_version=report.model_version or "all",
     )
-    return {k: "" if values.get(k) is None else values[k] for k in CSV_COLUMNS}
+    return {k: "" if values.get(k) is None else csv_cell(values[k]) for k in CSV_COLUMNS}
 
 
 def report_csv(report: QAReport) -> str:
     """One row per group (``group`` empty: not recorded), then the row of all scans
-    (``dimension`` = ``all``). Only the header when there is no data."""
+    (``dimension`` = ``all``). Only the header when there is no data. Text cells that
+    would start a formula are neutralised (:func:`csv_cell`)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -23,6 +23,7 @@ from db.session import shown_url
 from worker import metrics
 from worker.errors import ConfigError
 from worker.health import HeartbeatFile, beating
+from worker.salt import check_salt_at_start
 from worker.settings import Settings
 
 __all__ = [
@@ -126,7 +127,7 @@ def stop_signals(on_second: Callable[[], None] | None = None) -> Iterator[thread
 
 
 def _active_under(settings: Settings, root: str) -> int:
-    prefix = root.rstrip("/") + "/"
+    prefix = ledger.paths_text(root.rstrip("/") + "/")  # as scans.path holds it
     with db.session_scope(settings.database_url, readonly=True) as session:
         return int(
             session.scalar(
@@ -142,7 +143,7 @@ def _active_under(settings: Settings, root: str) -> int:
 
 
 def _failed_since(settings: Settings, root: str, since: object) -> int:
-    prefix = root.rstrip("/") + "/"
+    prefix = ledger.paths_text(root.rstrip("/") + "/")  # as scans.path holds it
     with db.session_scope(settings.database_url, readonly=True) as session:
         return int(
             session.scalar(
@@ -174,10 +175,11 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
             "and `usqa worker` for the scaled mode"
         )
     db.upgrade(settings.database_url)
+    check_salt_at_start(settings)
     started = ledger.utcnow()
     pipeline = Pipeline(settings, mode="embedded", batches=EMBEDDED_BATCHES)
     pipeline.load()  # fail now, not on the first file, if the model cannot load
-    if metrics.serve(settings.metrics_port):
+    if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
         metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
     heartbeat = HeartbeatFile.from_settings(settings, "run")
     runner = Runner(pipeline)
@@ -257,7 +259,7 @@ def run_ingester(root: Path, settings: Settings) -> int:
             "use `usqa run` to score in one process without one"
         )
     db.require_current(settings.database_url)
-    if metrics.serve(settings.metrics_port):
+    if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
         metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
     heartbeat = HeartbeatFile.from_settings(settings, "ingest")
 

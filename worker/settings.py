@@ -58,7 +58,10 @@ class Settings:
     pseudonym_salt: str | None = _opt(
         None,
         "Secret salt for pseudonymising patient ids and operator names (HMAC-SHA256). "
-        "Unset: those fields are not recorded at all. Use the same value on every machine.",
+        "Unset: those fields are not recorded at all. Use the same value on every machine. "
+        "At least 16 bytes (`openssl rand -hex 32`); the CHANGE-ME placeholder of the "
+        "examples is refused. The ledger keeps a fingerprint of it (never the salt) and "
+        "scoring processes warn at start when theirs differs.",
         secret=True,
     )
     crop: bool = _opt(True, "Crop frames to the B-mode region before scoring.")
@@ -134,6 +137,12 @@ class Settings:
     polling: bool = _opt(
         False, "Poll the drop folder instead of inotify (needed on NFS/SMB network shares)."
     )
+    max_file_bytes: int = _opt(
+        4 * 1024**3,
+        "Largest file the ingester takes (bytes; default 4 GiB). Checked before the file is "
+        "read or hashed: a larger one (or a sparse file claiming that size) is recorded failed "
+        "at once with the reason.",
+    )
     after_scoring: str = _opt(
         "keep", "What to do with a file once it has a terminal row: keep, move or delete."
     )
@@ -178,6 +187,12 @@ class Settings:
         "Port of the Prometheus metrics endpoint (http://host:PORT/metrics) of `usqa run`, "
         "`usqa ingest` and `usqa worker`. 0 = off. Each process on one machine needs its own.",
     )
+    metrics_address: str = _opt(
+        "127.0.0.1",
+        "Address the metrics endpoint listens on: 127.0.0.1 = this machine only; 0.0.0.0 "
+        "(or ::) = every interface, for a Prometheus on another machine (the container "
+        "image sets 0.0.0.0; limit who may connect with a firewall or NetworkPolicy).",
+    )
     heartbeat_file: str | None = _opt(
         None,
         "File the running process rewrites every USQA_HEARTBEAT_SECONDS so that `usqa health` "
@@ -188,6 +203,11 @@ class Settings:
         """A copy with some fields replaced (values already typed)."""
         return dataclasses.replace(self, **changes)
 
+
+# A salt shorter than this is open to brute force over the patient ids it hashes.
+MIN_SALT_BYTES = 16
+# The placeholders of deploy/usqa.env.example and deploy/k8s/secret.example.yaml.
+SALT_PLACEHOLDERS = ("change-me", "changeme")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -221,9 +241,31 @@ def _parse(name: str, raw: str, kind: str) -> Any:
         ) from exc
 
 
+def _check_salt(salt: str | None) -> None:
+    """Refuse the example placeholder and salts too short to keep patient ids secret."""
+    if salt is None:
+        return
+    if any(word in salt.lower() for word in SALT_PLACEHOLDERS):
+        raise ConfigError(
+            "USQA_PSEUDONYM_SALT is still the CHANGE-ME placeholder of the example settings: "
+            "set it to a long random secret (`openssl rand -hex 32`), the same on every "
+            "machine, and keep it in your password safe; or unset it to record no patient ids "
+            "and operator names"
+        )
+    size = len(salt.encode("utf-8"))
+    if size < MIN_SALT_BYTES:
+        raise ConfigError(
+            f"USQA_PSEUDONYM_SALT is {size} bytes long, expected at least {MIN_SALT_BYTES}: "
+            "a short salt lets anyone who reads the ledger recover patient ids by trying them "
+            "all; set a long random secret (`openssl rand -hex 32`), the same on every machine"
+        )
+
+
 def _validate(s: Settings) -> None:
+    _check_salt(s.pseudonym_salt)
     checks = [
         (s.max_pixels > 0 and s.max_frames > 0 and s.max_samples > 0, "input limits must be > 0"),
+        (s.max_file_bytes > 0, "USQA_MAX_FILE_BYTES must be > 0"),
         (s.frames_to_score >= 0, "USQA_FRAMES_TO_SCORE must be 0 (all) or a positive number"),
         (
             0 <= s.average_threshold <= s.good_threshold <= 100,
@@ -241,6 +283,10 @@ def _validate(s: Settings) -> None:
             "USQA_AFTER_SCORING must be keep, move or delete",
         ),
         (s.log_format in {"text", "json"}, "USQA_LOG_FORMAT must be text or json"),
+        (
+            bool(s.metrics_address.strip()),
+            "USQA_METRICS_ADDRESS must be an address to listen on: 127.0.0.1, 0.0.0.0 or ::",
+        ),
         (
             s.batch_size > 0 and s.files_per_task > 0 and s.max_attempts > 0,
             "batch sizes and attempt caps must be > 0",

@@ -1,59 +1,116 @@
 """Small images of scans for ``usqa report --html --thumbnails``: one frame of the file,
 cut to the B-mode region (dicom_io's crop) and shrunk, as a PNG data URI.
 
-Only made on explicit request: burned-in annotations can carry patient details.
+Only made on explicit request: burned-in annotations can carry patient details. A file is
+shown only while it is still the content that was scored: a regular file (never a pipe or
+device: opened without blocking) whose size and sha256 are those the ledger recorded on
+arrival, and that did not change (device, inode, size, mtime) while it was read. A file
+replaced or rewritten since, at its drop-folder path or in ``done/``, is not shown.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import io
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from db.reports import ScannedFile
 from dicom_io import ReadOptions, read
 from worker.errors import InputError
 
-__all__ = ["thumbnail", "thumbnails"]
+__all__ = ["GONE", "NOT_READ", "REPLACED", "Thumbnail", "thumbnail", "thumbnails", "verified"]
 
 log = logging.getLogger(__name__)
 
 SIZE = 200  # longest side, pixels
+BLOCK = 1 << 20
+
+GONE = "file no longer available"
+REPLACED = "file changed since it was scored: not shown"
+NOT_READ = "file could not be read"
 
 
-def thumbnail(path: Path, options: ReadOptions, size: int = SIZE) -> str | None:
-    """A PNG data URI of one frame of the scan at ``path``, or None when the file cannot
-    be read any more (moved away, deleted, unreadable)."""
-    try:
-        scan = read(path, dataclasses.replace(options, frames_to_score=1))
-        frame = next(iter(scan.iter_frames()), None)
-    except (InputError, OSError) as exc:
-        log.info("no thumbnail for a scan: %s", exc)
-        return None
-    if frame is None:
-        return None
-    pixels = np.ascontiguousarray(frame[1])
-    image = Image.fromarray(pixels)
+@dataclasses.dataclass(frozen=True)
+class Thumbnail:
+    """A scan's image as a PNG data URI, or None with the reason shown instead."""
+
+    uri: str | None
+    note: str = ""
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def verified(path: Path, expected: ScannedFile) -> os.stat_result | None:
+    """The status of ``path`` if it is a regular file with the recorded size and sha256;
+    None otherwise. Raises OSError when it cannot be opened (gone, no permission)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size != expected.size_bytes:
+            return None
+        digest = hashlib.sha256()
+        for block in iter(lambda: fh.read(BLOCK), b""):
+            digest.update(block)
+    return info if digest.hexdigest() == expected.sha256 else None
+
+
+def _png(frame: np.ndarray, size: int) -> str:
+    image = Image.fromarray(np.ascontiguousarray(frame))
     image.thumbnail((size, size))
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def thumbnails(files: Mapping[int, Sequence[str]], options: ReadOptions) -> dict[int, str | None]:
-    """A thumbnail per scan id, trying each known location of its file in turn."""
-    out: dict[int, str | None] = {}
-    for scan_id, paths in files.items():
-        out[scan_id] = None
-        for candidate in paths:
-            path = Path(candidate)
-            if path.is_file():
-                out[scan_id] = thumbnail(path, options)
-                if out[scan_id] is not None:
-                    break
+def thumbnail(
+    path: Path, options: ReadOptions, expected: ScannedFile, size: int = SIZE
+) -> Thumbnail:
+    """One frame of the scan at ``path``, if the file there is still the scored one."""
+    try:
+        before = verified(path, expected)
+    except OSError as exc:
+        log.info("no thumbnail: %s: %s", path.name, exc.strerror or exc)
+        return Thumbnail(None, GONE)
+    if before is None:
+        log.info("no thumbnail: %s is not the file that was scored any more", path.name)
+        return Thumbnail(None, REPLACED)
+    try:
+        scan = read(path, dataclasses.replace(options, frames_to_score=1))
+        frame = next(iter(scan.iter_frames()), None)
+        after = path.stat()
+    except (InputError, OSError) as exc:
+        log.info("no thumbnail for a scan: %s", exc)
+        return Thumbnail(None, NOT_READ)
+    if _identity(after) != _identity(before):
+        log.info("no thumbnail: %s changed while it was read", path.name)
+        return Thumbnail(None, REPLACED)
+    if frame is None:
+        return Thumbnail(None, NOT_READ)
+    return Thumbnail(_png(frame[1], size))
+
+
+def thumbnails(files: Mapping[int, ScannedFile], options: ReadOptions) -> dict[int, Thumbnail]:
+    """A thumbnail per scan id, trying each known location of its file in turn (moved to
+    ``done/``, then where it arrived); the first that is still the scored content wins."""
+    out: dict[int, Thumbnail] = {}
+    for scan_id, expected in files.items():
+        out[scan_id] = Thumbnail(None, GONE)
+        for candidate in expected.paths:
+            found = thumbnail(Path(candidate), options, expected)
+            if found.uri is not None:
+                out[scan_id] = found
+                break
+            if found.note != GONE:  # present but not the scored file: say so
+                out[scan_id] = found
     return out

@@ -296,7 +296,7 @@ def test_0003_upgrades_and_downgrades_an_existing_ledger(url: str) -> None:
         assert "first_defect" not in {c["name"] for c in schema.get_columns("scan_scores")}
         keys = conn.execute(text("SELECT * FROM qa_scan_scores")).keys()
         assert list(keys)[-1] == "model_version" and "first_defect" not in keys
-    assert db.upgrade(url) == ("0002", "0003")
+    assert db.upgrade(url) == ("0002", db.head_revision())
     rows = listed(url)
     assert rows[scan.id]["score"] == 40.0 and rows[scan.id]["first_defect"] is None
     assert rows[scan.id]["defects"] is None  # the downgrade dropped the defect names too

@@ -21,7 +21,7 @@ def test_from_settings_reads_the_environment() -> None:
             "USQA_MAX_SAMPLES": "9000",
             "USQA_FRAMES_TO_SCORE": "0",
             "USQA_MODALITIES": "us, ct",
-            "USQA_PSEUDONYM_SALT": "salt",
+            "USQA_PSEUDONYM_SALT": "salt-of-16-bytes-or-more",
             "USQA_CROP": "0",
         }
     )
@@ -32,7 +32,7 @@ def test_from_settings_reads_the_environment() -> None:
         max_samples=9000,
         frames_to_score=0,
         modalities=("US", "CT"),
-        pseudonym_salt="salt",
+        pseudonym_salt="salt-of-16-bytes-or-more",
         crop=False,
     )
 

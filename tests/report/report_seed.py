@@ -4,6 +4,7 @@ worker fills it: record the file, set its header metadata, claim it, write its o
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,10 +38,23 @@ class Row:
     acquired: bool = True
     acquired_time: time = time(9, 30)
     received_at: datetime | None = None
-    path: str | None = None  # default /drop/scan<i>.dcm (no such file)
+    path: str | None = None  # default /drop/scan<i>.dcm (no such file); a real file's
+    # size, mtime and sha256 are recorded as the ingester would
     # listed defects as (name, probability, frame share), most probable first
     defects: tuple[tuple[str, float, float], ...] = ()
     defect_head: bool = True  # False: its model version judges no defects
+
+
+def _content(row: Row, i: int) -> tuple[str, int, int, str]:
+    """(path, size, mtime_ns, sha256) as the ingester records them: a real file's own, or
+    made-up values for the default path that does not exist."""
+    path = row.path or f"/drop/scan{i}.dcm"
+    if row.path is not None and os.path.isfile(row.path):
+        info = os.stat(row.path)
+        with open(row.path, "rb") as fh:
+            sha = hashlib.sha256(fh.read()).hexdigest()
+        return path, info.st_size, info.st_mtime_ns, sha
+    return path, 1000, 1, hashlib.sha256(f"scan-{i}".encode()).hexdigest()
 
 
 def grade(score: float) -> str:
@@ -53,12 +67,12 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
     with db.session_scope(url) as s:
         for i, row in enumerate(rows, start=start):
             received = _received(row, i)
-            sha = hashlib.sha256(f"scan-{i}".encode()).hexdigest()
+            path, size, mtime_ns, sha = _content(row, i)
             scan = ledger.record_received(
                 s,
-                path=row.path or f"/drop/scan{i}.dcm",
-                size_bytes=1000,
-                mtime_ns=1,
+                path=path,
+                size_bytes=size,
+                mtime_ns=mtime_ns,
                 sha256=sha,
                 now=received,
             )
@@ -151,7 +165,7 @@ def bulk_seed(url: str, rows: Sequence[Row]) -> list[int]:
         scans, scores = [], []
         for i, row in enumerate(rows, start=start):
             received = _received(row, i)
-            sha = hashlib.sha256(f"scan-{i}".encode()).hexdigest()
+            path, size, mtime_ns, sha = _content(row, i)
             uid = f"1.2.826.0.1.3680043.10.9999.{i}"
             meta = ledger.metadata_columns(
                 {
@@ -175,9 +189,9 @@ def bulk_seed(url: str, rows: Sequence[Row]) -> list[int]:
                 {
                     **meta,
                     "id": i,
-                    "path": row.path or f"/drop/scan{i}.dcm",
-                    "size_bytes": 1000,
-                    "mtime_ns": 1,
+                    "path": path,
+                    "size_bytes": size,
+                    "mtime_ns": mtime_ns,
                     "sha256": sha,
                     "status": row.status,
                     "reason": None if row.status in ("scored", "queued") else "seeded",

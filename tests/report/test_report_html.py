@@ -1,6 +1,7 @@
 """The HTML report in a real headless Chromium: it opens offline, every chart decodes, the
 console stays silent, and the screenshot shows real content. Chromium missing is a
-failure (CI installs it in .ci/run), never a skip."""
+failure (tests/bootstrap.sh installs it, first in the README test command and .ci/run),
+never a skip."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("Chromium is not installed: apt-get install -y chromium (.ci/run does this)")
+    pytest.fail("Chromium is not installed: run tests/bootstrap.sh (the README test command does)")
 
 
 def browse(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from worker import metrics
 from worker.celery_app import QUEUE, make_app, node_name
 from worker.errors import ConfigError, ModelError
 from worker.health import celery_heartbeat_step
+from worker.salt import check_salt_at_start
 from worker.service import add_database_option
 from worker.settings import Settings
 
@@ -90,9 +91,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.weights is not None and not Path(settings.weights).is_file():
         raise ModelError(f"{settings.weights}: model weights file not found (USQA_WEIGHTS)")
     db.require_current(settings.database_url)
+    check_salt_at_start(settings)
     settings = settings.with_overrides(threads=pool_threads(settings.threads, args.concurrency))
     # Before the pool forks: pool processes then count into files that this process serves.
-    metrics.serve(settings.metrics_port, multiprocess=True)
+    metrics.serve(settings.metrics_port, multiprocess=True, addr=settings.metrics_address)
     app = make_app(settings)
     heartbeat_step = celery_heartbeat_step(settings)
     if heartbeat_step is not None:

@@ -1,0 +1,94 @@
+"""How file paths are stored in the ledger: always as valid, printable text.
+
+A POSIX file name is bytes. Python reads a name that is not valid UTF-8 (``café.png``
+written by a Latin-1 client: ``caf\\xe9.png``) as a ``str`` with lone surrogates
+(``os.fsdecode``), which no database driver can store, and a name may hold control
+characters (a newline, an escape sequence) that must never reach a terminal raw.
+
+The ledger's ``path`` column therefore holds the **escaped text form** of such a name, and
+``path_bytes`` its original bytes (NULL for every ordinary name, which is stored as it is):
+
+* an ordinary name (valid UTF-8, every character printable: ``str.isprintable()``) is
+  stored unchanged;
+* any other name is escaped: each byte that is not valid UTF-8 becomes ``\\xHH``, each
+  character that is not printable (control, format, separator characters such as ``\\n``,
+  U+202E) becomes ``\\uHHHH`` (or ``\\UHHHHHHHH``), and a backslash becomes ``\\\\``; every
+  other character stays as it is. :func:`unescape` inverts it exactly.
+
+So logs, ``usqa scans`` and reports show the escaped form, and scoring reopens the file from
+the original bytes (:func:`fs_path`). ``disposed_path`` / ``disposed_path_bytes`` follow
+the same rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = ["escape", "fs_path", "is_plain", "ledger_path", "printable", "unescape"]
+
+_SURROGATE_BYTES = range(0xDC80, 0xDD00)  # os.fsdecode's surrogateescape of bytes 0x80-0xFF
+_ESCAPE = re.compile(r"\\(?:\\|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
+
+
+def is_plain(text: str) -> bool:
+    """Whether ``text`` is stored as it is: every character printable (no lone surrogates)."""
+    return text.isprintable()
+
+
+def _escape_char(char: str, *, backslash: bool) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\" if backslash else char
+    if code in _SURROGATE_BYTES:
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def escape(text: str) -> str:
+    """The escaped text form of a name (see the module docstring); reversible."""
+    return "".join(_escape_char(c, backslash=True) for c in text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one log line, terminal or database column: undecodable bytes and
+    non-printable characters escaped as in :func:`escape`, backslashes kept (not reversible;
+    for messages that quote a path)."""
+    if text.isprintable():
+        return text
+    return "".join(_escape_char(c, backslash=False) for c in text)
+
+
+def unescape(text: str) -> bytes:
+    """The original bytes of an escaped name (the inverse of :func:`escape` after
+    ``os.fsdecode``)."""
+    out = bytearray()
+    pos = 0
+    for match in _ESCAPE.finditer(text):
+        out += text[pos : match.start()].encode("utf-8")
+        byte, short, long = match.groups()
+        if byte is not None:
+            value = int(byte, 16)
+            out += os.fsencode(chr(0xDC00 + value)) if value >= 0x80 else bytes([value])
+        elif short is not None or long is not None:
+            out += chr(int(short or long, 16)).encode("utf-8", "surrogatepass")
+        else:
+            out += b"\\"
+        pos = match.end()
+    out += text[pos:].encode("utf-8")
+    return bytes(out)
+
+
+def ledger_path(path: str) -> tuple[str, bytes | None]:
+    """``(text, raw)`` for a path as ``os`` functions give it: the ``path`` column value and
+    the ``path_bytes`` value (None when the name is ordinary and stored unchanged)."""
+    if is_plain(path):
+        return path, None
+    return escape(path), os.fsencode(path)
+
+
+def fs_path(text: str, raw: bytes | None) -> str:
+    """The path to open: from the original bytes when the ledger has them, else the text."""
+    return os.fsdecode(raw) if raw is not None else text

@@ -1,0 +1,46 @@
+#!/bin/sh
+# What the test suite needs from the machine besides Python and the Redis and PostgreSQL
+# servers: headless Chromium (the HTML report is opened in a real browser,
+# tests/report/test_report_html.py) and psql (deploy/postgres/roles.sql is run for real,
+# tests/deploy/test_deploy_postgres_roles.py). Installs what is missing with apt-get (Debian
+# or Ubuntu, as root or through sudo), or says what to install by hand. Safe to run again.
+# The README's test command and .ci/run start with it.
+set -eu
+
+have() { command -v "$1" >/dev/null 2>&1; }
+fail() {
+    echo "tests/bootstrap.sh: $*" >&2
+    exit 1
+}
+
+missing=""
+what=""
+if ! have chromium && ! have chromium-browser && ! have google-chrome; then
+    missing="$missing chromium"
+    what="$what Chromium (headless browser),"
+fi
+if ! have psql; then
+    missing="$missing postgresql-client"
+    what="$what psql (PostgreSQL client),"
+fi
+if [ -z "$missing" ]; then
+    echo "tests/bootstrap.sh: Chromium and psql are installed"
+    exit 0
+fi
+what=${what%,}
+
+if [ "$(id -u)" = 0 ]; then
+    sudo=""
+elif have sudo; then
+    sudo="sudo"
+else
+    fail "the tests need${what}; install them as root (Debian/Ubuntu: apt-get install -y${missing}), then run the tests again"
+fi
+have apt-get || fail "the tests need${what} and this machine has no apt-get: install them with your package manager (the browser may be called chromium or chromium-browser), then run the tests again"
+
+echo "tests/bootstrap.sh: installing${missing} with apt-get (the tests need${what})"
+# shellcheck disable=SC2086
+$sudo apt-get install -y -q $missing >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q $missing >/dev/null
+} || fail "apt-get could not install${missing}; install${what} by hand (Ubuntu names the browser chromium-browser), then run the tests again"
+echo "tests/bootstrap.sh: installed${missing}"
