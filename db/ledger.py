@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import paths
+from db.clock import db_now
 from db.models import (
     FAILED,
     PROCESSING,
@@ -49,6 +50,7 @@ __all__ = [
     "age_cutoff",
     "check_defect_names",
     "claim",
+    "db_now",
     "ensure_model_version",
     "file_identity",
     "find_original",
@@ -238,7 +240,7 @@ def record_received(
     """Insert the ledger row of a received file: ``queued``, or ``skipped`` when it is a
     copy of ``duplicate_of``. Flushes, so the row has its id. ``path`` as ``os`` functions
     give it (stored escaped when it is not plain text, db/paths.py)."""
-    now = now or utcnow()
+    now = now or db_now(session)
     text, raw = paths.ledger_path(path)
     scan = Scan(
         path=text,
@@ -309,7 +311,7 @@ def record_received_many(
     already in the ledger (:func:`find_originals`). An empty file has no identity: it is
     never a copy. Returns one :class:`Received` per file, in order (``path``: the ledger
     text)."""
-    now = now or utcnow()
+    now = now or db_now(session)
     given = [_as_file(f) for f in files]
     known = {sha: (scan.id, scan.path) for sha, scan in originals.items()}
     new: list[int] = []
@@ -439,7 +441,7 @@ def claim(
     ids = sorted(set(scan_ids))
     if not ids:
         return []
-    now = now or utcnow()
+    now = now or db_now(session)
     abandoned = or_(
         Scan.claim_token == token,
         Scan.started_at < stale_before,
@@ -846,7 +848,7 @@ def release(
     ids = sorted(set(scan_ids))
     if not ids:
         return []
-    now = now or utcnow()
+    now = now or db_now(session)
     held = list(
         session.scalars(
             select(Scan.id).where(
@@ -897,7 +899,7 @@ def stuck_scans(
 
 def requeue(session: Session, scans: Sequence[Scan], now: datetime | None = None) -> list[int]:
     """Mark ``scans`` ``queued`` again (only those still in the state they were read in)."""
-    now = now or utcnow()
+    now = now or db_now(session)
     done: list[int] = []
     for scan in scans:
         same = [Scan.id == scan.id, Scan.status == scan.status]
@@ -985,8 +987,8 @@ def heartbeat(
     scans_done: int | None = None,
     stopped: bool = False,
 ) -> None:
-    """Create or refresh a worker's row."""
-    now = utcnow()
+    """Create or refresh a worker's row, stamped with the database's clock."""
+    now = db_now(session)
     row = session.get(WorkerProcess, name)
     if row is None:
         row = WorkerProcess(
@@ -1003,5 +1005,5 @@ def heartbeat(
 
 
 def age_cutoff(seconds: float, now: datetime | None = None) -> datetime:
-    """``now`` minus ``seconds``, as an aware UTC datetime."""
+    """``now`` (the database's clock: :func:`db_now`) minus ``seconds``, aware UTC."""
     return (now or datetime.now(UTC)) - timedelta(seconds=seconds)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Exists
 
 from db import paths
+from db.clock import db_now
 from db.models import PROCESSING, QUEUED, SCORED, TERMINAL, Scan, ScanScore, utcnow
 
 __all__ = [
@@ -86,7 +87,7 @@ def rescore_requeue(
     claim and times cleared (the earlier outcome's model version and scores stay). Only
     rows still in the status they were read in and still without a score for that version
     change, so a concurrent rescore or worker cannot queue a scan twice. Returns their ids."""
-    now = now or utcnow()
+    now = now or db_now(session)
     done: list[int] = []
     by_status: dict[str, list[int]] = {}
     for scan in scans:

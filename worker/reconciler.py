@@ -47,9 +47,9 @@ def reconcile(
     restarted empty, or the in-process runner is idle), so a scan ``queued`` for longer than
     a short grace is lost; otherwise only after USQA_STUCK_SECONDS (it may be waiting its
     turn behind a backlog)."""
-    now = ledger.utcnow()
     queued_wait = lost_grace_seconds(settings) if transport_empty else settings.stuck_seconds
     with db.session_scope(settings.database_url) as session:
+        now = ledger.db_now(session)  # every side stamps and compares with this one clock
         stuck = ledger.stuck_scans(
             session,
             queued_before=ledger.age_cutoff(queued_wait, now),

@@ -235,8 +235,8 @@ class _Batch:
 def _claim(pipeline: Pipeline, ids: Sequence[int], token: str) -> list[Scan]:
     """Claim the scans; those past the attempt cap are failed on the spot."""
     settings = pipeline.settings
-    now = ledger.utcnow()
     with db.session_scope(settings.database_url) as session:
+        now = ledger.db_now(session)  # the database's clock judges staleness, not ours
         claimed = ledger.claim(
             session,
             ids,

@@ -198,8 +198,8 @@ def _check_file(scan: Scan) -> str | None:
 
 def _workers(plan: RescorePlan, settings: Settings) -> None:
     """Count the live scoring processes by the model version they run."""
-    alive_since = ledger.age_cutoff(dead_after_seconds(settings))
     with db.session_scope(settings.database_url, readonly=True) as session:
+        alive_since = ledger.age_cutoff(dead_after_seconds(settings), ledger.db_now(session))
         rows = session.execute(
             select(WorkerProcess.model_version).where(
                 WorkerProcess.last_seen_at >= alive_since, WorkerProcess.stopped_at.is_(None)

@@ -65,9 +65,9 @@ def _ago(when: datetime | None, now: datetime) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    now = ledger.utcnow()
     db.require_current(settings.database_url)
     with db.session_scope(settings.database_url, readonly=True) as session:
+        now = ledger.db_now(session)  # heartbeats are stamped with the database's clock
         state = queries.status_summary(
             session, workers_since=ledger.age_cutoff(WORKERS_WINDOW_S, now)
         )
