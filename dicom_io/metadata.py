@@ -8,10 +8,13 @@ can follow one operator or patient without learning who they are.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
+import os
 import re
+import stat
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -236,23 +239,55 @@ def dicom_metadata(ds: Any, salt: str | None) -> dict[str, Any]:
 
 
 def read_sidecar(image_path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``<image>.json`` beside an image (``scan.png.json``), or None."""
+    """The JSON object in ``<image>.json`` beside an image (``scan.png.json``), or None.
+
+    The sidecar gets the checks the image gets: it must be a regular file with one link
+    (never a symbolic link, a FIFO, a device or a hard link that may lead out of the drop
+    folder), and at most 1 MiB is read, whatever it claims to hold."""
     sidecar = image_path.with_name(image_path.name + ".json")
-    if not sidecar.exists():
-        return None
     name = shown(sidecar)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        size = sidecar.stat().st_size
-        if size > MAX_SIDECAR_BYTES:
+        fd = os.open(sidecar, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnreadableFileError(
+                f"{name}: the metadata sidecar is a symbolic link; only a regular file beside "
+                "the image is read (replace the link with the file)"
+            ) from exc
+        raise UnreadableFileError(
+            f"{name}: cannot read the metadata sidecar ({first_line(exc)})"
+        ) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFileError(
+                f"{name}: the metadata sidecar is {_file_kind(st.st_mode)}, not a regular "
+                "file; it is not read"
+            )
+        if st.st_nlink > 1:
+            raise UnreadableFileError(
+                f"{name}: the metadata sidecar has {st.st_nlink} hard links and may be a file "
+                "outside the drop folder; copy it in instead"
+            )
+        if st.st_size > MAX_SIDECAR_BYTES:
             raise LimitExceededError(
-                f"{name}: metadata sidecar is {size} bytes, more than the 1 MiB allowed; "
+                f"{name}: metadata sidecar is {st.st_size} bytes, more than the 1 MiB allowed; "
                 "keep only the QA fields in it"
             )
-        raw = sidecar.read_bytes()
+        raw = _read_at_most(fd, MAX_SIDECAR_BYTES + 1)
     except OSError as exc:
         raise UnreadableFileError(
             f"{name}: cannot read the metadata sidecar ({first_line(exc)})"
         ) from exc
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise LimitExceededError(
+            f"{name}: metadata sidecar grew past the 1 MiB allowed while it was read"
+        )
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -265,6 +300,30 @@ def read_sidecar(image_path: Path) -> dict[str, Any] | None:
             f"{name}: metadata sidecar must hold one JSON object, found {type(data).__name__}"
         )
     return data
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def sidecar_metadata(data: dict[str, Any] | None, salt: str | None) -> dict[str, Any]:
