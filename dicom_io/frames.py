@@ -16,8 +16,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dicom_io.display import Display
-from dicom_io.messages import first_line, quiet_warnings, shown
-from worker.errors import CorruptFileError, InputError, LimitExceededError
+from dicom_io.messages import OUT_OF_MEMORY, first_line, quiet_warnings, shown, stalled
+from worker.errors import (
+    CorruptFileError,
+    FileUnavailableError,
+    InputError,
+    LimitExceededError,
+    UsqaError,
+)
 
 __all__ = ["DicomFrames", "select_frames"]
 
@@ -69,10 +75,14 @@ class DicomFrames:
         self.display = display
         self.dataset = dataset
 
-    def _fail(self, index: int, exc: BaseException) -> InputError:
+    def _fail(self, index: int, exc: BaseException) -> UsqaError:
         where = f"{shown(self.path)}: frame {index + 1} of {self.frame_count}"
+        if stalled(exc):
+            return FileUnavailableError(
+                f"{where}: the storage did not answer ({first_line(exc)}); retried later"
+            )
         if isinstance(exc, MemoryError):
-            return LimitExceededError(f"{where} does not fit in memory while decoding")
+            return LimitExceededError(f"{where} {OUT_OF_MEMORY}")
         return CorruptFileError(
             f"{where} could not be decoded ({self.transfer_syntax_name}): {first_line(exc)}; "
             "the file is damaged or uses an encoding this installation cannot read"

@@ -21,12 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dicom_io.frames import select_frames
-from dicom_io.messages import first_line, quiet_warnings, shown
+from dicom_io.messages import OUT_OF_MEMORY, first_line, quiet_warnings, shown, stalled
 from dicom_io.metadata import read_sidecar, sidecar_metadata
 from dicom_io.options import ReadOptions
 from dicom_io.scan import Scan
 from worker.errors import (
     CorruptFileError,
+    FileUnavailableError,
     InputError,
     LimitExceededError,
     UnsupportedFileError,
@@ -137,7 +138,16 @@ class ImageFrames:
         except InputError:
             raise
         except MemoryError as exc:
-            raise LimitExceededError(f"{name}: the image does not fit in memory") from exc
+            raise LimitExceededError(f"{name}: the image {OUT_OF_MEMORY}") from exc
+        except OSError as exc:
+            if stalled(exc):
+                raise FileUnavailableError(
+                    f"{name}: the storage did not answer ({first_line(exc)}); retried later"
+                ) from exc
+            raise CorruptFileError(
+                f"{name}: the image cannot be decoded ({first_line(exc)}); the file is damaged "
+                "or was cut short"
+            ) from exc
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
             raise CorruptFileError(
                 f"{name}: the image cannot be decoded ({first_line(exc)}); the file is damaged "
@@ -227,7 +237,15 @@ def _open_header(path: Path, name: str) -> tuple[str, str, tuple[int, int], int,
             f"{name}: starts like a PNG/JPEG but its header cannot be read; the file is damaged"
         ) from exc
     except MemoryError as exc:
-        raise LimitExceededError(f"{name}: the image header does not fit in memory") from exc
+        raise LimitExceededError(f"{name}: the image header {OUT_OF_MEMORY}") from exc
+    except OSError as exc:
+        if stalled(exc):
+            raise FileUnavailableError(
+                f"{name}: the storage did not answer ({first_line(exc)}); retried later"
+            ) from exc
+        raise CorruptFileError(
+            f"{name}: the image header cannot be read ({first_line(exc)}); the file is damaged"
+        ) from exc
     except Exception as exc:
         raise CorruptFileError(
             f"{name}: the image header cannot be read ({first_line(exc)}); the file is damaged"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import warnings
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["first_line", "quiet_warnings", "shown"]
+__all__ = ["OUT_OF_MEMORY", "STALLED_ERRNOS", "first_line", "quiet_warnings", "shown", "stalled"]
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,26 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # os.fsdecode's stand-ins for bytes 0x80-0xFF
+
+
+OUT_OF_MEMORY = (
+    "does not fit in the memory the decoder may use (USQA_DECODER_MEMORY); it may be a "
+    "decompression bomb; raise the limit only if such files are expected"
+)
+
+# what a stalling or failing network share answers: worth another try later, unlike ENOENT
+STALLED_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EIO", "ESTALE", "ETIMEDOUT", "EAGAIN", "EINTR", "EHOSTDOWN", "EHOSTUNREACH",
+                 "ENETDOWN", "ENETUNREACH", "ECONNRESET", "ECONNABORTED", "ENOLINK", "ECOMM",
+                 "EREMOTEIO")
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+def stalled(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OSError of storage that did not answer (see STALLED_ERRNOS)."""
+    return isinstance(exc, OSError) and exc.errno in STALLED_ERRNOS
 
 
 def shown(path: Path | str) -> str:

@@ -37,13 +37,14 @@ import numpy as np
 
 from worker import errors
 from worker.errors import CorruptFileError, DecodeTimeoutError, InputError, UsqaError
+from worker.sandbox import child_environment, limit_memory
 
 __all__ = ["DecodedHeader", "Decoder", "DecoderCrashedError", "read_options"]
 
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("!IQ")  # JSON length, payload length
-_MAX_JSON = 64 << 20
+_MAX_JSON = 8 << 20  # a header's metadata (each sidecar holds at most 1 MiB)
 _PIPE_BYTES = 1 << 20  # the unprivileged maximum (/proc/sys/fs/pipe-max-size)
 _READ_BYTES = 64 << 10  # a read of the pipe asks for at least this much
 
@@ -118,9 +119,13 @@ class Decoder:
         timeout: float,
         log: tuple[str, str] = ("text", "WARNING"),
         nice: int = 0,
+        memory_mib: int = 0,
     ) -> None:
         self.options = options
         self.nice = nice
+        self.memory_mib = int(memory_mib)
+        # the most pixel bytes one frame may announce: the frame limit, 4 samples of 1 byte
+        self.max_frame_bytes = int(options.get("max_pixels") or 100_000_000) * 4
         self.timeout = float(timeout)
         self.log = log
         self._proc: subprocess.Popen[bytes] | None = None
@@ -139,6 +144,7 @@ class Decoder:
             settings.decode_timeout,
             (settings.log_format, "WARNING"),
             settings.decoder_nice,
+            settings.decoder_memory,
         )
 
     # -- process management --
@@ -171,6 +177,7 @@ class Decoder:
                 "log": list(self.log),
                 "preprocess": self.preprocess,
                 "nice": self.nice,
+                "memory_mib": self.memory_mib,
             },
         )
         log.debug("decoder process %d started", self._proc.pid)
@@ -231,9 +238,14 @@ class Decoder:
                 how = f"was killed by signal {-code}"
         else:
             how = f"exited with status {code}"
+        limit = (
+            f" (or needed more than the {self.memory_mib} MiB of USQA_DECODER_MEMORY)"
+            if self.memory_mib
+            else ""
+        )
         return DecoderCrashedError(
             f"{self._path}: the decoder process {how} while reading this file; it may be "
-            "corrupt or hostile"
+            f"corrupt or hostile{limit}"
         )
 
     def _timeout(self) -> DecodeTimeoutError:
@@ -272,9 +284,12 @@ class Decoder:
         proc = self._proc
         assert proc is not None
         size, payload_size = _HEAD.unpack(self._read_exact(proc, _HEAD.size))
-        if size > _MAX_JSON:
+        if size > _MAX_JSON or payload_size > self.max_frame_bytes:
             self._kill()
-            raise CorruptFileError(f"{self._path}: the decoder sent a malformed reply")
+            raise CorruptFileError(
+                f"{self._path}: the decoder announced a reply of {size} + {payload_size} "
+                f"bytes, more than a frame within USQA_MAX_PIXELS may take; refused unread"
+            )
         message = json.loads(self._read_exact(proc, size))
         payload = self._read_exact(proc, payload_size) if payload_size else b""
         if message.get("type") in ("header", "done", "error"):
@@ -347,9 +362,32 @@ class Decoder:
             if message.get("type") == "done":
                 self.last_crop = message.get("crop")
                 return
-            shape = tuple(int(v) for v in message["shape"])
-            frame = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+            frame = self._frame(message, payload)
             yield int(message["index"]), frame
+
+    def _frame(self, message: dict[str, Any], payload: bytes) -> np.ndarray:
+        """The frame the child announced, once its shape (x uint8) is checked against the
+        bytes that came and the frame limit; otherwise the child is replaced."""
+        try:
+            shape = tuple(int(v) for v in message["shape"])
+        except (KeyError, TypeError, ValueError):
+            shape = ()
+        pixels = int(np.prod(shape, dtype=np.int64)) if shape else -1
+        channels = shape[2] if len(shape) == 3 else 1
+        if (
+            len(shape) not in (2, 3)
+            or min(shape) <= 0
+            or channels > 4
+            or pixels != len(payload)
+            or pixels > self.max_frame_bytes
+        ):
+            self._kill()
+            raise CorruptFileError(
+                f"{self._path}: the decoder announced a frame of shape {list(shape)} (uint8) "
+                f"with {len(payload)} bytes of pixels; expected rows x columns [x 1-4 "
+                "samples] matching the bytes, within USQA_MAX_PIXELS; the frame is refused"
+            )
+        return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 
 # glibc hands each freed block over 128 KiB back to the kernel, so every decoded frame and its
@@ -367,10 +405,11 @@ _CHILD_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_
 
 
 def _child_env() -> dict[str, str]:
-    """Our environment, plus glibc settings that keep freed frame buffers in the child
-    (an operator's own MALLOC_* settings win), and one thread for its numerical
+    """The harmless part of our environment (:func:`worker.sandbox.child_environment`:
+    no database URL, broker URL or salt), glibc settings that keep freed frame buffers in
+    the child (an operator's own MALLOC_* settings win), and one thread for its numerical
     libraries (always: the operator's thread settings are for inference)."""
-    return {**_CHILD_MALLOC, **os.environ, **_CHILD_THREADS}
+    return child_environment({**_CHILD_MALLOC, **os.environ}, _CHILD_THREADS)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -409,21 +448,28 @@ def _die_with_parent() -> None:
         return
 
 
-def _error_message(exc: BaseException) -> dict[str, Any]:
+def _error_message(exc: BaseException, path: str = "") -> dict[str, Any]:
     if isinstance(exc, UsqaError):
         return {"type": "error", "class": type(exc).__name__, "message": str(exc)}
+    where = f"{_printable(path)}: " if path else ""
     if isinstance(exc, MemoryError):
         return {
             "type": "error",
             "class": "LimitExceededError",
-            "message": "decoding ran out of memory; lower USQA_MAX_PIXELS or USQA_MAX_FRAMES",
+            "message": f"{where}decoding ran out of memory (USQA_DECODER_MEMORY); the file may be "
+            "a decompression bomb; raise the limit, or lower USQA_MAX_PIXELS or "
+            "USQA_MAX_FRAMES",
         }
     first = str(exc).splitlines()[0] if str(exc) else ""
     return {
         "type": "error",
         "class": "CorruptFileError",
-        "message": f"could not be decoded ({type(exc).__name__}: {first[:300]})",
+        "message": f"{where}could not be decoded ({type(exc).__name__}: {first[:300]})",
     }
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _preparer(preset: dict[str, Any] | None) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -475,6 +521,7 @@ def child_main() -> int:
     options: ReadOptions | None = None
     prepare: Callable[[np.ndarray], np.ndarray] | None = None
     scan: Any = None
+    path = ""
     while True:
         try:
             request, _ = _recv_blocking(stdin)
@@ -491,6 +538,7 @@ def child_main() -> int:
                 options = ReadOptions(**raw)
                 prepare = _preparer(request.get("preprocess"))
                 _lower_priority(int(request.get("nice") or 0))
+                limit_memory(int(request.get("memory_mib") or 0))
                 try:
                     _warm_up()
                 except Exception as exc:  # only a head start: the first file still works
@@ -501,6 +549,7 @@ def child_main() -> int:
                 continue
             if op == "open":
                 scan = None
+                path = str(request["path"])
                 scan = read(request["path"], options)
                 _send(
                     stdout,
@@ -536,7 +585,7 @@ def child_main() -> int:
         except Exception as exc:  # every failure becomes a reply; the loop goes on
             scan = None
             try:
-                _send(stdout, _error_message(exc))
+                _send(stdout, _error_message(exc, path))
             except (BrokenPipeError, OSError):
                 return 0
 

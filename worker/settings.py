@@ -68,6 +68,12 @@ class Settings:
     decode_timeout: float = _opt(
         60.0, "Seconds one file may take to decode before it is failed as a poison file."
     )
+    decoder_memory: int = _opt(
+        4096,
+        "Address space each decoder process may use (MiB; RLIMIT_AS). A file whose decoding "
+        "needs more (a decompression or image bomb) is failed with that reason. The default "
+        "fits the largest frames USQA_MAX_PIXELS admits; 0 = no limit.",
+    )
     decoder_nice: int = _opt(
         0,
         "Scheduling priority the decoder processes give up (nice, 0-19). 0 = the same as the "
@@ -294,6 +300,10 @@ def _validate(s: Settings) -> None:
         (s.inference_streams >= 0, "USQA_INFERENCE_STREAMS must be 0 (auto) or more"),
         (s.backend in {"eager", "compile"}, "USQA_BACKEND must be eager or compile"),
         (0 <= s.decoder_nice <= 19, "USQA_DECODER_NICE must be between 0 and 19"),
+        (
+            s.decoder_memory == 0 or s.decoder_memory >= 256,
+            "USQA_DECODER_MEMORY must be 0 or >= 256 MiB",
+        ),
         (s.decode_timeout > 0 and s.stable_seconds >= 0, "time limits must be positive"),
         (
             s.heartbeat_seconds > 0 and s.linger_seconds >= 0 and s.rescan_seconds > 0,
