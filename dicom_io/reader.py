@@ -16,10 +16,17 @@ from typing import Literal
 
 from dicom_io.header import read_dicom
 from dicom_io.images import read_image
-from dicom_io.messages import first_line, shown
+from dicom_io.messages import first_line, shown, stalled
 from dicom_io.options import ReadOptions
 from dicom_io.scan import Scan
-from worker.errors import CorruptFileError, InputError, UnreadableFileError, UnsupportedFileError
+from worker.errors import (
+    CorruptFileError,
+    FileUnavailableError,
+    InputError,
+    UnreadableFileError,
+    UnsupportedFileError,
+    UsqaError,
+)
 
 __all__ = ["detect_kind", "read"]
 
@@ -60,7 +67,7 @@ def _open_check(path: Path, name: str) -> bytes:
             f"{name}: permission denied; give the usqa user read access to it"
         ) from exc
     except OSError as exc:
-        raise UnreadableFileError(f"{name}: cannot be read ({first_line(exc)})") from exc
+        raise _unreadable(name, exc) from exc
     if stat.S_ISDIR(info.st_mode):
         raise UnreadableFileError(f"{name}: is a folder, not a file; give the files inside it")
     if not stat.S_ISREG(info.st_mode):
@@ -77,14 +84,25 @@ def _open_check(path: Path, name: str) -> bytes:
             f"{name}: permission denied; give the usqa user read access to it"
         ) from exc
     except OSError as exc:
-        raise UnreadableFileError(f"{name}: cannot be read ({first_line(exc)})") from exc
+        raise _unreadable(name, exc) from exc
+
+
+def _unreadable(name: str, exc: OSError) -> UsqaError:
+    """The error for an OSError: transient for a share that did not answer, else final."""
+    if stalled(exc):
+        return FileUnavailableError(
+            f"{name}: the storage did not answer ({first_line(exc)}); retried later"
+        )
+    return UnreadableFileError(f"{name}: cannot be read ({first_line(exc)})")
 
 
 def read(path: str | os.PathLike[str], options: ReadOptions | None = None) -> Scan:
     """Read the header of a DICOM, PNG or JPEG file and check it against ``options``.
 
     Nothing is decoded here except what the header needs; frames are decoded by
-    :meth:`Scan.iter_frames`. Raises :class:`worker.errors.InputError` subclasses only.
+    :meth:`Scan.iter_frames`. Raises :class:`worker.errors.InputError` subclasses, or
+    :class:`worker.errors.FileUnavailableError` when the storage did not answer (EIO,
+    ESTALE, ETIMEDOUT: a stalled share; worth another try later).
     """
     opts = options or ReadOptions()
     file = Path(path)
@@ -101,6 +119,8 @@ def read(path: str | os.PathLike[str], options: ReadOptions | None = None) -> Sc
                 f"{name}: is not a DICOM, PNG or JPEG file (no DICM marker at byte 128 and no "
                 f"image signature; it starts with {head[:8].hex(' ')})"
             )
+    except FileUnavailableError:
+        raise  # a stalled share: the scan is retried later, not failed
     except InputError as exc:
         message = str(exc)
         if shown(message) != message:  # text taken from a damaged file: keep one line

@@ -11,9 +11,9 @@ Configuration, and why:
 * Redis ``visibility_timeout`` (USQA_VISIBILITY_TIMEOUT) above the task time limit
   (USQA_TASK_TIME_LIMIT): an unacknowledged message is handed to another worker only when
   its worker must be gone.
-* Retries with exponential backoff for :class:`~worker.errors.TransientError` only; the
-  attempt cap (USQA_MAX_ATTEMPTS) is counted in the ledger, so it holds across retries,
-  redeliveries and reconciler re-sends alike.
+* Retries as :mod:`worker.retry` says, the same as the embedded runner: the task calls
+  :func:`run_batch`; the attempt cap (USQA_MAX_ATTEMPTS) is counted in the ledger, so it
+  holds across retries, redeliveries and reconciler re-sends alike.
 
 Nothing is built at import time: :func:`make_app` builds the app for a Settings object.
 """
@@ -25,10 +25,19 @@ import os
 import socket
 from typing import Any
 
-from worker.errors import BrokerUnavailableError, ModelError, TransientError
+from worker import retry
+from worker.errors import BrokerUnavailableError
 from worker.settings import Settings
 
-__all__ = ["QUEUE", "TASK_NAME", "QueueDepth", "make_app", "queue_depth", "send_batch"]
+__all__ = [
+    "QUEUE",
+    "TASK_NAME",
+    "QueueDepth",
+    "make_app",
+    "queue_depth",
+    "run_batch",
+    "send_batch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +142,39 @@ def worker_pipeline(settings: Settings) -> Any:
     return _pipeline
 
 
-def _register(app: Any, settings: Settings) -> None:
+def run_batch(task: Any, scan_ids: list[int], settings: Settings) -> dict[str, int]:
+    """The body of the ``usqa.process_scans`` task (``task``: the bound Celery task):
+    score the batch; on an error, retry it as :mod:`worker.retry` says."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from worker.runner import backoff_seconds
+    from worker.tasks import process_scans
 
+    pipeline = worker_pipeline(settings)
+    token = str(task.request.id)
+    try:
+        result = process_scans(scan_ids, pipeline, token=token, reraise=(SoftTimeLimitExceeded,))
+    except Exception as exc:
+        again = retry.batch_retry(exc, int(task.request.retries), (SoftTimeLimitExceeded,))
+        retry.log_retry(again, len(scan_ids), exc)
+        if again.release:
+            retry.release_after_error(settings.database_url, scan_ids, token, exc)
+        raise task.retry(exc=exc, countdown=again.delay) from exc
+    if result.retry:
+        try:
+            send_batch(
+                settings,
+                result.retry,
+                countdown=retry.scan_retry_delay(int(task.request.retries)),
+            )
+        except BrokerUnavailableError as exc:
+            log.warning("%s; the reconciler re-sends them", exc)
+    return {
+        status: list(result.statuses.values()).count(status)
+        for status in set(result.statuses.values())
+    }
+
+
+def _register(app: Any, settings: Settings) -> None:
     @app.task(
         bind=True,
         name=TASK_NAME,
@@ -147,42 +184,7 @@ def _register(app: Any, settings: Settings) -> None:
         max_retries=None,
     )
     def process_scans_task(self: Any, scan_ids: list[int]) -> dict[str, int]:
-        from worker.tasks import process_scans
-
-        pipeline = worker_pipeline(settings)
-        token = str(self.request.id)
-        try:
-            result = process_scans(
-                scan_ids, pipeline, token=token, reraise=(SoftTimeLimitExceeded,)
-            )
-        except TransientError as exc:
-            delay = backoff_seconds(self.request.retries)
-            log.warning(
-                "batch of %d scan(s) will be retried in %.0f s: %s", len(scan_ids), delay, exc
-            )
-            raise self.retry(exc=exc, countdown=delay) from exc
-        except SoftTimeLimitExceeded as exc:
-            delay = backoff_seconds(self.request.retries)
-            log.warning(
-                "batch of %d scan(s) ran past USQA_TASK_TIME_LIMIT; retried in %.0f s",
-                len(scan_ids),
-                delay,
-            )
-            raise self.retry(exc=exc, countdown=delay) from exc
-        except ModelError as exc:
-            # not retried: the scans stay queued (no attempt was used) and are re-sent by the
-            # reconciler once an operator has fixed the model
-            log.error("the model cannot be loaded; scans left queued: %s", exc)
-            raise
-        if result.retry:
-            try:
-                send_batch(settings, result.retry, countdown=backoff_seconds(1))
-            except BrokerUnavailableError as exc:
-                log.warning("%s; the reconciler re-sends them", exc)
-        return {
-            status: list(result.statuses.values()).count(status)
-            for status in set(result.statuses.values())
-        }
+        return run_batch(self, scan_ids, settings)
 
     from celery import signals
 

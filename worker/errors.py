@@ -15,7 +15,8 @@ tell "this file is bad" (never retried, the scan ends ``failed``) from "a server
     ├── SkipScan                            valid, but policy says not to score (modality, copy)
     ├── TransientError                      a server is unavailable; retried with backoff
     │   ├── DatabaseUnavailableError
-    │   └── BrokerUnavailableError
+    │   ├── BrokerUnavailableError
+    │   └── FileUnavailableError (OSError)  the file's storage did not answer (EIO, ESTALE)
     ├── ModelError                          weights missing, wrong shape or unsafe to load
     └── ConfigError                         a setting has a value we cannot use (exit 2)
 
@@ -31,6 +32,7 @@ __all__ = [
     "CorruptFileError",
     "DatabaseUnavailableError",
     "DecodeTimeoutError",
+    "FileUnavailableError",
     "InputError",
     "LimitExceededError",
     "ModelError",
@@ -89,6 +91,11 @@ class DatabaseUnavailableError(TransientError):
 
 class BrokerUnavailableError(TransientError):
     """The message broker cannot be reached."""
+
+
+class FileUnavailableError(TransientError, OSError):
+    """The storage holding a file did not answer (a stalled or failing network share:
+    EIO, ESTALE, ETIMEDOUT). Only that scan is retried later; at the attempt cap it fails."""
 
 
 class ModelError(UsqaError):

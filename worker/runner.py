@@ -1,18 +1,17 @@
 """The embedded runner: scores batches of scan ids in threads of the same process (the
 ``usqa run`` default: no broker). It calls the same :func:`worker.tasks.process_scans` as
-the Celery workers, with the same retry rules."""
+the Celery workers, with the same retry policy (:mod:`worker.retry`)."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
-import random
 import threading
 import time
 import uuid
 
-from worker.errors import ModelError, TransientError
+from worker import retry
 from worker.pipeline import Pipeline
 from worker.tasks import BatchResult, process_scans
 
@@ -25,7 +24,7 @@ RUNNER_BATCH_FILES = 64  # most files `usqa run` merges into one batch (unless F
 
 def backoff_seconds(tries: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with jitter: about base x 2**tries, at most ``cap``."""
-    return min(cap, base * 2.0 ** max(0, tries)) * random.uniform(0.8, 1.2)
+    return retry.Backoff(base, cap).delay(tries)
 
 
 class Runner:
@@ -129,18 +128,15 @@ class Runner:
         token = token or uuid.uuid4().hex  # kept for retries: they take back their own claims
         try:
             result: BatchResult = process_scans(ids, self.pipeline, token=token)
-        except (TransientError, ModelError) as exc:
-            delay = backoff_seconds(tries)
-            log.warning("batch of %d scan(s) will be retried in %.0f s: %s", len(ids), delay, exc)
-            self.submit(ids, delay=delay, token=token, tries=tries + 1)
-            return
-        except Exception:  # a bug: keep the runner alive; the attempt cap bounds the retries
-            delay = backoff_seconds(tries)
-            log.exception("batch of %d scan(s) failed unexpectedly; retrying", len(ids))
-            self.submit(ids, delay=delay, token=token, tries=tries + 1)
+        except Exception as exc:  # the policy decides; the runner stays alive
+            again = retry.batch_retry(exc, tries)
+            retry.log_retry(again, len(ids), exc)
+            if again.release:
+                retry.release_after_error(self.pipeline.settings.database_url, ids, token, exc)
+            self.submit(ids, delay=again.delay, token=token, tries=tries + 1)
             return
         with self._cond:
             self.batches += 1
             self.failed += result.failed
         if result.retry:
-            self.submit(result.retry, delay=backoff_seconds(tries))
+            self.submit(result.retry, delay=retry.scan_retry_delay(tries))

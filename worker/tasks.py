@@ -33,9 +33,10 @@ from sqlalchemy.sql.elements import ColumnElement
 import db
 from db import ledger, rescore
 from db.models import FAILED, SCORED, SKIPPED, Scan, ScanScore
+from dicom_io.messages import stalled
 from worker import metrics
 from worker.decoder import DecodedHeader, Decoder, DecoderCrashedError
-from worker.errors import InputError, ModelError, SkipScan, TransientError
+from worker.errors import FileUnavailableError, InputError, ModelError, SkipScan, TransientError
 from worker.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -287,6 +288,10 @@ def _read(
         try:
             st = Path(location).stat()
         except OSError as exc:
+            if stalled(exc):  # a stalling share: this scan is tried again later
+                raise FileUnavailableError(
+                    f"{location}: the storage did not answer ({exc.strerror}); retried later"
+                ) from exc
             raise InputError(
                 f"{location}: the file is gone or unreadable ({exc.strerror}); it was moved "
                 "or deleted before it was scored"
@@ -307,7 +312,7 @@ def _read(
         read.columns.update(_crop_columns(decoder.last_crop))
         if frames == 0:
             raise InputError(f"{scan.path}: no frame was selected for scoring")
-    except DecoderCrashedError as exc:
+    except (DecoderCrashedError, FileUnavailableError) as exc:  # retried, up to the cap
         read.crashed = str(exc)
         read.reason_class = metrics.reason_class(exc)
     except SkipScan as exc:
@@ -500,8 +505,9 @@ def _crash_outcome(
         result.retry.append(scan.id)
         result.statuses[scan.id] = RETRY
         log.warning(
-            "scan %d will be retried: the decoder crashed",
+            "scan %d will be retried: %s",
             scan.id,
+            _printable(work.crashed or ""),
             extra={"scan_id": scan.id, "status": RETRY},
         )
     return False
