@@ -344,9 +344,29 @@ class Decoder:
         message, _ = self._recv()
         fields = {k: message[k] for k in DecodedHeader.__dataclass_fields__ if k in message}
         header = DecodedHeader(**fields)
+        if not header.skip_reason:  # a skipped file's size was never checked
+            self._check_header(header)
         self._streaming = frames and not header.skip_reason
         self._busy = self._streaming  # the frames are on their way
         return header
+
+    def _check_header(self, header: DecodedHeader) -> None:
+        """Refuse a header whose announced size is beyond the limits the child enforces
+        (a child that says so has been subverted, or is out of step)."""
+        try:
+            pixels = int(header.rows) * int(header.columns)
+            frames = int(header.frame_count)
+        except (TypeError, ValueError):
+            pixels = frames = -1
+        limit = int(self.options.get("max_pixels") or 0)
+        most_frames = int(self.options.get("max_frames") or 0)
+        if pixels < 0 or (limit and pixels > limit) or (most_frames and frames > most_frames):
+            self._kill()
+            raise CorruptFileError(
+                f"{self._path}: the decoder announced {header.rows} x {header.columns} pixels "
+                f"x {header.frame_count} frames, beyond USQA_MAX_PIXELS / USQA_MAX_FRAMES; "
+                "refused"
+            )
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """Decode the selected frames of the file just opened, one at a time (same budget),

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -137,13 +136,6 @@ def test_bombs_fail_with_a_clear_reason_and_the_next_file_is_scored(
         assert name in row.reason and "USQA_DECODER_MEMORY" in row.reason, row.reason
 
 
-class _Liar:
-    """A stand-in child's reply stream: the parent reads what it is given."""
-
-    def __init__(self, message: dict[str, Any], payload: bytes) -> None:
-        self.reply = (message, payload)
-
-
 @pytest.mark.parametrize(
     ("shape", "payload"),
     [
@@ -179,4 +171,15 @@ def test_the_parent_refuses_a_reply_larger_than_a_frame_may_be(tmp_path: Path) -
     with pytest.raises(CorruptFileError, match="refused unread"):
         decoder._recv()
     assert read == [decoder_module._HEAD.size]
-    assert np.prod([1]) == 1
+
+
+def test_the_parent_refuses_a_header_beyond_the_limits() -> None:
+    from worker.decoder import DecodedHeader
+
+    decoder = Decoder({"max_pixels": 1000, "max_frames": 10}, timeout=5)
+    decoder._path = "x.dcm"
+    for rows, columns, frames in ((100, 100, 1), (10, 10, 11), (-1, 5, 1)):
+        header = DecodedHeader("dicom", rows, columns, frames, 1, [0], None)
+        with pytest.raises(CorruptFileError, match="announced"):
+            decoder._check_header(header)
+    decoder._check_header(DecodedHeader("dicom", 10, 10, 10, 1, [0], None))
