@@ -1,5 +1,7 @@
 """The fault-test harness: a Stack of real services and processes for one test, and the
-helpers that restart Redis and PostgreSQL. Everything waits by polling."""
+helpers that restart Redis and PostgreSQL. Everything waits by polling, and every limit a
+test waits under is scaled by :meth:`Stack.patience` from the start-up time measured on
+this machine now (a loaded machine, another job on the second core, gets longer limits)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import db
 from db.models import ACTIVE, TERMINAL, Scan, ScanScore, WorkerProcess
 
 FAULTS = Path(__file__).resolve().parent / "faults"
+STARTUP_REFERENCE_S = 20.0  # a worker's start-up to its first heartbeat on an idle CI machine
+STARTUP_LIMIT_S = 900.0  # the most a worker may take to start, however loaded the machine
 REDIS_RESTART = [
     "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
     "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
@@ -68,6 +72,7 @@ class Stack:
         self.drop = tmp / "drop"
         self.drop.mkdir()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.load = 1.0  # measured start-up / STARTUP_REFERENCE_S, at least 1
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("USQA_")}
         self.env.update(
             USQA_DATABASE_URL=url,
@@ -103,16 +108,33 @@ class Stack:
         self.procs[name] = proc
         return proc.pid
 
+    def patience(self, seconds: float) -> float:
+        """A limit of ``seconds`` on an idle machine, scaled by the measured load."""
+        return seconds * self.load
+
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> int:
+        """Start ``usqa worker`` and wait for a heartbeat of one of its pool processes (any
+        of them: Celery may replace a pool process that starts slowly). The time that took
+        is this machine's start-up time now; it scales every later limit of the test."""
+        started = time.monotonic()
         pid = self.start(name, "worker", "--concurrency", "1", env=env)
-        until(lambda: self.pool_pids(name) != [], 180, f"{name}'s pool process")
-        child = self.pool_pids(name)[0]
-        until(lambda: self.heartbeat_of(child), 180, f"{name}'s first heartbeat")
+
+        def beating() -> bool:
+            if self.procs[name].poll() is not None:
+                raise AssertionError(f"{name} exited: {self.log(name)[-2000:]}")
+            return any(self.heartbeat_of(child) for child in self.pool_pids(name))
+
+        until(beating, STARTUP_LIMIT_S, f"{name}'s first heartbeat", interval=0.25)
+        self.load = max(self.load, (time.monotonic() - started) / STARTUP_REFERENCE_S)
         return pid
 
     def start_ingester(self, name: str = "ingest", *extra: str) -> int:
         pid = self.start(name, "ingest", "--watch", str(self.drop), *extra)
-        until(lambda: "watching" in self.log(name), 120, "the ingester to watch the folder")
+        until(
+            lambda: "watching" in self.log(name),
+            self.patience(120),
+            "the ingester to watch the folder",
+        )
         return pid
 
     def pool_pids(self, name: str) -> list[int]:
@@ -185,7 +207,7 @@ class Stack:
             except Exception:  # the database may be restarting
                 return False
 
-        until(done, timeout, f"{expected} scans with a final status", interval=0.25)
+        until(done, self.patience(timeout), f"{expected} scans with a final status", interval=0.25)
 
     def check_exactly_once(self, files: list[Path]) -> list[Scan]:
         """Every dropped file has exactly one row, in a final status; no scan, content or

@@ -70,7 +70,7 @@ def test_kill_9_a_worker_mid_batch(stack: Stack, victim: str) -> None:
         lambda: bool(
             caught.update({p: i for p, i in holder_pids(stack).items() if p in a_pool}) or caught
         ),
-        120,
+        stack.patience(120),
         "worker a to take a batch",
         interval=0.02,
     )
@@ -99,7 +99,12 @@ def test_redis_restarted_empty_while_scans_are_queued(stack: Stack) -> None:
     files = pngs(stack.drop, 100)
     client = redis.Redis.from_url(stack.broker)
     try:
-        until(lambda: client.llen("usqa") >= 10, 60, "a backlog on the broker", interval=0.02)
+        until(
+            lambda: client.llen("usqa") >= 10,
+            stack.patience(60),
+            "a backlog on the broker",
+            interval=0.02,
+        )
         queued_before = stack.count("queued")
         backlog = client.llen("usqa")
         restart_redis_empty()
@@ -160,7 +165,12 @@ def test_postgres_restarted_during_scoring(stack: Stack) -> None:
     stack.start_ingester()
     files = pngs(stack.drop, 80)
     try:
-        until(lambda: stack.count("scored") >= 4, 120, "scoring to start", interval=0.05)
+        until(
+            lambda: stack.count("scored") >= 4,
+            stack.patience(120),
+            "scoring to start",
+            interval=0.05,
+        )
         restart_postgres()
     finally:
         ensure_postgres()
@@ -227,12 +237,12 @@ def test_sigterm_lets_a_worker_finish_the_batch_in_hand(stack: Stack) -> None:
     pool = set(stack.pool_pids("a"))
     until(
         lambda: any(p in pool for p in holder_pids(stack)),
-        120,
+        stack.patience(120),
         "worker a to take the batch",
         interval=0.02,
     )
     stack.procs["a"].send_signal(signal.SIGTERM)
-    assert stack.procs["a"].wait(120) == 0
+    assert stack.procs["a"].wait(stack.patience(120)) == 0
     rows = stack.check_exactly_once(files)
     assert {r.status for r in rows} == {"scored"}
     assert {r.attempts for r in rows} == {1}  # finished by the worker that had it, not redone

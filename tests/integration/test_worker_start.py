@@ -24,5 +24,5 @@ def test_a_pool_process_has_its_model_loaded_before_any_batch(stack: Stack) -> N
             return row is not None and row.model_version is not None
 
     # no file was dropped and no task sent: only the start-up can have loaded the model
-    until(loaded, 60, "the pool process's heartbeat to name its loaded model")
+    until(loaded, stack.patience(60), "the pool process's heartbeat to name its loaded model")
     assert stack.count() == 0
