@@ -8,12 +8,16 @@ characters (a newline, an escape sequence) that must never reach a terminal raw.
 The ledger's ``path`` column therefore holds the **escaped text form** of such a name, and
 ``path_bytes`` its original bytes (NULL for every ordinary name, which is stored as it is):
 
-* an ordinary name (valid UTF-8, every character printable: ``str.isprintable()``) is
-  stored unchanged;
+* an ordinary name (valid UTF-8, every character printable: ``str.isprintable()``, and
+  no backslash) is stored unchanged;
 * any other name is escaped: each byte that is not valid UTF-8 becomes ``\\xHH``, each
   character that is not printable (control, format, separator characters such as ``\\n``,
   U+202E) becomes ``\\uHHHH`` (or ``\\UHHHHHHHH``), and a backslash becomes ``\\\\``; every
   other character stays as it is. :func:`unescape` inverts it exactly.
+
+An escaped name always holds a backslash and a stored-as-is one never does, so two files
+never share one text form (``caf\\xe9.png`` spelt with a real backslash is stored as
+``caf\\\\xe9.png``, the Latin-1 ``café.png`` as ``caf\\xe9.png``).
 
 So logs, ``usqa scans`` and reports show the escaped form, and scoring reopens the file from
 the original bytes (:func:`fs_path`). ``disposed_path`` / ``disposed_path_bytes`` follow
@@ -32,8 +36,9 @@ _ESCAPE = re.compile(r"\\(?:\\|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
 
 
 def is_plain(text: str) -> bool:
-    """Whether ``text`` is stored as it is: every character printable (no lone surrogates)."""
-    return text.isprintable()
+    """Whether ``text`` is stored as it is: every character printable (no lone surrogates)
+    and no backslash (which would make the text form ambiguous)."""
+    return text.isprintable() and "\\" not in text
 
 
 def _escape_char(char: str, *, backslash: bool) -> str:

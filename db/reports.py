@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Date, DateTime, bindparam, text
 from sqlalchemy.orm import Session
 
+from db import paths
 from db.models import UTCDateTime
 
 __all__ = [
@@ -620,7 +621,8 @@ def worst_scans(
 class ScannedFile:
     """Where a scan's file may be now (its new path if it was moved after scoring, then its
     path on arrival) and what its content was when it was received, so that a thumbnail is
-    shown only for that same content. Never shown in a report."""
+    shown only for that same content. Never shown in a report. ``paths`` as ``os``
+    functions take them (from the original bytes of a name stored escaped: db/paths.py)."""
 
     paths: tuple[str, ...]
     size_bytes: int
@@ -634,11 +636,27 @@ def scan_files(session: Session, scan_ids: Iterable[int]) -> dict[int, ScannedFi
         return {}
     rows = session.execute(
         text(
-            "SELECT id, disposed_path, path, size_bytes, sha256 FROM scans WHERE id IN :ids"
+            "SELECT id, disposed_path, disposed_path_bytes, path, path_bytes, size_bytes, "
+            "sha256 FROM scans WHERE id IN :ids"
         ).bindparams(bindparam("ids", expanding=True)),
         {"ids": ids},
     ).all()
     return {
-        int(i): ScannedFile(tuple(p for p in (moved, path) if p), int(size), str(sha))
-        for i, moved, path, size, sha in rows
+        int(i): ScannedFile(
+            tuple(
+                paths.fs_path(p, _bytes(raw))
+                for p, raw in ((moved, moved_raw), (path, raw_path))
+                if p
+            ),
+            int(size),
+            str(sha),
+        )
+        for i, moved, moved_raw, path, raw_path, size, sha in rows
     }
+
+
+def _bytes(value: object) -> bytes | None:
+    """A LargeBinary value as bytes (drivers give bytes or memoryview)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return None

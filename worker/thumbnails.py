@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from db.paths import printable as shown
 from db.reports import ScannedFile
 from dicom_io import ReadOptions, read
 from worker.errors import InputError
@@ -80,10 +81,10 @@ def thumbnail(
     try:
         before = verified(path, expected)
     except OSError as exc:
-        log.info("no thumbnail: %s: %s", path.name, exc.strerror or exc)
+        log.info("no thumbnail: %s: %s", shown(path.name), exc.strerror or exc)
         return Thumbnail(None, GONE)
     if before is None:
-        log.info("no thumbnail: %s is not the file that was scored any more", path.name)
+        log.info("no thumbnail: %s is not the file that was scored any more", shown(path.name))
         return Thumbnail(None, REPLACED)
     try:
         scan = read(path, dataclasses.replace(options, frames_to_score=1))
@@ -93,7 +94,7 @@ def thumbnail(
         log.info("no thumbnail for a scan: %s", exc)
         return Thumbnail(None, NOT_READ)
     if _identity(after) != _identity(before):
-        log.info("no thumbnail: %s changed while it was read", path.name)
+        log.info("no thumbnail: %s changed while it was read", shown(path.name))
         return Thumbnail(None, REPLACED)
     if frame is None:
         return Thumbnail(None, NOT_READ)

@@ -6,61 +6,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
-from usqa_files import make_settings, write_png
+from sqlalchemy import update
+from usqa_files import Drop, finish_all, make_settings, scans, until, write_png
 
 import db
 from db.models import Scan
 from worker.ingest import Batcher, Ingester, is_ignored_name
-
-
-def until(
-    condition: Callable[[], bool], timeout: float = 10.0, step: Callable[[], Any] = lambda: None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        step()
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def scans(url: str) -> list[Scan]:
-    with db.session_scope(url, readonly=True) as s:
-        return list(s.scalars(select(Scan).order_by(Scan.id)).all())
-
-
-class Drop:
-    """An ingester on ``tmp_path/drop`` driven tick by tick, recording what it sends."""
-
-    def __init__(self, url: str, root: Path, weights: Path, **overrides: Any) -> None:
-        self.url = url
-        self.root = root
-        self.sent: list[list[int]] = []
-        overrides.setdefault("rescan_seconds", 0.5)  # no observer here: rescans find files
-        settings = make_settings(url, weights, stable_seconds=0.3, **overrides)
-        self.ingester = Ingester(root, settings, self.sent.append)
-
-    def settle(self, count: int, timeout: float = 10.0) -> list[Scan]:
-        until(
-            lambda: len(scans(self.url)) >= count and self.ingester.idle,
-            timeout,
-            self.ingester.tick,
-        )
-        for _ in range(3):  # and nothing more arrives
-            self.ingester.tick()
-            time.sleep(0.1)
-        return scans(self.url)
-
-    @property
-    def sent_ids(self) -> list[int]:
-        return [i for batch in self.sent for i in batch]
 
 
 @pytest.fixture
@@ -204,11 +159,6 @@ def test_a_touched_file_is_not_recorded_again_but_new_content_is(drop: Drop) -> 
     write_png(path, 2, size=(50, 50))
     got = drop.settle(2)
     assert got[1].path == str(path) and got[1].sha256 != got[0].sha256
-
-
-def finish_all(url: str, status: str = "scored") -> None:
-    with db.session_scope(url) as s:
-        s.execute(update(Scan).values(status=status, finished_at=db.models.utcnow()))
 
 
 @pytest.mark.parametrize("policy", ["move", "delete"])

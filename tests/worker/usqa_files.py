@@ -1,16 +1,23 @@
-"""Helpers of the worker and integration tests: tiny real files and test settings."""
+"""Helpers of the worker and integration tests: tiny real files, test settings, polling, and
+an ingester driven tick by tick."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydicom.data import get_testdata_file
+from sqlalchemy import select, update
 
+import db
+from db.models import Scan
+from worker.ingest import Ingester
 from worker.settings import Settings, load_settings
 
 FAULTS = Path(__file__).resolve().parents[1] / "integration" / "faults"
@@ -64,3 +71,52 @@ def receive(url: str, path: Path) -> int:
             mtime_ns=st.st_mtime_ns,
             sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         ).id
+
+
+def until(
+    condition: Callable[[], bool], timeout: float = 10.0, step: Callable[[], Any] = lambda: None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step()
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def scans(url: str) -> list[Scan]:
+    with db.session_scope(url, readonly=True) as s:
+        return list(s.scalars(select(Scan).order_by(Scan.id)).all())
+
+
+class Drop:
+    """An ingester on ``tmp_path/drop`` driven tick by tick, recording what it sends."""
+
+    def __init__(self, url: str, root: Path, weights: Path, **overrides: Any) -> None:
+        self.url = url
+        self.root = root
+        self.sent: list[list[int]] = []
+        overrides.setdefault("rescan_seconds", 0.5)  # no observer here: rescans find files
+        settings = make_settings(url, weights, stable_seconds=0.3, **overrides)
+        self.ingester = Ingester(root, settings, self.sent.append)
+
+    def settle(self, count: int, timeout: float = 10.0) -> list[Scan]:
+        until(
+            lambda: len(scans(self.url)) >= count and self.ingester.idle,
+            timeout,
+            self.ingester.tick,
+        )
+        for _ in range(3):  # and nothing more arrives
+            self.ingester.tick()
+            time.sleep(0.1)
+        return scans(self.url)
+
+    @property
+    def sent_ids(self) -> list[int]:
+        return [i for batch in self.sent for i in batch]
+
+
+def finish_all(url: str, status: str = "scored") -> None:
+    with db.session_scope(url) as s:
+        s.execute(update(Scan).values(status=status, finished_at=db.models.utcnow()))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import db
 from db import queries
 from db.models import STATUSES
+from db.paths import printable
 from worker.errors import ConfigError
 from worker.service import add_database_option
 from worker.settings import Settings
@@ -82,10 +83,10 @@ def _table(rows: list[dict[str, object]]) -> str:
         received = str(r["received_at"])[:19].replace("T", " ")
         line = (
             f"{r['id']:>7}  {r['status']:<10} {score:>6}  {r['grade'] or '':<8} "
-            f"{_defect(r):<17} {r['attempts']:>3}  {received:<19}  {r['path']}"
+            f"{_defect(r):<17} {r['attempts']:>3}  {received:<19}  {printable(str(r['path']))}"
         )
-        if r["reason"]:
-            line += f"\n{'':>9}{str(r['reason'])[:200]}"
+        if r["reason"]:  # on a line of its own, never more than one
+            line += f"\n{'':>9}{printable(str(r['reason']))[:200]}"
         lines.append(line)
     return "\n".join(lines)
 
