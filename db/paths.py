@@ -21,7 +21,8 @@ never share one text form (``caf\\xe9.png`` spelt with a real backslash is store
 
 So logs, ``usqa scans`` and reports show the escaped form, and scoring reopens the file from
 the original bytes (:func:`fs_path`). ``disposed_path`` / ``disposed_path_bytes`` follow
-the same rule.
+the same rule. A path whose text form is longer than :data:`MAX_TEXT_BYTES` is not stored:
+the ingester refuses the file with the reason.
 """
 
 from __future__ import annotations
@@ -29,7 +30,21 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["escape", "fs_path", "is_plain", "ledger_path", "printable", "unescape"]
+__all__ = [
+    "MAX_TEXT_BYTES",
+    "escape",
+    "fs_path",
+    "is_plain",
+    "ledger_path",
+    "printable",
+    "unescape",
+]
+
+# Longest path text (UTF-8 bytes) the ledger takes: ``scans.path`` is indexed, and a
+# PostgreSQL B-tree entry holds at most 2704 bytes. An escaped byte takes four (``\xHH``),
+# so a legal path of 3000 bytes (PATH_MAX is 4096) may not fit; the ingester refuses such
+# a file with the reason instead of failing to record it.
+MAX_TEXT_BYTES = 2048
 
 _SURROGATE_BYTES = range(0xDC80, 0xDD00)  # os.fsdecode's surrogateescape of bytes 0x80-0xFF
 _ESCAPE = re.compile(r"\\(?:\\|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")

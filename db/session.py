@@ -149,6 +149,12 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+# PostgreSQL error classes that psycopg raises as OperationalError although the server is
+# fine and the statement itself is at fault: 54, program limit exceeded (a value too large
+# to index, too many columns). Retrying them would retry for ever.
+_STATEMENT_AT_FAULT = ("54",)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether a database error means "the server is not available right now"."""
     if isinstance(exc, DatabaseUnavailableError):
@@ -158,6 +164,9 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.InterfaceError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
         return True
     if isinstance(exc, sa_exc.OperationalError):
+        code = getattr(exc.orig, "sqlstate", None)
+        if isinstance(code, str) and code.startswith(_STATEMENT_AT_FAULT):
+            return False
         text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
         return not ("no such table" in text or "no such column" in text)
     return False

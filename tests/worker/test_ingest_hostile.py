@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from usqa_files import copy_dicom, make_settings, scans, write_png
+from usqa_files import Drop, copy_dicom, make_settings, scans, write_png
 
+import db
 from db import paths
 from db.models import TERMINAL
 from worker.ingest.admission import Folder
@@ -79,6 +81,14 @@ def hostile_folder(drop: Path, outside: Path) -> tuple[dict[bytes, str], dict[by
     refused[b"hard.png"] = "hard links"
     os.mkfifo(drop / "pipe.dcm")
     refused[b"pipe.dcm"] = "not a regular file"
+    # a legal path (3 kB, under PATH_MAX) too long for the ledger's index once escaped
+    rng = random.Random(0)  # incompressible, so PostgreSQL cannot squeeze it into its index
+    deep = b"/".join(bytes(rng.randrange(0x80, 0x100) for _ in range(200)) for _ in range(15))
+    os.makedirs(os.path.join(root, deep))
+    write_png(at(os.path.join(deep, b"a.png")), 9)
+    with at(os.path.join(deep, b"big.dcm")).open("wb") as fh:
+        os.truncate(fh.fileno(), 1 << 40)
+    refused[os.path.join(deep, b"a.png")] = refused[os.path.join(deep, b"big.dcm")] = "shorten"
     return own, refused
 
 
@@ -166,3 +176,30 @@ def test_a_hostile_drop_folder_with_delete_after_scoring(
         record.message = record.getMessage()
         line = formatter.formatMessage(record)
         assert line.isprintable(), line
+
+
+def test_a_row_the_database_cannot_index_is_refused_not_retried_for_ever(
+    tmp_path: Path,
+    postgres_database: Callable[[], str],
+    random_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the length check in admission, PostgreSQL refuses the row (index row size,
+    SQLSTATE 54): that is the file's fault, not an outage. The file is refused with the
+    database's reason and the ingester records the others, instead of pausing for ever."""
+    url = postgres_database()
+    db.upgrade(url)
+    monkeypatch.setattr(paths, "MAX_TEXT_BYTES", 1 << 20)
+    drop = Drop(url, tmp_path / "drop", random_weights)
+    rng = random.Random(1)
+    deep = b"/".join(bytes(rng.randrange(0x80, 0x100) for _ in range(200)) for _ in range(15))
+    folder = os.path.join(os.fsencode(drop.root), deep)
+    os.makedirs(folder)
+    long = Path(os.fsdecode(os.path.join(folder, b"a.png")))
+    write_png(long, 1)
+    write_png(drop.root / "b.png", 2)
+    [row] = drop.settle(1)
+    assert row.path == str(drop.root / "b.png")
+    reason, _ = drop.ingester.refused[str(long)]
+    assert "could not be recorded" in reason and "index row size" in reason
+    assert not drop.ingester._db_failing

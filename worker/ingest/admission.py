@@ -4,7 +4,8 @@ A candidate must lie inside the drop folder once every link is resolved: nothing
 symbolic link to a folder is taken (such folders are never walked, and with inotify their
 events are refused here), a symbolic link to a file must point inside the folder, and the
 file must be a regular file with a single hard link (another name for it may lie outside
-the folder: a hard link to a file the depositor could not read would be read here). The
+the folder: a hard link to a file the depositor could not read would be read here), and
+its path must fit in the ledger (db/paths.MAX_TEXT_BYTES). The
 answer is the file's ``stat``, ``None`` (not a scan: a temporary name, gone) or a
 :class:`Refusal` with the reason, which the ingester logs once.
 """
@@ -15,6 +16,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+from db import paths
 from worker.ingest.names import is_ignored_name, shown
 
 __all__ = ["Folder", "Refusal"]
@@ -66,6 +68,13 @@ class Folder:
             return None
         except OSError as exc:
             return Refusal(f"it cannot be examined ({exc.strerror or exc})")
+        length = len(paths.ledger_path(path)[0].encode("utf-8"))
+        if length > paths.MAX_TEXT_BYTES:
+            return Refusal(
+                f"its path takes {length} bytes as the ledger stores it (a byte that is not "
+                "UTF-8 or a control character takes four), over the "
+                f"{paths.MAX_TEXT_BYTES} the ledger can index: shorten the folder or file names"
+            )
         if not walked and not self.real_folder(os.path.dirname(rel)):
             return Refusal(
                 "it lies under a symbolic link to a folder; folders behind links are never "

@@ -497,10 +497,16 @@ class Ingester:
             "large are expected"
             for _, st in files
         ]
-        entries = [_entry(path, st, "") for path, st in files]
-        with db.session_scope(self.settings.database_url) as session:
-            received = ledger.record_failed_many(session, entries, reasons)
-        for (path, st), row in zip(files, received, strict=True):
+        entries = [(_entry(path, st, ""), st) for path, st in files]
+        why = dict(zip((e.path for e, _ in entries), reasons, strict=True))
+
+        def insert(batch: list[ledger.ReceivedFile]) -> list[ledger.Received]:
+            with db.session_scope(self.settings.database_url) as session:
+                return ledger.record_failed_many(session, batch, [why[f.path] for f in batch])
+
+        kept, received = self._insert_or_refuse(entries, insert)
+        for (entry, st), row in zip(kept, received, strict=True):
+            path = entry.path
             log.warning(
                 "scan %d failed: %s: %s",
                 row.id,
@@ -510,8 +516,8 @@ class Ingester:
             )
             self._mark_known(path, st)
             metrics.scan_finished("failed", reason="limit")
-        self.recorded += len(files)
-        metrics.scan_received(len(files))
+        self.recorded += len(received)
+        metrics.scan_received(len(received))
 
     def _record_hashed(self) -> None:
         """Record what the hashing threads finished, a batch at a time (the first batch
@@ -548,29 +554,44 @@ class Ingester:
             fresh.append((_entry(result.path, result.st, result.digest), result.st))
         if not fresh:
             return
+        kept, received = self._insert_or_refuse(fresh, self._insert)
+        self._after_insert(kept, received)
+
+    def _insert_or_refuse(
+        self,
+        files: list[tuple[ledger.ReceivedFile, os.stat_result]],
+        insert: Callable[[list[ledger.ReceivedFile]], list[ledger.Received]],
+    ) -> tuple[list[tuple[ledger.ReceivedFile, os.stat_result]], list[ledger.Received]]:
+        """``insert`` the files together; if that fails for another reason than an outage
+        (TransientError, raised: retried next tick), one by one, refusing each file that
+        cannot be recorded (a path the database cannot index...; logged once, tried again
+        once the file changes), so one bad row never blocks the others. The files
+        recorded and their rows, in order."""
+        if not files:
+            return [], []
         try:
-            received = self._insert([f for f, _ in fresh])
+            return files, insert([f for f, _ in files])
         except TransientError:
             raise
-        except Exception as exc:  # one bad row must not block the others: one by one
-            log.debug("recording %d file(s) together failed (%s)", len(fresh), exc)
-            received, kept = [], []
-            for entry, st in fresh:
-                try:
-                    received += self._insert([entry])
-                except TransientError:
-                    raise
-                except Exception as one:
-                    text = str(one).splitlines()[0] if str(one) else ""
-                    self._refuse(
-                        entry.path,
-                        f"it could not be recorded ({type(one).__name__}: {text})",
-                        _signature(st),
-                    )
-                    continue
-                kept.append((entry, st))
-            fresh = kept
-        self._after_insert(fresh, received)
+        except Exception as exc:
+            log.debug("recording %d file(s) together failed (%s)", len(files), exc)
+        kept: list[tuple[ledger.ReceivedFile, os.stat_result]] = []
+        received: list[ledger.Received] = []
+        for entry, st in files:
+            try:
+                received += insert([entry])
+            except TransientError:
+                raise
+            except Exception as one:
+                text = str(one).splitlines()[0] if str(one) else ""
+                self._refuse(
+                    entry.path,
+                    f"it could not be recorded ({type(one).__name__}: {text[:300]})",
+                    _signature(st),
+                )
+                continue
+            kept.append((entry, st))
+        return kept, received
 
     def _insert(self, files: list[ledger.ReceivedFile]) -> list[ledger.Received]:
         with db.session_scope(self.settings.database_url) as session:
