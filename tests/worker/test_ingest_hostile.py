@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from usqa_files import Drop, copy_dicom, make_settings, scans, write_png
+from usqa_files import Drop, copy_dicom, make_settings, scans, until, write_png
 
 import db
 from db import paths
@@ -203,3 +203,22 @@ def test_a_row_the_database_cannot_index_is_refused_not_retried_for_ever(
     reason, _ = drop.ingester.refused[str(long)]
     assert "could not be recorded" in reason and "index row size" in reason
     assert not drop.ingester._db_failing
+
+
+def test_a_folder_swapped_for_a_link_before_its_file_is_taken_is_refused(
+    sqlite_url: str, tmp_path: Path, random_weights: Path
+) -> None:
+    """The walk lists x/a.png; before it has been still for the window, x is replaced by a
+    link to a folder outside holding another a.png. The path now leads outside: the file
+    there is refused, never read nor recorded."""
+    drop = Drop(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=2.0)
+    path = write_png(drop.root / "x" / "a.png", 1)
+    drop.ingester.tick()
+    assert str(path) in drop.ingester.pending  # listed, not taken yet
+    write_png(tmp_path / "outside" / "a.png", 2)
+    (drop.root / "x").rename(tmp_path / "moved-away")
+    (drop.root / "x").symlink_to(tmp_path / "outside")
+    until(lambda: str(path) in drop.ingester.refused, 20, drop.ingester.tick)
+    reason, _ = drop.ingester.refused[str(path)]
+    assert "symbolic link to a folder" in reason
+    assert drop.settle(0) == []

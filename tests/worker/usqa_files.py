@@ -98,7 +98,8 @@ class Drop:
         self.root = root
         self.sent: list[list[int]] = []
         overrides.setdefault("rescan_seconds", 0.5)  # no observer here: rescans find files
-        settings = make_settings(url, weights, stable_seconds=0.3, **overrides)
+        overrides.setdefault("stable_seconds", 0.3)
+        settings = make_settings(url, weights, **overrides)
         self.ingester = Ingester(root, settings, self.sent.append)
 
     def settle(self, count: int, timeout: float = 10.0) -> list[Scan]:

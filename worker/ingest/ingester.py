@@ -427,8 +427,9 @@ class Ingester:
             if cand.hashing:
                 self.pending[path] = cand
                 continue
-            try:  # admitted again: it may have been swapped for a link or a pipe since
-                st = self._admitted(path, walked=True)
+            try:  # admitted again, every link on the way resolved: it may have been swapped
+                # for a link or a pipe since, or a folder on its way for a link to elsewhere
+                st = self._admitted(path)
             except Exception as exc:
                 self._refuse(path, f"it cannot be examined ({type(exc).__name__}: {exc})")
                 continue
