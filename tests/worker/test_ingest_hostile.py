@@ -12,13 +12,14 @@ import hashlib
 import logging
 import os
 import random
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from usqa_files import Drop, copy_dicom, make_settings, scans, until, write_png
+from usqa_files import Drop, copy_dicom, env_for, make_settings, scans, until, usqa, write_png
 
 import db
 from db import paths
@@ -62,7 +63,8 @@ def hostile_folder(drop: Path, outside: Path) -> tuple[dict[bytes, str], dict[by
     locked = write_png(at(b"locked.png"), 4)
     locked.chmod(0)
     # Tests run as root, which reads a mode-000 file anyway (CAP_DAC_OVERRIDE): then it is
-    # scored like the others. As another user it is refused ("cannot be opened").
+    # scored like the others. Without that capability it is refused: see
+    # test_an_unreadable_file_is_refused_once_and_the_others_scored.
     if os.access(locked, os.R_OK):
         own[b"locked.png"] = ""
     else:
@@ -222,3 +224,31 @@ def test_a_folder_swapped_for_a_link_before_its_file_is_taken_is_refused(
     reason, _ = drop.ingester.refused[str(path)]
     assert "symbolic link to a folder" in reason
     assert drop.settle(0) == []
+
+
+# root without the capabilities that let it read any file: a mode-000 file is then unreadable
+NO_DAC = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_an_unreadable_file_is_refused_once_and_the_others_scored(
+    tmp_path: Path, random_weights: Path
+) -> None:
+    drop = tmp_path / "drop"
+    write_png(drop / "good.png", 1)
+    locked = write_png(drop / "locked.png", 2)
+    locked.chmod(0)
+    env = {**env_for(tmp_path, random_weights), "USQA_DATABASE_URL": f"sqlite:///{tmp_path}/l.db"}
+    if os.geteuid() != 0:
+        wrapper: tuple[str, ...] = ()
+    elif usqa(["--help"], tmp_path, env, wrapper=NO_DAC).returncode == 0:
+        wrapper = NO_DAC
+    else:
+        pytest.skip("root, and setpriv cannot drop CAP_DAC_OVERRIDE here")
+    done = usqa(["run", "--once", "--watch", str(drop)], tmp_path, env, wrapper=wrapper)
+    assert done.returncode == 0, done.stderr
+    refusals = [line for line in done.stderr.splitlines() if "refused" in line]
+    assert len(refusals) == 1 and f"{locked}: it cannot be opened" in refusals[0], refusals
+    [row] = scans(env["USQA_DATABASE_URL"])
+    assert row.path == str(drop / "good.png") and row.status == "scored"
+    assert locked.exists()

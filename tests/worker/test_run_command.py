@@ -12,38 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from usqa_files import copy_dicom, write_png
+from usqa_files import copy_dicom, env_for, usqa, write_png
 
 from worker.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUIRED = {"path", "sha256", "status", "score", "grade", "reason", "attempts", "model_version"}
-
-
-def env_for(tmp_path: Path, weights: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("USQA_")}
-    env.update(
-        USQA_WEIGHTS=str(weights),
-        USQA_STABLE_SECONDS="0.3",
-        USQA_HEARTBEAT_SECONDS="0.5",
-        USQA_THREADS="1",
-        USQA_PRECISION="fp32",
-    )
-    return env
-
-
-def usqa(
-    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_run_once_scores_the_folder_and_the_ledger_answers(

@@ -4,7 +4,10 @@ an ingester driven tick by tick."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,3 +124,35 @@ class Drop:
 def finish_all(url: str, status: str = "scored") -> None:
     with db.session_scope(url) as s:
         s.execute(update(Scan).values(status=status, finished_at=db.models.utcnow()))
+
+
+def env_for(tmp_path: Path, weights: Path) -> dict[str, str]:
+    """The environment of a `usqa` subprocess: this one's, without USQA_ settings but the
+    test ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USQA_")}
+    env.update(
+        USQA_WEIGHTS=str(weights),
+        USQA_STABLE_SECONDS="0.3",
+        USQA_HEARTBEAT_SECONDS="0.5",
+        USQA_THREADS="1",
+        USQA_PRECISION="fp32",
+    )
+    return env
+
+
+def usqa(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 120,
+    wrapper: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run `usqa ARGS` in a subprocess (under ``wrapper``: setpriv...) and wait for it."""
+    return subprocess.run(
+        [*wrapper, sys.executable, "-m", "worker.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
