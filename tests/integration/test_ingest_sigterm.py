@@ -1,6 +1,7 @@
 """SIGTERM stops `usqa run --watch` and `usqa ingest --watch` within a few seconds while the
 ingester is hashing a large file (a sparse file just under USQA_MAX_FILE_BYTES: about a
-minute of reading), and the heartbeat goes on while it hashes. Real processes on real
+minute of reading); meanwhile the heartbeat goes on and a small file that arrives is
+recorded without waiting for the big one. Real processes on real
 PostgreSQL and Redis."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fault_stack import Stack, until
+from usqa_files import write_png
 
 from worker.health import read_beat
 
@@ -61,6 +63,10 @@ def test_sigterm_stops_the_ingester_while_it_hashes_a_large_file(
     first = beat_time(beat)
     until(lambda: beat_time(beat) > first, 60, "a heartbeat while big.dcm is hashed")
     assert proc.poll() is None, stack.log(command)
+
+    # a small file that arrives meanwhile does not wait behind the big one
+    write_png(stack.tmp / "small.png", 1).rename(stack.drop / "small.png")
+    until(lambda: stack.count() == 1, 60, "small.png to be recorded while big.dcm is hashed")
     assert (hashing(pid, big) or 0) < SIZE, "hashing finished too soon for the test"
 
     asked = time.monotonic()
@@ -70,4 +76,5 @@ def test_sigterm_stops_the_ingester_while_it_hashes_a_large_file(
     assert took < 10, f"usqa {command} took {took:.1f} s to stop after SIGTERM"
     assert proc.returncode == 0, stack.log(command)
     assert not beat.exists()  # a clean stop removes its heartbeat
-    assert stack.count() == 0  # the file was not recorded half-read
+    [row] = stack.rows()  # big.dcm was not recorded half-read
+    assert row.path == str(stack.drop / "small.png")
