@@ -417,7 +417,7 @@ def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
     if opts.crop:
         region_crop, region_notes = bmode_box(ds, rows, columns)
         notes.extend(region_notes)
-    meta = dicom_metadata(ds, opts.pseudonym_salt)
+    meta = dicom_metadata(ds, opts.pseudonym_salt, opts.keep_identifiers)
     meta.update(
         rows=rows,
         columns=columns,

@@ -276,7 +276,7 @@ def read_image(path: Path, opts: ReadOptions) -> Scan:
             f"{opts.max_samples / 1e6:g} million sample limit (USQA_MAX_SAMPLES)"
         )
     rows, columns = (width, height) if orientation >= 5 else (height, width)
-    meta = sidecar_metadata(read_sidecar(path), opts.pseudonym_salt)
+    meta = sidecar_metadata(read_sidecar(path), opts.pseudonym_salt, opts.keep_identifiers)
     meta.update(rows=rows, columns=columns, frames=1, photometric=photometric)
     notes = []
     if frame_count > 1:

@@ -23,10 +23,12 @@ from dicom_io.messages import first_line, shown
 from worker.errors import CorruptFileError, LimitExceededError, UnreadableFileError
 
 __all__ = [
+    "IDENTIFIERS",
     "METADATA_KEYS",
     "dicom_metadata",
     "empty_metadata",
     "pseudonym",
+    "pseudonymise",
     "read_sidecar",
     "sidecar_metadata",
 ]
@@ -98,6 +100,35 @@ def pseudonym(salt: str | None, role: str, value: str | None) -> str | None:
         salt.encode("utf-8"), f"{role}\x00{text}".encode(), hashlib.sha256
     ).hexdigest()
     return digest if role == "patient_id" else f"op-{digest[:16]}"
+
+
+IDENTIFIERS = "identifiers"  # raw operator name and patient id, kept for the caller
+
+
+def _identify(
+    meta: dict[str, Any], salt: str | None, keep: bool, operator: Any, patient_id: Any
+) -> None:
+    """Pseudonymise the operator name and patient id into ``meta``; with ``keep``, leave
+    both None and hand the clean texts to the caller under :data:`IDENTIFIERS` (a process
+    that must not hold the salt: the decoder child), for :func:`pseudonymise`."""
+    if keep:
+        meta[IDENTIFIERS] = {"operator": operator, "patient_id": patient_id}
+        return
+    meta["operator"] = pseudonym(salt, "operator", operator)
+    meta["patient_id_hash"] = pseudonym(salt, "patient_id", patient_id)
+
+
+def pseudonymise(meta: dict[str, Any] | None, salt: str | None) -> dict[str, Any]:
+    """Metadata read with ``keep_identifiers``, with the pseudonyms in place of the raw
+    identifiers (the same values a read with the salt gives). The two pseudonym fields are
+    always set here, from text values only: whatever the reader put there is not kept."""
+    out = dict(meta or {})
+    raw = out.pop(IDENTIFIERS, None)
+    raw = raw if isinstance(raw, dict) else {}
+    texts = {k: v if isinstance(v, str) else None for k, v in raw.items()}
+    out["operator"] = pseudonym(salt, "operator", texts.get("operator"))
+    out["patient_id_hash"] = pseudonym(salt, "patient_id", texts.get("patient_id"))
+    return out
 
 
 def _text(value: Any) -> str | None:
@@ -201,8 +232,9 @@ def _burned_in(value: Any) -> bool | None:
     return True if text == "YES" else False if text == "NO" else None
 
 
-def dicom_metadata(ds: Any, salt: str | None) -> dict[str, Any]:
-    """QA metadata from a header dataset (read with ``stop_before_pixels``)."""
+def dicom_metadata(ds: Any, salt: str | None, keep_identifiers: bool = False) -> dict[str, Any]:
+    """QA metadata from a header dataset (read with ``stop_before_pixels``); see
+    :func:`_identify` for ``keep_identifiers``."""
     meta = empty_metadata()
     file_meta = getattr(ds, "file_meta", None)
     for key, keyword in (
@@ -227,8 +259,8 @@ def dicom_metadata(ds: Any, salt: str | None) -> dict[str, Any]:
         meta["transducer"] = _text(_get(ds, "TransducerType"))
     modality = _text(_get(ds, "Modality"))
     meta["modality"] = modality.upper() if modality else None
-    meta["operator"] = pseudonym(salt, "operator", _text(_get(ds, "OperatorsName")))
-    meta["patient_id_hash"] = pseudonym(salt, "patient_id", _text(_get(ds, "PatientID")))
+    operator, patient_id = _text(_get(ds, "OperatorsName")), _text(_get(ds, "PatientID"))
+    _identify(meta, salt, keep_identifiers, operator, patient_id)
     meta["study_datetime"] = _date_time(_get(ds, "StudyDate"), _get(ds, "StudyTime"))
     meta["acquisition_datetime"] = _datetime(_get(ds, "AcquisitionDateTime")) or _date_time(
         _get(ds, "AcquisitionDate"), _get(ds, "AcquisitionTime")
@@ -326,21 +358,26 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def sidecar_metadata(data: dict[str, Any] | None, salt: str | None) -> dict[str, Any]:
+def sidecar_metadata(
+    data: dict[str, Any] | None, salt: str | None, keep_identifiers: bool = False
+) -> dict[str, Any]:
     """Metadata from a sidecar object. Keys are the metadata keys; ``patient_id`` and
-    ``operator`` are given in clear and pseudonymised here; ``patient_name`` is ignored."""
+    ``operator`` are given in clear and pseudonymised here (or kept: :func:`_identify`);
+    ``patient_name`` is ignored."""
     meta = empty_metadata()
     if not data:
+        _identify(meta, salt, keep_identifiers, None, None)
         return meta
     for key in _TEXT_KEYS:
         value = data.get(key)
         meta[key] = _text(value) if isinstance(value, str | int | float) else None
     if meta["modality"]:
         meta["modality"] = meta["modality"].upper()
-    for key, role in (("operator", "operator"), ("patient_id", "patient_id")):
+    texts = {}
+    for key in ("operator", "patient_id"):
         value = data.get(key)
-        text = _text(value) if isinstance(value, str | int) else None
-        meta["operator" if role == "operator" else "patient_id_hash"] = pseudonym(salt, role, text)
+        texts[key] = _text(value) if isinstance(value, str | int) else None
+    _identify(meta, salt, keep_identifiers, texts["operator"], texts["patient_id"])
     for key in ("study_datetime", "acquisition_datetime"):
         value = data.get(key)
         meta[key] = _iso(value) if isinstance(value, str) else None

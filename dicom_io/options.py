@@ -20,7 +20,9 @@ class ReadOptions:
     every frame, N selects N evenly spaced frames. ``modalities`` is the DICOM modality
     allow-list (PNG/JPEG always count as ultrasound). ``pseudonym_salt`` keys the HMAC that
     pseudonymises patient ids and operator names; without it they are not recorded.
-    ``crop`` turns the B-mode crop on or off.
+    ``keep_identifiers`` (for a reader that must not hold the salt: the decoder child)
+    leaves both out and returns their clean texts for the caller's
+    :func:`dicom_io.metadata.pseudonymise`. ``crop`` turns the B-mode crop on or off.
     """
 
     max_pixels: int = 100_000_000
@@ -30,6 +32,7 @@ class ReadOptions:
     modalities: tuple[str, ...] = ("US",)
     pseudonym_salt: str | None = None
     crop: bool = True
+    keep_identifiers: bool = False
 
     def __post_init__(self) -> None:
         if min(self.max_pixels, self.max_frames, self.max_samples) <= 0:

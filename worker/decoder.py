@@ -35,6 +35,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from dicom_io.metadata import pseudonymise
 from worker import errors
 from worker.errors import CorruptFileError, DecodeTimeoutError, InputError, UsqaError
 from worker.sandbox import child_environment, limit_memory
@@ -121,7 +122,10 @@ class Decoder:
         nice: int = 0,
         memory_mib: int = 0,
     ) -> None:
-        self.options = options
+        # the salt stays here: the child gets the identifiers' texts out, and the parent
+        # pseudonymises them (a subverted child has no salt to give away)
+        self.salt: str | None = options.get("pseudonym_salt")
+        self.options = {**options, "pseudonym_salt": None, "keep_identifiers": True}
         self.nice = nice
         self.memory_mib = int(memory_mib)
         # the most pixel bytes one frame may announce: the frame limit, 4 samples of 1 byte
@@ -343,6 +347,7 @@ class Decoder:
         self._request({"op": "open", "path": path, "frames": frames})
         message, _ = self._recv()
         fields = {k: message[k] for k in DecodedHeader.__dataclass_fields__ if k in message}
+        fields["metadata"] = pseudonymise(fields.get("metadata"), self.salt)
         header = DecodedHeader(**fields)
         if not header.skip_reason:  # a skipped file's size was never checked
             self._check_header(header)
@@ -371,7 +376,11 @@ class Decoder:
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """Decode the selected frames of the file just opened, one at a time (same budget),
         preprocessed when :meth:`set_preprocess` asked for it. The crop box, once known, is
-        in the ``done`` message; see :attr:`last_crop`."""
+        in the ``done`` message; see :attr:`last_crop`.
+
+        The budget counts only the time spent waiting for the child: while the caller
+        holds a frame (inference is behind, the read-ahead is full) the clock stops, so a
+        long cine on a busy machine is not failed as a poison file."""
         if self._streaming:
             self._streaming = False
         else:
@@ -383,7 +392,9 @@ class Decoder:
                 self.last_crop = message.get("crop")
                 return
             frame = self._frame(message, payload)
+            held = time.monotonic()
             yield int(message["index"]), frame
+            self._deadline += time.monotonic() - held
 
     def _frame(self, message: dict[str, Any], payload: bytes) -> np.ndarray:
         """The frame the child announced, once its shape (x uint8) is checked against the

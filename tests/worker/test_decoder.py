@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -80,6 +82,28 @@ def test_a_file_past_the_time_limit_is_a_decode_timeout(tmp_path: Path) -> None:
         assert decoder.pid is None  # the stuck child was killed
         decoder.timeout = 30.0
         assert decoder.open(CINE).kind == "dicom"
+    finally:
+        decoder.close()
+
+
+def test_time_the_caller_holds_a_frame_is_not_the_files_decode_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cine whose frames wait for a slow inference (the read-ahead full) keeps its whole
+    budget: the clock runs only while the parent waits for the child."""
+    import worker.decoder as module
+
+    skew = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: time.monotonic() + skew[0])
+    monkeypatch.setattr(module, "time", clock)
+    decoder = Decoder.from_settings(load_settings({"decode_timeout": 20.0}, environ={}))
+    try:
+        header = decoder.open(CINE, frames=True)
+        got = 0
+        for _ in decoder.frames():
+            skew[0] += 15.0  # the caller holds each frame 15 s, far past the 20 s budget
+            got += 1
+        assert got == len(header.selected_frames) > 2
     finally:
         decoder.close()
 

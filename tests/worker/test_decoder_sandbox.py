@@ -183,3 +183,54 @@ def test_the_parent_refuses_a_header_beyond_the_limits() -> None:
         with pytest.raises(CorruptFileError, match="announced"):
             decoder._check_header(header)
     decoder._check_header(DecodedHeader("dicom", 10, 10, 10, 1, [0], None))
+
+
+def test_the_salt_stays_in_the_parent_and_the_pseudonyms_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child gets no salt, in its environment or its messages; it hands the parent the
+    identifiers' texts and the parent's pseudonyms equal those of a read with the salt."""
+    import json
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from dicom_io import ReadOptions, read
+    from dicom_io.metadata import pseudonymise
+    from worker.settings import load_settings
+
+    salt = SECRETS["USQA_PSEUDONYM_SALT"]
+    monkeypatch.setenv("USQA_PSEUDONYM_SALT", salt)
+    sent: list[bytes] = []
+    real_send = decoder_module._send
+
+    def recording_send(stream: Any, message: dict[str, Any], payload: bytes = b"") -> None:
+        sent.append(json.dumps(message, default=str).encode())
+        real_send(stream, message, payload)
+
+    monkeypatch.setattr(decoder_module, "_send", recording_send)
+    dcm = tmp_path / "cine.dcm"
+    ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
+    ds.PatientID, ds.OperatorsName = "MRN 0042", "Doe^Jane"
+    ds.save_as(dcm)
+    png = write_png(tmp_path / "b.png", 2)
+    png.with_suffix(".png.json").write_text('{"patient_id": 77, "operator": "Roe^Rick"}')
+    decoder = Decoder.from_settings(load_settings({"pseudonym_salt": salt}, environ={}))
+    try:
+        got = {p: decoder.open(str(p)).metadata for p in (dcm, png)}
+        environ = Path(f"/proc/{decoder.pid}/environ").read_bytes()
+    finally:
+        decoder.close()
+    assert sent and sent[0].startswith(b'{"op": "init"')  # the start-up message
+    assert not any(salt.encode() in message for message in sent)
+    assert salt.encode() not in environ
+    for path, meta in got.items():
+        direct = read(str(path), ReadOptions(pseudonym_salt=salt)).metadata
+        assert meta["patient_id_hash"] == direct["patient_id_hash"] is not None
+        assert meta["operator"] == direct["operator"] is not None
+        assert "identifiers" not in meta
+    # whatever a subverted child puts in the pseudonym fields, the parent sets them itself
+    assert pseudonymise({"patient_id_hash": "MRN 0042", "operator": "Doe"}, salt) == {
+        "patient_id_hash": None,
+        "operator": None,
+    }
