@@ -123,3 +123,20 @@ def test_any_name_is_recorded_once_scored_and_shown_escaped(
     html = report_html.read_text(encoding="utf-8")
     assert all(line.isprintable() for line in html.splitlines())
     assert len(re.findall(r'<img class="thumb"', html)) == len(scans(url))
+
+
+def test_usqa_score_prints_any_name_on_one_printable_line(
+    tmp_path: Path, random_weights: Path, capsys: Any
+) -> None:
+    names = [b"caf\xe9.png", b"new\nline\x1b[31m.png", b"broken\x1b]0;title\x07.png"]
+    files = [os.fsdecode(os.path.join(os.fsencode(tmp_path), n)) for n in names]
+    for i, name in enumerate(files):
+        write_png(Path(name), i)
+    (tmp_path / "bad\n\x1b[2J.png").write_bytes(b"not an image")
+    files.append(str(tmp_path / "bad\n\x1b[2J.png"))
+    assert main(["score", "--weights", str(random_weights), *files]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(files) + 2  # the head, one line per file, the summary
+    assert all(line.isprintable() for line in lines), lines
+    for line, name in zip(lines[1:], files, strict=False):
+        assert paths.printable(name) in line

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from db.paths import printable
 from worker.errors import InputError, ModelError, SkipScan
 from worker.settings import Settings
 
@@ -143,11 +144,11 @@ def _table_line(row: dict[str, Any]) -> str:
     defect = row.get("first_defect") or ""
     text = (
         f"{row['status']:<8} {score:>6} {row['grade'] or '':<8} {frames:>6} {defect:<17} "
-        f"{row['path']}"
+        f"{printable(row['path'])}"
     )
     if row["reason"]:
-        text += f"  ({row['reason']})"
-    return text
+        text += f"  ({printable(row['reason'])})"
+    return text  # one printable line, whatever the file's name holds
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
