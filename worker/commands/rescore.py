@@ -30,6 +30,7 @@ from sqlalchemy import select
 import db
 from db import ledger, rescore
 from db.models import SCORED, TERMINAL, Scan, WorkerProcess
+from db.paths import printable
 from worker.commands.scans import parse_since
 from worker.errors import BrokerUnavailableError, ConfigError, ModelError
 from worker.reconciler import dead_after_seconds
@@ -190,9 +191,9 @@ def _check_file(scan: Scan) -> str | None:
     try:
         st = Path(location).stat()
     except OSError as exc:
-        return f"{location}: the file is gone or unreadable ({exc.strerror})"
+        return f"{printable(location)}: the file is gone or unreadable ({exc.strerror})"
     if st.st_size != scan.size_bytes or st.st_mtime_ns != scan.mtime_ns:
-        return f"{location}: the file changed after it was received"
+        return f"{printable(location)}: the file changed after it was received"
     return None
 
 
