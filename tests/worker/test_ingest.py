@@ -331,3 +331,22 @@ def test_reading_files_in_the_folder_sends_the_ingester_no_events(
             png.read_bytes()
         time.sleep(0.5)
     assert seen == []
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_names_that_are_not_utf8_arriving_live_are_recorded_escaped(
+    sqlite_url: str, tmp_path: Path, random_weights: Path, polling: bool
+) -> None:
+    """Found by an inotify event (no rescan in the test's time) or by the poll: the name
+    reaches the ledger escaped, with its bytes."""
+    root = os.fsencode(tmp_path / "drop")
+    names = [b"caf\xe9.png", b"line\nbreak\x1b[1m.png"]
+    with Live(sqlite_url, tmp_path / "drop", random_weights, polling=polling):
+        for i, name in enumerate(names):
+            staged = write_png(tmp_path / f"staged{i}.png", i)
+            os.rename(staged, os.path.join(root, name))
+        until(lambda: len(scans(sqlite_url)) == 2, 15)
+    rows = {bytes(r.path_bytes or b""): r for r in scans(sqlite_url)}
+    assert set(rows) == {os.path.join(root, n) for n in names}
+    assert rows[os.path.join(root, names[0])].path == str(tmp_path / "drop" / "caf\\xe9.png")
+    assert all(r.path.isprintable() for r in rows.values())
