@@ -1,4 +1,4 @@
-"""SIGTERM stops `usqa run --watch` and `usqa ingest --watch` within a few seconds while the
+"""SIGTERM stops `usqa run --watch` and `usqa ingest --watch` within seconds while the
 ingester is hashing a large file (a sparse file just under USQA_MAX_FILE_BYTES: about a
 minute of reading); meanwhile the heartbeat goes on and a small file that arrives is
 recorded without waiting for the big one. Real processes on real
@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SIZE = 60 << 30  # sparse: no disk used, but hashing it reads 60 GiB of zeros
 LIMIT = 64 << 30
+STOP_LIMIT_S = 15.0
 
 
 def hashing(pid: int, path: Path) -> int | None:
@@ -73,7 +74,9 @@ def test_sigterm_stops_the_ingester_while_it_hashes_a_large_file(
     proc.send_signal(signal.SIGTERM)
     until(lambda: proc.poll() is not None, 60, f"usqa {command} to exit after SIGTERM")
     took = time.monotonic() - asked
-    assert took < 10, f"usqa {command} took {took:.1f} s to stop after SIGTERM"
+    # 2-4 s on an idle machine; the limit leaves room for a loaded one, and is far below the
+    # minute (or more) that waiting for the hash to end would take
+    assert took < STOP_LIMIT_S, f"usqa {command} took {took:.1f} s to stop after SIGTERM"
     assert proc.returncode == 0, stack.log(command)
     assert not beat.exists()  # a clean stop removes its heartbeat
     [row] = stack.rows()  # big.dcm was not recorded half-read
