@@ -48,6 +48,7 @@ _HEAD = struct.Struct("!IQ")  # JSON length, payload length
 _MAX_JSON = 8 << 20  # a header's metadata (each sidecar holds at most 1 MiB)
 _PIPE_BYTES = 1 << 20  # the unprivileged maximum (/proc/sys/fs/pipe-max-size)
 _READ_BYTES = 64 << 10  # a read of the pipe asks for at least this much
+_START_LIMIT = 120.0  # the most a child may take to start (imports, warm-up), not a file's
 
 
 class DecoderCrashedError(CorruptFileError):
@@ -136,6 +137,7 @@ class Decoder:
         self._deadline = 0.0
         self._path = ""
         self._busy = False  # a reply stream is not finished: the pipe is out of step
+        self._starting = False  # the child has not said it is ready yet
         self._streaming = False  # the open file's frames follow its header unasked
         self._buffer = bytearray()  # read from the pipe, not consumed yet
         self.last_crop: dict[str, Any] | None = None
@@ -184,7 +186,24 @@ class Decoder:
                 "memory_mib": self.memory_mib,
             },
         )
+        self._starting = True
         log.debug("decoder process %d started", self._proc.pid)
+
+    def _await_ready(self) -> None:
+        """Wait for the child's ``ready`` (its imports and warm-up, seconds on a busy
+        machine): time that belongs to no file's USQA_DECODE_TIMEOUT."""
+        limit = max(_START_LIMIT, self.timeout)
+        self._deadline = time.monotonic() + limit
+        try:
+            message, _ = self._recv()
+        except DecodeTimeoutError as exc:
+            raise DecoderCrashedError(
+                f"{self._path}: the decoder process did not start within {limit:g} s"
+            ) from exc
+        if message.get("type") != "ready":
+            self._kill()
+            raise CorruptFileError(f"{self._path}: the decoder did not start as expected")
+        self._starting = False
 
     def close(self) -> None:
         """Stop the child (politely, then by force)."""
@@ -309,6 +328,10 @@ class Decoder:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = None
             self.start()
+        if self._starting:  # the file's budget starts once the child is ready
+            budget = self._deadline - time.monotonic()
+            self._await_ready()
+            self._deadline = time.monotonic() + budget
         proc = self._proc
         assert proc is not None and proc.stdin is not None
         try:
@@ -574,6 +597,7 @@ def child_main() -> int:
                     _warm_up()
                 except Exception as exc:  # only a head start: the first file still works
                     log.debug("decoder warm-up skipped: %s", exc)
+                _send(stdout, {"type": "ready"})
                 continue
             if op == "preprocess":
                 prepare = _preparer(request.get("preprocess"))

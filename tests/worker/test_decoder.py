@@ -108,6 +108,34 @@ def test_time_the_caller_holds_a_frame_is_not_the_files_decode_time(
         decoder.close()
 
 
+def test_the_childs_start_up_is_not_the_next_files_decode_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child slow to start (imports on a busy machine, a restart after a crash) leaves the
+    next file its whole budget: the budget starts when the child says it is ready."""
+    import worker.decoder as module
+
+    skew = [0.0]
+    monkeypatch.setattr(
+        module, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + skew[0])
+    )
+    ready = module.Decoder._await_ready
+
+    def slow_start(self: Decoder) -> None:
+        ready(self)
+        skew[0] += 25.0  # the start-up took 25 s of the clock
+
+    monkeypatch.setattr(module.Decoder, "_await_ready", slow_start)
+    decoder = Decoder.from_settings(load_settings({"decode_timeout": 20.0}, environ={}))
+    try:
+        for _ in range(2):  # the first start, then a fresh child (as after a crash)
+            header = decoder.open(CINE, frames=True)
+            assert len(list(decoder.frames())) == len(header.selected_frames)
+            decoder.close()
+    finally:
+        decoder.close()
+
+
 def test_an_abandoned_frame_stream_does_not_leak_into_the_next_file(
     decoder: Decoder, tmp_path: Path
 ) -> None:
