@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker"))  # usqa_files
 
-from fault_stack import Stack, ensure_redis
+from fault_stack import Stack, ensure_redis, foreign_consumers
 
 import db
 
@@ -22,8 +23,24 @@ import db
 @pytest.fixture(scope="session")
 def fault_redis_url() -> str:
     """A Redis database for the fault tests alone (other tests use USQA_TEST_REDIS_URL and
-    start workers of their own on it, which must not take these tests' tasks)."""
-    return os.environ.get("USQA_TEST_FAULT_REDIS_URL", "redis://127.0.0.1:6379/14")
+    start workers of their own on it, which must not take these tests' tasks): database
+    14, or the next one down (to 10) that no leftover worker consumes from."""
+    given = os.environ.get("USQA_TEST_FAULT_REDIS_URL")
+    if given:
+        return given
+    ensure_redis()
+    for number in range(14, 9, -1):
+        url = f"redis://127.0.0.1:6379/{number}"
+        client = redis.Redis.from_url(url)
+        try:
+            left = foreign_consumers(client)
+        finally:
+            client.close()
+        if not left:
+            return url
+        message = f"{url} has task consumers left over ({', '.join(left)}); not used"
+        warnings.warn(message, stacklevel=2)
+    return "redis://127.0.0.1:6379/14"  # the broker fixture names the leftovers
 
 
 @pytest.fixture
@@ -31,6 +48,14 @@ def broker(fault_redis_url: str) -> Iterator[str]:
     """The dedicated Redis test database, empty before and after."""
     ensure_redis()
     client = redis.Redis.from_url(fault_redis_url)
+    left = foreign_consumers(client)
+    if left:
+        client.close()
+        pytest.fail(
+            f"{fault_redis_url} has task consumers already ({', '.join(left)}): workers left "
+            "over from an interrupted run would take this test's tasks; stop them (find them "
+            "with `ss -tnp | grep <port>`) or set USQA_TEST_FAULT_REDIS_URL to a free database"
+        )
     client.flushdb()
     yield fault_redis_url
     try:

@@ -6,6 +6,7 @@ this machine now (a loaded machine, another job on the second core, gets longer 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -42,6 +43,25 @@ def until(condition: Callable[[], bool], timeout: float, what: str, interval: fl
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies (PR_SET_PDEATHSIG), so
+    an interrupted test run leaves no worker behind to take the next run's tasks."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def foreign_consumers(client: redis.Redis) -> list[str]:
+    """Connections to ``client``'s database that consume tasks (blocked in BRPOP) or listen
+    for worker control messages: workers of another test run, which would take this one's
+    tasks and drop them (their ledger is another database)."""
+    mine = int(client.connection_pool.connection_kwargs.get("db", 0))
+    return [
+        str(c.get("addr"))
+        for c in client.client_list()
+        if int(c.get("db", -1)) == mine and (c.get("cmd") == "brpop" or int(c.get("psub", 0)))
+    ]
 
 
 def children(pid: int) -> list[int]:
@@ -88,7 +108,8 @@ class Stack:
             USQA_THREADS="1",
             USQA_PRECISION="fp32",
             USQA_MAX_ATTEMPTS="3",
-            USQA_DECODE_TIMEOUT="5",
+            # generous: a loaded machine decodes slowly (the poison test sets its own 2 s)
+            USQA_DECODE_TIMEOUT="30",
             USQA_LOG_FORMAT="json",
         )
 
@@ -103,6 +124,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill -9 takes all of it
+            preexec_fn=_stop_with_parent,
         )
         log.close()
         self.procs[name] = proc
@@ -112,11 +134,20 @@ class Stack:
         """A limit of ``seconds`` on an idle machine, scaled by the measured load."""
         return seconds * self.load
 
+    def beat(self) -> dict[str, str]:
+        """The heartbeat period for a process started now. A scoring process is presumed
+        dead after three periods of silence (by the reconciler, and by a worker claiming
+        its scans); on a loaded machine a live one can be that late, and each false death
+        costs its scans an attempt, so the period is scaled by the load measured so far."""
+        beat = float(self.env["USQA_HEARTBEAT_SECONDS"]) * self.load
+        return {"USQA_HEARTBEAT_SECONDS": f"{beat:.2f}"}
+
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> int:
         """Start ``usqa worker`` and wait for a heartbeat of one of its pool processes (any
         of them: Celery may replace a pool process that starts slowly). The time that took
         is this machine's start-up time now; it scales every later limit of the test."""
         started = time.monotonic()
+        env = {**self.beat(), **(env or {})}
         pid = self.start(name, "worker", "--concurrency", "1", env=env)
 
         def beating() -> bool:
@@ -129,7 +160,8 @@ class Stack:
         return pid
 
     def start_ingester(self, name: str = "ingest", *extra: str) -> int:
-        pid = self.start(name, "ingest", "--watch", str(self.drop), *extra)
+        """Start ``usqa ingest`` (with the reconciler)."""
+        pid = self.start(name, "ingest", "--watch", str(self.drop), *extra, env=self.beat())
         until(
             lambda: "watching" in self.log(name),
             self.patience(120),
