@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["Emit", "Ended", "Frame", "ReadAhead", "Stopped"]
+__all__ = ["IDLE", "Emit", "Ended", "Frame", "Idle", "ReadAhead", "Stopped"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ class Ended(Generic[T, R]):
     item: T
     result: R
     waited: float
+
+
+class Idle:
+    """No event came for the ``idle`` seconds given to :meth:`ReadAhead.events`: the
+    reader is busy with one file (a slow one, or one that hangs until its time limit)."""
+
+
+IDLE = Idle()
 
 
 @dataclass
@@ -140,8 +148,19 @@ class ReadAhead(Generic[T, R]):
         return not self._queue.empty()
 
     def __iter__(self) -> Iterator[Frame[T] | Ended[T, R]]:
+        for event in self.events():
+            if not isinstance(event, Idle):
+                yield event
+
+    def events(self, idle: float | None = None) -> Iterator[Frame[T] | Ended[T, R] | Idle]:
+        """The events in order; with ``idle``, also :data:`IDLE` each time none came for
+        that many seconds (so the caller can do what need not wait for the reader)."""
         while True:
-            event = self._queue.get()
+            try:
+                event = self._queue.get(timeout=idle)
+            except queue.Empty:
+                yield IDLE
+                continue
             if event is _DONE:
                 return
             if isinstance(event, _Fatal):

@@ -3,7 +3,9 @@
 For a batch of scan ids it claims the scans in the ledger, decodes each file in the
 decoder child (time-limited), scores the frames of all the files together (so inference
 batches across files), and writes one outcome per scan: ``scored`` (with its scores),
-``skipped`` or ``failed`` with a reason.
+``skipped`` or ``failed`` with a reason. The batch is written in one transaction at its
+end, unless a file is slow to decode: then what is finished is written (committed) at
+once, while that file goes on decoding.
 
 The error boundary: a problem with one file ends that scan (``failed``/``skipped`` with
 the reason) and never touches the others; a decoder crash releases the scan for a later
@@ -18,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from worker.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from model.scorer import Assessment
-from worker.readahead import Emit, Frame, ReadAhead, Stopped
+from worker.readahead import Emit, Frame, Idle, ReadAhead, Stopped
 
 __all__ = ["RETRY", "BatchResult", "process_scans"]
 
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 RETRY = "retry"
 _EARLY_BATCH = 4  # frames worth scoring while the decoder is still busy
+_IDLE_SECONDS = 0.5  # the reader silent this long: score what waits, write what is finished
 
 
 @dataclass
@@ -149,6 +152,12 @@ class _Inference:
 
     def drop(self, work: _Work) -> None:
         self.pending = [p for p in self.pending if p[0] is not work]
+
+    def holds(self) -> set[int]:
+        """``id()`` of the works with frames waiting or being scored."""
+        self._reap()
+        entries = [e for batch in self.running for e in batch.entries] + self.pending
+        return {id(work) for work, _, _ in entries}
 
     def flush(self) -> None:
         """Start scoring what is pending (waiting for a free stream if all are busy)."""
@@ -351,13 +360,18 @@ def _read_and_score(
     pipeline: Pipeline,
     inference: _Inference,
     reraise: tuple[type[BaseException], ...],
+    finished: Callable[[list[_Work]], None] = lambda _: None,
 ) -> None:
     """Decode the files in a read-ahead thread while the streams score what is ready: a
     full batch at once, a smaller one (at least ``_EARLY_BATCH`` frames) whenever the
     decoder has nothing ready and a stream is free, so neither waits for the other longer
     than it must. The reader may run a batch ahead of every stream (``batch_size`` x
     (streams + 1) frames, whatever the number of files they come from), so it keeps
-    decoding while every stream is busy."""
+    decoding while every stream is busy.
+
+    When the reader is silent for ``_IDLE_SECONDS`` (a slow or hung file), what it has
+    read is scored at once and the works that are done are handed to ``finished`` (to be
+    written now), so one slow file does not hold back the results read before it."""
     early = min(inference.size, _EARLY_BATCH)
     ahead = inference.size * (inference.streams + 1)
     with (
@@ -370,11 +384,21 @@ def _read_and_score(
             abort=decoder.abort,
         ) as reader,
     ):
-        for event in reader:
+        ended: list[_Work] = []
+        for event in reader.events(idle=_IDLE_SECONDS):
+            if isinstance(event, Idle):
+                inference.flush()
+                held = inference.holds()
+                done = [w for w in ended if id(w) not in held]
+                if done:
+                    ended = [w for w in ended if id(w) in held]
+                    finished(done)
+                continue
             if isinstance(event, Frame):
                 inference.add(event.item, event.index, event.frame)
             else:
                 _apply(event.item, event.result, event.waited, inference)
+                ended.append(event.item)
             if len(inference.pending) >= early and not reader.pending() and inference.idle_stream:
                 inference.flush()
     inference.finish()
@@ -414,8 +438,9 @@ def _duplicate(scan: Scan, original: Scan, what: str) -> ledger.Outcome:
 
 
 def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResult) -> None:
-    """One transaction for the batch: header columns, then every outcome. The scans to be
-    scored are written together (a few statements for the whole batch); only if that
+    """One transaction for ``works`` (the batch, or the part of it that finished while a
+    slow file still decodes): header columns, then every outcome. The scans to be
+    scored are written together (a few statements for all of them); only if that
     meets a conflict (a duplicate scored meanwhile, a claim lost) are they written one by
     one, each in its own savepoint."""
     settings = pipeline.settings
@@ -666,8 +691,25 @@ def process_scans(
     # from then, not from when the file arrived weeks ago
     since = {s.id: s.queued_at if s.model_version else s.received_at for s in claimed}
     inference = _Inference(pipeline, reraise)
-    _read_and_score(works, pipeline, inference, reraise)
-    _write(pipeline, works, token, result)
+    written: set[int] = set()
+
+    def write(done: list[_Work]) -> None:
+        if not done:
+            return
+        _write(pipeline, done, token, result)
+        _report(pipeline, done, result, since)
+        written.update(id(w) for w in done)
+
+    _read_and_score(works, pipeline, inference, reraise, write)
+    write([w for w in works if id(w) not in written])
+    pipeline.scans_done += sum(1 for s in result.statuses.values() if s != RETRY)
+    return result
+
+
+def _report(
+    pipeline: Pipeline, works: list[_Work], result: BatchResult, since: dict[int, Any]
+) -> None:
+    """The outcome log line and metrics of each written work."""
     for work in works:
         status = result.statuses.get(work.scan.id)
         if status in (SCORED, SKIPPED, FAILED):
@@ -685,5 +727,3 @@ def process_scans(
                 reason="duplicate" if duplicate else work.reason_class,
                 received_at=since[work.scan.id],
             )
-    pipeline.scans_done += sum(1 for s in result.statuses.values() if s != RETRY)
-    return result

@@ -1,0 +1,103 @@
+"""A slow or hung file never holds back the results of the other files of its batch: what
+is finished is committed while that file still decodes, in both modes (the embedded
+runner, the Celery task body). Real ledger, real decoder child; the slow file is the fault
+hook's ``slow-decoder`` (it decodes once the test creates ``<file>.release``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from usqa_files import FAULTS, make_settings, receive, write_png
+
+import db
+from db.models import Scan
+from worker import celery_app
+from worker.pipeline import Pipeline
+from worker.runner import Runner
+
+pytestmark = pytest.mark.integration
+
+LIMIT_S = 120.0  # the most any step may take, however loaded the machine (polled, not slept)
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + LIMIT_S
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {LIMIT_S:.0f} s waiting for {what}")
+
+
+def _statuses(url: str) -> dict[str, str]:
+    with db.session_scope(url, readonly=True) as s:
+        return {Path(r.path).name: r.status for r in s.query(Scan).all()}
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.node.callspec.params["mode"] == "embedded":
+        return sqlite_url
+    fresh: str = request.getfixturevalue("postgres_database")()
+    db.upgrade(fresh)
+    return fresh
+
+
+@pytest.fixture
+def faulty_pipeline(
+    url: str, random_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    """A pipeline whose decoder child loads the fault hooks."""
+    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.setenv("USQA_TEST_FAULTS", "1")
+    pipeline = Pipeline(make_settings(url, random_weights, decode_timeout=600.0))
+    yield pipeline
+    pipeline.close()
+
+
+def _run(mode: str, pipeline: Pipeline, ids: list[int]) -> None:
+    if mode == "embedded":
+        Runner(pipeline)._run(ids, "token-1", 0)
+        return
+    task = SimpleNamespace(request=SimpleNamespace(id="token-1", retries=0))
+    celery_app.run_batch(task, ids, pipeline.settings)
+
+
+@pytest.mark.parametrize("mode", ["embedded", "celery"])
+def test_finished_files_are_committed_while_a_slow_one_still_decodes(
+    mode: str, url: str, tmp_path: Path, faulty_pipeline: Pipeline, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(celery_app, "_pipeline", faulty_pipeline)
+    fast = [write_png(tmp_path / f"fast{i}.png", i) for i in range(3)]
+    slow = write_png(tmp_path / "slow-decoder.png", 99)
+    ids = [receive(url, path) for path in [*fast, slow]]
+    failure: list[BaseException] = []
+
+    def batch() -> None:
+        try:
+            _run(mode, faulty_pipeline, ids)
+        except BaseException as exc:  # reported below
+            failure.append(exc)
+
+    worker = threading.Thread(target=batch, daemon=True)
+    worker.start()
+    try:
+        _until(
+            lambda: all(_statuses(url)[p.name] == "scored" for p in fast),
+            "the fast files' rows to be committed",
+        )
+        assert _statuses(url)[slow.name] == "processing"
+        assert worker.is_alive(), "the batch ended: the slow file did not hold it"
+    finally:
+        Path(f"{slow}.release").touch()
+        worker.join(LIMIT_S)
+    assert not worker.is_alive() and not failure, failure
+    assert set(_statuses(url).values()) == {"scored"}
