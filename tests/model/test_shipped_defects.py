@@ -1,18 +1,26 @@
 """The shipped weights on what a sonographer would judge at a glance: a blank frame is
 ``no_signal`` and poor, a strongly shadowed image names ``shadowing``, a clean test image
 names nothing, generated worksheets and charts are not ultrasound, pydicom's real
-ultrasound files are."""
+ultrasound files are.
+
+They run against the weights in model/weights/. While the shipped weights are the score-only
+model (format 1: no defect head, no gate; the defects model is still being trained, issue 14)
+the module is skipped with that reason; the moment weights with a defect head ship, every test
+here must pass. Before releasing new weights, run this module against the candidate:
+``USQA_TEST_CANDIDATE_WEIGHTS=candidate.pt pytest tests/model/test_shipped_defects.py``.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from model import Grading, Scorer
+from model import SHIPPED_WEIGHTS, Grading, Scorer
 from model.geometry import linear, random_geometry
 from model.protocols import DefectProtocol
 
@@ -21,7 +29,14 @@ pytestmark = pytest.mark.integration  # reads the BUSI data
 
 @pytest.fixture(scope="module")
 def shipped() -> Scorer:
-    return Scorer.load(precision="fp32", threads=1)
+    candidate = os.environ.get("USQA_TEST_CANDIDATE_WEIGHTS")
+    scorer = Scorer.load(weights=candidate or None, precision="fp32", threads=1)
+    if not scorer.defect_names and not scorer.checkpoint.has_gate:
+        pytest.skip(
+            f"the shipped weights ({SHIPPED_WEIGHTS.name}) are the score-only model: no defect "
+            "head or gate to test yet (issue 14)"
+        )
+    return scorer
 
 
 @pytest.fixture(scope="module")
