@@ -16,10 +16,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dicom_io.display import Display
-from dicom_io.messages import OUT_OF_MEMORY, first_line, quiet_warnings, shown, stalled
+from dicom_io.messages import (
+    OUT_OF_MEMORY,
+    first_line,
+    quiet_warnings,
+    shown,
+    stalled,
+    storage_unavailable,
+)
 from worker.errors import (
     CorruptFileError,
-    FileUnavailableError,
     InputError,
     LimitExceededError,
     UsqaError,
@@ -78,9 +84,7 @@ class DicomFrames:
     def _fail(self, index: int, exc: BaseException) -> UsqaError:
         where = f"{shown(self.path)}: frame {index + 1} of {self.frame_count}"
         if stalled(exc):
-            return FileUnavailableError(
-                f"{where}: the storage did not answer ({first_line(exc)}); retried later"
-            )
+            return storage_unavailable(where, exc)
         if isinstance(exc, MemoryError):
             return LimitExceededError(f"{where} {OUT_OF_MEMORY}")
         return CorruptFileError(

@@ -18,14 +18,20 @@ from typing import Any, BinaryIO
 
 from dicom_io.display import Display
 from dicom_io.frames import DicomFrames, select_frames
-from dicom_io.messages import OUT_OF_MEMORY, first_line, quiet_warnings, shown, stalled
+from dicom_io.messages import (
+    OUT_OF_MEMORY,
+    first_line,
+    quiet_warnings,
+    shown,
+    stalled,
+    storage_unavailable,
+)
 from dicom_io.metadata import dicom_metadata
 from dicom_io.options import ReadOptions
 from dicom_io.regions import bmode_box
 from dicom_io.scan import Scan
 from worker.errors import (
     CorruptFileError,
-    FileUnavailableError,
     InputError,
     LimitExceededError,
     NoPixelDataError,
@@ -307,9 +313,7 @@ def read_dicom(path: Path, opts: ReadOptions) -> Scan:
         raise LimitExceededError(f"{name}: the DICOM header {OUT_OF_MEMORY}") from exc
     except OSError as exc:
         if stalled(exc):
-            raise FileUnavailableError(
-                f"{name}: the storage did not answer ({first_line(exc)}); retried later"
-            ) from exc
+            raise storage_unavailable(name, exc) from exc
         raise CorruptFileError(f"{name}: cannot be read ({first_line(exc)})") from exc
     except Exception as exc:  # pydicom raises many kinds on damaged headers
         raise CorruptFileError(

@@ -21,13 +21,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dicom_io.frames import select_frames
-from dicom_io.messages import OUT_OF_MEMORY, first_line, quiet_warnings, shown, stalled
+from dicom_io.messages import (
+    OUT_OF_MEMORY,
+    first_line,
+    quiet_warnings,
+    shown,
+    stalled,
+    storage_unavailable,
+)
 from dicom_io.metadata import read_sidecar, sidecar_metadata
 from dicom_io.options import ReadOptions
 from dicom_io.scan import Scan
 from worker.errors import (
     CorruptFileError,
-    FileUnavailableError,
     InputError,
     LimitExceededError,
     UnsupportedFileError,
@@ -141,9 +147,7 @@ class ImageFrames:
             raise LimitExceededError(f"{name}: the image {OUT_OF_MEMORY}") from exc
         except OSError as exc:
             if stalled(exc):
-                raise FileUnavailableError(
-                    f"{name}: the storage did not answer ({first_line(exc)}); retried later"
-                ) from exc
+                raise storage_unavailable(name, exc) from exc
             raise CorruptFileError(
                 f"{name}: the image cannot be decoded ({first_line(exc)}); the file is damaged "
                 "or was cut short"
@@ -240,9 +244,7 @@ def _open_header(path: Path, name: str) -> tuple[str, str, tuple[int, int], int,
         raise LimitExceededError(f"{name}: the image header {OUT_OF_MEMORY}") from exc
     except OSError as exc:
         if stalled(exc):
-            raise FileUnavailableError(
-                f"{name}: the storage did not answer ({first_line(exc)}); retried later"
-            ) from exc
+            raise storage_unavailable(name, exc) from exc
         raise CorruptFileError(
             f"{name}: the image header cannot be read ({first_line(exc)}); the file is damaged"
         ) from exc

@@ -10,7 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OUT_OF_MEMORY", "STALLED_ERRNOS", "first_line", "quiet_warnings", "shown", "stalled"]
+from worker.errors import FileUnavailableError
+
+__all__ = [
+    "OUT_OF_MEMORY",
+    "STALLED_ERRNOS",
+    "first_line",
+    "quiet_warnings",
+    "shown",
+    "stalled",
+    "storage_unavailable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,14 @@ STALLED_ERRNOS = frozenset(
 def stalled(exc: BaseException) -> bool:
     """Whether ``exc`` is an OSError of storage that did not answer (see STALLED_ERRNOS)."""
     return isinstance(exc, OSError) and exc.errno in STALLED_ERRNOS
+
+
+def storage_unavailable(where: str, exc: BaseException) -> FileUnavailableError:
+    """The transient error for storage that did not answer (``stalled(exc)``): the scan is
+    tried again later, never failed for it."""
+    return FileUnavailableError(
+        f"{where}: the storage did not answer ({first_line(exc)}); retried later"
+    )
 
 
 def shown(path: Path | str) -> str:

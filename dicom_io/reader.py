@@ -16,7 +16,7 @@ from typing import Literal
 
 from dicom_io.header import read_dicom
 from dicom_io.images import read_image
-from dicom_io.messages import first_line, shown, stalled
+from dicom_io.messages import first_line, shown, stalled, storage_unavailable
 from dicom_io.options import ReadOptions
 from dicom_io.scan import Scan
 from worker.errors import (
@@ -90,9 +90,7 @@ def _open_check(path: Path, name: str) -> bytes:
 def _unreadable(name: str, exc: OSError) -> UsqaError:
     """The error for an OSError: transient for a share that did not answer, else final."""
     if stalled(exc):
-        return FileUnavailableError(
-            f"{name}: the storage did not answer ({first_line(exc)}); retried later"
-        )
+        return storage_unavailable(name, exc)
     return UnreadableFileError(f"{name}: cannot be read ({first_line(exc)})")
 
 
