@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import itertools
+import json
 import logging
 import os
 import re
@@ -140,3 +141,18 @@ def test_usqa_score_prints_any_name_on_one_printable_line(
     assert all(line.isprintable() for line in lines), lines
     for line, name in zip(lines[1:], files, strict=False):
         assert paths.printable(name) in line
+
+
+def test_usqa_score_json_gives_names_in_the_ledgers_text_form(
+    tmp_path: Path, random_weights: Path, capsys: Any
+) -> None:
+    names = [b"caf\xe9.png", b"new\nline.png", b"plain.png"]
+    files = [os.fsdecode(os.path.join(os.fsencode(tmp_path), n)) for n in names]
+    for i, name in enumerate(files):
+        write_png(Path(name), i)
+    assert main(["score", "--json", "--weights", str(random_weights), *files]) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")  # no lone surrogates: strict JSON readers accept every line
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == [paths.ledger_path(f)[0] for f in files]
+    assert [paths.unescape(r["path"]) for r in rows] == [os.fsencode(f) for f in files]

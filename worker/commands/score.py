@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from db.paths import printable
+from db.paths import ledger_path, printable
 from worker.errors import InputError, ModelError, SkipScan
 from worker.settings import Settings
 
@@ -84,7 +84,7 @@ def score_file(path: Path, scorer: Any, grading: Any, options: Any) -> dict[str,
     from model.scorer import Assessment
 
     row: dict[str, Any] = {
-        "path": str(path),
+        "path": ledger_path(str(path))[0],  # the ledger's text form: strict UTF-8 JSON
         "status": "failed",
         "score": None,
         "grade": None,
