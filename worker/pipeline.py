@@ -22,9 +22,11 @@ from worker.settings import Settings
 if TYPE_CHECKING:
     from model import Grading, Scorer
 
-__all__ = ["Pipeline"]
+__all__ = ["MAX_SPARE_DECODERS", "Pipeline"]
 
 log = logging.getLogger(__name__)
+
+MAX_SPARE_DECODERS = 3  # per process: so many files may hang at once, the rest still flows
 
 
 class Pipeline:
@@ -52,6 +54,10 @@ class Pipeline:
         self._free: queue.SimpleQueue[Decoder] = queue.SimpleQueue()
         for decoder in self.decoders:
             self._free.put(decoder)
+        # started only when a file stalls a batch (see worker.readahead), kept for reuse
+        self._spares: list[Decoder] = []
+        self._spares_free: list[Decoder] = []
+        self._preset: dict[str, Any] | None = None
         self.scans_done = 0
         self._scorer: Scorer | None = scorer  # a loaded one may be shared (tests, benchmarks)
         self._grading: Grading | None = None
@@ -93,8 +99,9 @@ class Pipeline:
                 self._scorer = Scorer.from_settings(self.settings)
         # the decoder child hands over model-ready images (grey, model size), not frames
         preset = getattr(getattr(self._scorer, "checkpoint", None), "preprocess", None)
-        for decoder in self.decoders:
-            decoder.set_preprocess(None if preset is None else preset.to_dict())
+        self._preset = None if preset is None else preset.to_dict()
+        for decoder in self.decoders + self._spares:
+            decoder.set_preprocess(self._preset)
         first = not self._registered
         self.register_model()
         if first:
@@ -180,10 +187,28 @@ class Pipeline:
             self.beat(stopped=True)
         except UsqaError as exc:
             log.warning("could not record that this worker stopped: %s", exc)
-        for decoder in self.decoders:
+        for decoder in self.decoders + self._spares:
             decoder.close()
         if self._scorer is not None:
             self._scorer.close()
+
+    def spare_decoder(self) -> Decoder | None:
+        """A spare decoder child for the rest of a batch that a slow file holds up, or
+        None when ``MAX_SPARE_DECODERS`` are in use. Give it back with
+        :meth:`return_spare`."""
+        with self._lock:
+            if self._spares_free:
+                return self._spares_free.pop()
+            if len(self._spares) >= MAX_SPARE_DECODERS:
+                return None
+            decoder = Decoder.from_settings(self.settings)
+            decoder.set_preprocess(self._preset)
+            self._spares.append(decoder)
+            return decoder
+
+    def return_spare(self, decoder: Decoder) -> None:
+        with self._lock:
+            self._spares_free.append(decoder)
 
     @contextmanager
     def decoder(self) -> Iterator[Decoder]:

@@ -43,7 +43,7 @@ from worker.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from model.scorer import Assessment
-from worker.readahead import Emit, Frame, Idle, ReadAhead, Stopped
+from worker.readahead import Emit, Frame, Idle, Lane, ReadAhead, Stopped
 
 __all__ = ["RETRY", "BatchResult", "process_scans"]
 
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 RETRY = "retry"
 _EARLY_BATCH = 4  # frames worth scoring while the decoder is still busy
 _IDLE_SECONDS = 0.5  # the reader silent this long: score what waits, write what is finished
+_SPARE_AFTER = 5.0  # stuck this long in one file: the rest of the batch takes a spare decoder
 
 
 @dataclass
@@ -355,6 +356,20 @@ def _apply(work: _Work, read: _Read, waited: float, inference: _Inference) -> No
         work.reason_class = read.reason_class
 
 
+def _spare_lane(
+    pipeline: Pipeline, reraise: tuple[type[BaseException], ...]
+) -> Lane[_Work, _Read] | None:
+    """A lane on a spare decoder child, or None when the process has none free."""
+    decoder = pipeline.spare_decoder()
+    if decoder is None:
+        return None
+    return Lane(
+        lambda work, emit: _read(work, decoder, reraise, emit),
+        decoder.abort,
+        lambda: pipeline.return_spare(decoder),
+    )
+
+
 def _read_and_score(
     works: list[_Work],
     pipeline: Pipeline,
@@ -369,9 +384,10 @@ def _read_and_score(
     (streams + 1) frames, whatever the number of files they come from), so it keeps
     decoding while every stream is busy.
 
-    When the reader is silent for ``_IDLE_SECONDS`` (a slow or hung file), what it has
-    read is scored at once and the works that are done are handed to ``finished`` (to be
-    written now), so one slow file does not hold back the results read before it."""
+    A slow or hung file holds back neither the files behind it nor the results before
+    it: after ``_SPARE_AFTER`` seconds stuck in one file, the rest of the batch is read by
+    a spare decoder child; and while a file is stuck (``_IDLE_SECONDS``), what is read is
+    scored and the works that are done are handed to ``finished`` (written now)."""
     early = min(inference.size, _EARLY_BATCH)
     ahead = inference.size * (inference.streams + 1)
     with (
@@ -382,23 +398,31 @@ def _read_and_score(
             frames_ahead=ahead,
             files_ahead=ahead,
             abort=decoder.abort,
+            spare=lambda: _spare_lane(pipeline, reraise),
+            stall_after=_SPARE_AFTER,
         ) as reader,
     ):
         ended: list[_Work] = []
+        written_at = time.monotonic()
         for event in reader.events(idle=_IDLE_SECONDS):
-            if isinstance(event, Idle):
+            if isinstance(event, Frame):
+                inference.add(event.item, event.index, event.frame)
+            elif not isinstance(event, Idle):
+                _apply(event.item, event.result, event.waited, inference)
+                ended.append(event.item)
+            if isinstance(event, Idle) or (
+                ended
+                and reader.stalled(_IDLE_SECONDS)
+                and time.monotonic() - written_at >= _IDLE_SECONDS
+            ):
                 inference.flush()
                 held = inference.holds()
                 done = [w for w in ended if id(w) not in held]
                 if done:
                     ended = [w for w in ended if id(w) in held]
                     finished(done)
+                written_at = time.monotonic()
                 continue
-            if isinstance(event, Frame):
-                inference.add(event.item, event.index, event.frame)
-            else:
-                _apply(event.item, event.result, event.waited, inference)
-                ended.append(event.item)
             if len(inference.pending) >= early and not reader.pending() and inference.idle_stream:
                 inference.flush()
     inference.finish()

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from worker.readahead import Emit, Ended, Frame, ReadAhead
+from worker.readahead import Emit, Ended, Frame, Lane, ReadAhead
 
 
 def _frames(item: int, emit: Emit) -> int:
@@ -76,3 +76,64 @@ def test_closing_an_abandoned_batch_stops_a_reader_that_waits() -> None:
             raise KeyError("the consumer gives up")
     assert aborted == [True]
     assert time.monotonic() - started < 5
+
+
+def test_a_hung_file_hands_the_rest_of_the_batch_to_a_spare_lane() -> None:
+    release = threading.Event()
+    released: list[str] = []
+
+    def read(item: int, emit: Emit) -> int:
+        if item == 0:
+            assert release.wait(30), "never released"
+        emit(0, np.full((1, 1), item, dtype=np.uint8))
+        return item
+
+    def spare() -> Lane[int, int]:
+        return Lane(read, release=lambda: released.append("spare"))
+
+    ended: list[int] = []
+    with ReadAhead(
+        [0, 1, 2, 3], read, frames_ahead=8, files_ahead=8, spare=spare, stall_after=0.2
+    ) as reader:
+        for event in reader:
+            if isinstance(event, Ended):
+                ended.append(event.item)
+                if sorted(ended) == [1, 2, 3]:
+                    release.set()  # the hung file answers only once the others are through
+        assert reader.lanes == 2
+    assert ended == [1, 2, 3, 0]
+    assert released == ["spare"]
+
+
+def test_a_file_that_keeps_sending_frames_takes_no_spare_lane() -> None:
+    asked: list[bool] = []
+
+    def read(item: int, emit: Emit) -> int:
+        for index in range(10):
+            time.sleep(0.05)  # slow, but never silent for stall_after
+            emit(index, np.zeros((1, 1), dtype=np.uint8))
+        return item
+
+    def spare() -> None:
+        asked.append(True)
+
+    with ReadAhead([0, 1], read, frames_ahead=4, spare=spare, stall_after=0.4) as reader:
+        assert [e.item for e in reader if isinstance(e, Ended)] == [0, 1]
+        assert reader.lanes == 1
+    assert asked == []
+
+
+def test_no_spare_lane_is_opened_for_the_last_file() -> None:
+    asked: list[bool] = []
+
+    def read(item: int, emit: Emit) -> int:
+        if item == 1:
+            time.sleep(0.6)  # stuck, but nothing waits behind it
+        return item
+
+    def spare() -> None:
+        asked.append(True)
+
+    with ReadAhead([0, 1], read, frames_ahead=4, spare=spare, stall_after=0.1) as reader:
+        assert [e.item for e in reader] == [0, 1]
+    assert asked == []

@@ -1,6 +1,7 @@
-"""A slow or hung file never holds back the results of the other files of its batch: what
-is finished is committed while that file still decodes, in both modes (the embedded
-runner, the Celery task body). Real ledger, real decoder child; the slow file is the fault
+"""A slow or hung file never holds back the other files of its batch: what is finished
+before it is committed while it still decodes, and the files behind it are read by a spare
+decoder child and committed too, in both modes (the embedded runner, the Celery task
+body). Real ledger, real decoder child; the slow file is the fault
 hook's ``slow-decoder`` (it decodes once the test creates ``<file>.release``)."""
 
 from __future__ import annotations
@@ -71,14 +72,21 @@ def _run(mode: str, pipeline: Pipeline, ids: list[int]) -> None:
     celery_app.run_batch(task, ids, pipeline.settings)
 
 
+@pytest.mark.parametrize("slow_at", ["last", "first"])
 @pytest.mark.parametrize("mode", ["embedded", "celery"])
-def test_finished_files_are_committed_while_a_slow_one_still_decodes(
-    mode: str, url: str, tmp_path: Path, faulty_pipeline: Pipeline, monkeypatch: Any
+def test_other_files_are_committed_while_a_slow_one_still_decodes(
+    mode: str,
+    slow_at: str,
+    url: str,
+    tmp_path: Path,
+    faulty_pipeline: Pipeline,
+    monkeypatch: Any,
 ) -> None:
     monkeypatch.setattr(celery_app, "_pipeline", faulty_pipeline)
     fast = [write_png(tmp_path / f"fast{i}.png", i) for i in range(3)]
     slow = write_png(tmp_path / "slow-decoder.png", 99)
-    ids = [receive(url, path) for path in [*fast, slow]]
+    order = [*fast, slow] if slow_at == "last" else [slow, *fast]
+    ids = [receive(url, path) for path in order]
     failure: list[BaseException] = []
 
     def batch() -> None:
