@@ -47,6 +47,9 @@ _PRIORITY_SEP = "\x06\x16"  # kombu's Redis key separator for priority sub-queue
 
 _apps: dict[tuple[str, int], Any] = {}
 _pipeline: Any = None
+# set by `usqa worker` before the pool forks, and set when the worker begins to shut down:
+# every pool process then gives up a file stuck in its decoder (see worker.tasks)
+shutting_down: Any = None
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -138,6 +141,8 @@ def worker_pipeline(settings: Settings) -> Any:
         from worker.pipeline import Pipeline
 
         _pipeline = Pipeline(settings, mode="celery")
+        if shutting_down is not None:
+            _pipeline.stopping = shutting_down
         _pipeline.start()
     return _pipeline
 

@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import db
 from db import ledger
@@ -22,9 +22,18 @@ from worker.settings import Settings
 if TYPE_CHECKING:
     from model import Grading, Scorer
 
-__all__ = ["MAX_SPARE_DECODERS", "Pipeline"]
+__all__ = ["MAX_SPARE_DECODERS", "Pipeline", "StopFlag"]
 
 log = logging.getLogger(__name__)
+
+
+class StopFlag(Protocol):
+    """A threading or multiprocessing event."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
 
 MAX_SPARE_DECODERS = 3  # per process: so many files may hang at once, the rest still flows
 
@@ -59,6 +68,9 @@ class Pipeline:
         self._spares_free: list[Decoder] = []
         self._preset: dict[str, Any] | None = None
         self.scans_done = 0
+        # set when the process is asked to stop: a batch then gives up a file stuck in its
+        # decoder instead of waiting for it (a multiprocessing.Event in a Celery pool)
+        self.stopping: StopFlag = threading.Event()
         self._scorer: Scorer | None = scorer  # a loaded one may be shared (tests, benchmarks)
         self._grading: Grading | None = None
         self._registered = False

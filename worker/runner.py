@@ -81,7 +81,9 @@ class Runner:
             self._threads.append(thread)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the batches in hand, then stop."""
+        """Finish the batches in hand, then stop (a file stuck in its decoder is given up:
+        its scan goes back to ``queued`` for the next start, see :mod:`worker.tasks`)."""
+        self.pipeline.stopping.set()
         with self._cond:
             self._stop = True
             self._cond.notify_all()

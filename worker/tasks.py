@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 RETRY = "retry"
 _EARLY_BATCH = 4  # frames worth scoring while the decoder is still busy
 _IDLE_SECONDS = 0.5  # the reader silent this long: score what waits, write what is finished
+_INTERRUPTED = "the worker stopped before this file was read; it is scored again"
 _SPARE_AFTER = 5.0  # stuck this long in one file: the rest of the batch takes a spare decoder
 
 
@@ -87,6 +88,7 @@ class _Work:
     inference_ms: float = 0.0
     frames: int = 0
     reason_class: str | None = None  # for the metrics: why it failed or was skipped
+    interrupted: bool = False  # the process stopped before its file was read
 
 
 def _printable(text: str) -> str:
@@ -163,7 +165,11 @@ class _Inference:
     def flush(self) -> None:
         """Start scoring what is pending (waiting for a free stream if all are busy)."""
         entries, self.pending = self.pending, []
-        alive = [e for e in entries if e[0].outcome is None and e[0].crashed is None]
+        alive = [
+            e
+            for e in entries
+            if e[0].outcome is None and e[0].crashed is None and not e[0].interrupted
+        ]
         if not alive:
             return
         while len(self.running) >= self.streams:
@@ -370,6 +376,20 @@ def _spare_lane(
     )
 
 
+def _give_up(works: list[_Work], ended: list[_Work], inference: _Inference) -> None:
+    """The process is stopping and a file is stuck in its decoder: every scan whose file
+    is not read yet goes back to ``queued`` (scored again by the next worker or start)."""
+    done = {id(w) for w in ended}
+    for work in works:
+        if id(work) not in done and work.outcome is None and work.crashed is None:
+            inference.drop(work)
+            work.interrupted = True
+    log.warning(
+        "stopping: %d scan(s) of this batch not read yet go back to the queue",
+        sum(w.interrupted for w in works),
+    )
+
+
 def _read_and_score(
     works: list[_Work],
     pipeline: Pipeline,
@@ -405,6 +425,9 @@ def _read_and_score(
         ended: list[_Work] = []
         written_at = time.monotonic()
         for event in reader.events(idle=_IDLE_SECONDS):
+            if pipeline.stopping.is_set() and reader.stalled(_IDLE_SECONDS):
+                _give_up(works, ended, inference)
+                break
             if isinstance(event, Frame):
                 inference.add(event.item, event.index, event.frame)
             elif not isinstance(event, Idle):
@@ -470,7 +493,9 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
     settings = pipeline.settings
     version = pipeline.model_version
     with db.session_scope(settings.database_url) as session:
-        candidates = [w for w in works if w.outcome is None and w.crashed is None]
+        candidates = [
+            w for w in works if w.outcome is None and w.crashed is None and not w.interrupted
+        ]
         by_sha, by_uid = _known_scores(session, version, candidates) if candidates else ({}, {})
         ledger.update_columns(session, token, [(w.scan.id, w.columns) for w in works if w.columns])
         to_score: list[_Work] = []
@@ -478,6 +503,11 @@ def _write(pipeline: Pipeline, works: list[_Work], token: str, result: BatchResu
             scan = work.scan
             for key, value in work.columns.items():
                 setattr(scan, key, value)
+            if work.interrupted:
+                if ledger.release(session, [scan.id], token, _INTERRUPTED):
+                    result.retry.append(scan.id)
+                    result.statuses[scan.id] = RETRY
+                continue
             if work.crashed is not None and not _crash_outcome(
                 session, work, token, settings.max_attempts, result
             ):

@@ -3,8 +3,9 @@ the broker (USQA_BROKER_URL), scores them and writes the results to the database
 (USQA_DATABASE_URL). Start as many as needed, on as many machines as needed; each needs the
 drop folder mounted at the same path as on the ingester machine.
 
-SIGTERM or Ctrl-C: the batch in hand is finished, then the worker exits (a second Ctrl-C
-stops at once; the batch then goes to another worker).
+SIGTERM or Ctrl-C: the batch in hand is finished, then the worker exits; a file stuck in
+its decoder is not waited for, its scan goes back to the queue (a second Ctrl-C stops at
+once; the batch then goes to another worker).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 from pathlib import Path
 
 import db
-from worker import metrics
+from worker import celery_app, metrics
 from worker.celery_app import QUEUE, make_app, node_name
 from worker.errors import ConfigError, ModelError
 from worker.health import celery_heartbeat_step
@@ -80,6 +81,23 @@ def pool_threads(threads: int, concurrency: int) -> int:
     return max(1, _cores() // max(1, concurrency))
 
 
+def _share_shutdown() -> None:
+    """An event the pool processes inherit (made before they fork), set when this worker
+    begins its warm shutdown (SIGTERM, Ctrl-C): the batches in hand then finish, except
+    a file stuck in its decoder, whose scan goes back to the queue, so the worker stops
+    within seconds instead of waiting up to USQA_DECODE_TIMEOUT."""
+    import multiprocessing
+
+    from celery import signals
+
+    event = multiprocessing.get_context("fork").Event()
+    celery_app.shutting_down = event
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(**_: object) -> None:
+        event.set()
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.broker_url:
         raise ConfigError(
@@ -96,6 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Before the pool forks: pool processes then count into files that this process serves.
     metrics.serve(settings.metrics_port, multiprocess=True, addr=settings.metrics_address)
     app = make_app(settings)
+    _share_shutdown()
     heartbeat_step = celery_heartbeat_step(settings)
     if heartbeat_step is not None:
         app.steps["worker"].add(heartbeat_step)
