@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import db  # noqa: E402
-from db.summary import build_report  # noqa: E402
+from db.qa.report import build_report  # noqa: E402
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 END = date(2025, 12, 31)  # the seeded year ends here

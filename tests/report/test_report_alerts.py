@@ -12,7 +12,7 @@ from report_seed import Row, bulk_seed
 from scipy.stats import ttest_ind
 
 import db
-from db.alerts import DriftRule, WindowStats, check_drift, fisher_rise_p, welch_drop_p
+from db.qa.drift import DriftRule, WindowStats, check_drift, fisher_rise_p, welch_drop_p
 from worker.cli import main
 
 UNTIL = date(2025, 6, 30)

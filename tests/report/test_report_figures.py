@@ -15,7 +15,7 @@ import pytest
 from report_seed import Row, seed
 
 import db
-from db.summary import build_report
+from db.qa.report import build_report
 from worker.cli import main
 
 pytestmark = pytest.mark.integration

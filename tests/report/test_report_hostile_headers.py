@@ -25,11 +25,11 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from report_seed import Row, seed
 
 import db
-import worker.report_html as report_html
-from db.summary import build_report
+import worker.report.page as report_html
+from db.qa.report import build_report
 from dicom_io import ReadOptions, read
 from worker.cli import main
-from worker.report_text import FORMULA_STARTS, csv_cell, report_csv, shown_text
+from worker.report.text import FORMULA_STARTS, csv_cell, report_csv, shown_text
 
 UNTIL = date(2025, 3, 2)
 SALT = "hostile-header-test-salt"

@@ -19,10 +19,10 @@ from report_seed import Row, seed
 from sqlalchemy import text
 
 import db
-from db.reports import scan_files
+from db.qa.queries import scan_files
 from dicom_io import ReadOptions
 from worker.cli import main
-from worker.thumbnails import GONE, REPLACED, thumbnails
+from worker.report.thumbnails import GONE, REPLACED, thumbnails
 
 DAY = date(2025, 3, 2)
 

@@ -15,11 +15,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import db
-from db.alerts import DriftRule
-from db.reports import DEFAULT_DAYS, DIMENSIONS, scan_files
+from db.qa.drift import DriftRule
+from db.qa.queries import DEFAULT_DAYS, DIMENSIONS, scan_files
+from db.qa.report import QAReport, build_report
 from db.session import shown_url
-from db.summary import QAReport, build_report
-from worker.report_text import alerts_text, report_csv, report_text
+from worker.report.text import alerts_text, report_csv, report_text
 from worker.service import add_database_option
 from worker.settings import Settings
 
@@ -198,11 +198,11 @@ def _write(path: Path, content: str) -> None:
 
 def _html(report: QAReport, args: argparse.Namespace, settings: Settings) -> str:
     from dicom_io import ReadOptions
-    from worker.report_html import Thresholds, render_html
+    from worker.report.page import Thresholds, render_html
 
     thumbs = None
     if args.thumbnails and report.worst:
-        from worker.thumbnails import thumbnails
+        from worker.report.thumbnails import thumbnails
 
         with db.session_scope(settings.database_url, readonly=True) as session:
             files = scan_files(session, [w.scan_id for w in report.worst])

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from db.paths import printable as shown
-from db.reports import ScannedFile
+from db.qa.queries import ScannedFile
 from dicom_io import ReadOptions, read
 from worker.errors import InputError
 

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
-from db.reports import DIMENSIONS, GRADES, ScoreRows, fetch_scores
+from db.qa.queries import DIMENSIONS, GRADES, ScoreRows, fetch_scores
 
 __all__ = [
     "DriftAlert",

@@ -22,15 +22,15 @@ from datetime import date, timedelta
 from html import escape
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from db.reports import DayGrades, GroupFigures
-from db.summary import QAReport
-from worker.report_text import DIMENSION_LABELS, group_label, shown_text
+from db.qa.queries import DayGrades, GroupFigures
+from db.qa.report import QAReport
+from worker.report.text import DIMENSION_LABELS, group_label, shown_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from worker.thumbnails import Thumbnail
+    from worker.report.thumbnails import Thumbnail
 
 __all__ = ["Thresholds", "render_html"]
 

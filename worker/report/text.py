@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from db.alerts import DriftAlert
-from db.reports import GroupFigures
-from db.summary import QAReport
+from db.qa.drift import DriftAlert
+from db.qa.queries import GroupFigures
+from db.qa.report import QAReport
 
 __all__ = [
     "CSV_COLUMNS",

@@ -1,5 +1,5 @@
-"""The whole QA report as one object: the figures of :mod:`db.reports` and the drift
-checks of :mod:`db.alerts` for one period, grouping and model version. ``usqa report``
+"""The whole QA report as one object: the figures of :mod:`db.qa.queries` and the drift
+checks of :mod:`db.qa.drift` for one period, grouping and model version. ``usqa report``
 renders it as a terminal table, CSV, JSON or HTML; every output shows the same figures.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.alerts import DriftResult, DriftRule, detect_drift
-from db.reports import (
+from db.qa.drift import DriftResult, DriftRule, detect_drift
+from db.qa.queries import (
     DEFAULT_DAYS,
     DayGrades,
     GroupDay,
