@@ -65,14 +65,17 @@ def shown(path: Path | str) -> str:
     return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """A one-line summary of a third-party exception: its type and first message line."""
+def first_line(exc: BaseException, limit: int = 200, kind: bool = True) -> str:
+    """A one-line summary of an exception: its type (unless ``kind`` is False) and first
+    message line; the type alone when it has no message."""
     text = str(exc).strip().splitlines()
     message = _CONTROL.sub(" ", text[0]).strip() if text else ""
     if len(message) > limit:
         message = message[: limit - 3] + "..."
-    kind = type(exc).__name__
-    return f"{kind}: {message}" if message else kind
+    name = type(exc).__name__
+    if not message:
+        return name
+    return f"{name}: {message}" if kind else message
 
 
 @contextmanager

@@ -11,7 +11,7 @@ Configuration, and why:
 * Redis ``visibility_timeout`` (USQA_VISIBILITY_TIMEOUT) above the task time limit
   (USQA_TASK_TIME_LIMIT): an unacknowledged message is handed to another worker only when
   its worker must be gone.
-* Retries as :mod:`worker.retry` says, the same as the embedded runner: the task calls
+* Retries as :mod:`worker.scoring.retry` says, the same as the embedded runner: the task calls
   :func:`run_batch`; the attempt cap (USQA_MAX_ATTEMPTS) is counted in the ledger, so it
   holds across retries, redeliveries and reconciler re-sends alike.
 
@@ -25,8 +25,8 @@ import os
 import socket
 from typing import Any
 
-from worker import retry
 from worker.errors import BrokerUnavailableError
+from worker.scoring import retry
 from worker.settings import Settings
 
 __all__ = [
@@ -48,7 +48,7 @@ _PRIORITY_SEP = "\x06\x16"  # kombu's Redis key separator for priority sub-queue
 _apps: dict[tuple[str, int], Any] = {}
 _pipeline: Any = None
 # set by `usqa worker` before the pool forks, and set when the worker begins to shut down:
-# every pool process then gives up a file stuck in its decoder (see worker.tasks)
+# every pool process then gives up a file stuck in its decoder (see worker.scoring)
 shutting_down: Any = None
 
 
@@ -138,9 +138,9 @@ def worker_pipeline(settings: Settings) -> Any:
     """This pool process's pipeline (built after the fork, on first use)."""
     global _pipeline
     if _pipeline is None or _pipeline.pid != os.getpid():
-        from worker.pipeline import Pipeline
+        from worker.scoring import ScoringContext
 
-        _pipeline = Pipeline(settings, mode="celery")
+        _pipeline = ScoringContext(settings, mode="celery")
         if shutting_down is not None:
             _pipeline.stopping = shutting_down
         _pipeline.start()
@@ -149,10 +149,10 @@ def worker_pipeline(settings: Settings) -> Any:
 
 def run_batch(task: Any, scan_ids: list[int], settings: Settings) -> dict[str, int]:
     """The body of the ``usqa.process_scans`` task (``task``: the bound Celery task):
-    score the batch; on an error, retry it as :mod:`worker.retry` says."""
+    score the batch; on an error, retry it as :mod:`worker.scoring.retry` says."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from worker.tasks import process_scans
+    from worker.scoring import process_scans
 
     pipeline = worker_pipeline(settings)
     token = str(task.request.id)

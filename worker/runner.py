@@ -1,6 +1,6 @@
 """The embedded runner: scores batches of scan ids in threads of the same process (the
-``usqa run`` default: no broker). It calls the same :func:`worker.tasks.process_scans` as
-the Celery workers, with the same retry policy (:mod:`worker.retry`)."""
+``usqa run`` default: no broker). It calls the same :func:`worker.scoring.process_scans` as
+the Celery workers, with the same retry policy (:mod:`worker.scoring.retry`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import threading
 import time
 import uuid
 
-from worker import retry
-from worker.pipeline import Pipeline
-from worker.tasks import BatchResult, process_scans
+from worker.scoring import BatchResult, ScoringContext, process_scans, retry
 
 __all__ = ["Runner", "backoff_seconds"]
 
@@ -36,7 +34,7 @@ class Runner:
     the threads; what is still queued stays ``queued`` in the ledger for the next start.
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: ScoringContext) -> None:
         self.pipeline = pipeline
         # one process, no other worker to share with: merge what waits into large batches,
         # since each batch boundary drains the read-ahead and the inference streams
@@ -82,7 +80,7 @@ class Runner:
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish the batches in hand, then stop (a file stuck in its decoder is given up:
-        its scan goes back to ``queued`` for the next start, see :mod:`worker.tasks`)."""
+        its scan goes back to ``queued`` for the next start, see :mod:`worker.scoring`)."""
         self.pipeline.stopping.set()
         with self._cond:
             self._stop = True

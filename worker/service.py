@@ -165,9 +165,9 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     With ``once``: take what is in the folder, score it, and return when every file has its
     outcome. Returns 1 if a file failed during a ``once`` run, else 0."""
     from worker.ingest import Ingester
-    from worker.pipeline import Pipeline
     from worker.reconciler import reconcile
     from worker.runner import Runner
+    from worker.scoring import ScoringContext
 
     if settings.broker_url:
         log.warning(
@@ -177,7 +177,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     db.upgrade(settings.database_url)
     check_salt_at_start(settings)
     started = ledger.utcnow()
-    pipeline = Pipeline(settings, mode="embedded", batches=EMBEDDED_BATCHES)
+    pipeline = ScoringContext(settings, mode="embedded", batches=EMBEDDED_BATCHES)
     pipeline.load()  # fail now, not on the first file, if the model cannot load
     if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
         metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))

@@ -11,7 +11,7 @@ import pytest
 from usqa_files import make_settings
 
 import db
-from worker.pipeline import Pipeline
+from worker.scoring import ScoringContext
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +42,12 @@ def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def pipeline_for(scorer: Any, random_weights: Path) -> Iterator[Callable[..., Pipeline]]:
+def pipeline_for(scorer: Any, random_weights: Path) -> Iterator[Callable[..., ScoringContext]]:
     """Builds started pipelines (sharing the session scorer) and closes them afterwards."""
-    made: list[Pipeline] = []
+    made: list[ScoringContext] = []
 
-    def build(url: str, **overrides: Any) -> Pipeline:
-        pipeline = Pipeline(make_settings(url, random_weights, **overrides), scorer=scorer)
+    def build(url: str, **overrides: Any) -> ScoringContext:
+        pipeline = ScoringContext(make_settings(url, random_weights, **overrides), scorer=scorer)
         pipeline.start()
         made.append(pipeline)
         return pipeline

@@ -25,8 +25,7 @@ from db.models import Scan
 from worker import decoder as decoder_module
 from worker.decoder import Decoder
 from worker.errors import CorruptFileError
-from worker.pipeline import Pipeline
-from worker.tasks import process_scans
+from worker.scoring import ScoringContext, process_scans
 
 SECRETS = {
     "USQA_DATABASE_URL": "postgresql+psycopg://usqa:hunter2@db/usqa",
@@ -116,7 +115,7 @@ def _deflate_bomb(path: Path, inflated: int) -> Path:
 
 
 def test_bombs_fail_with_a_clear_reason_and_the_next_file_is_scored(
-    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     drop = tmp_path / "drop"
     image_bomb = _image_bomb(drop / "bomb.png", 12_000)  # 432 MB of pixels when decoded

@@ -26,7 +26,7 @@ import db
 from db import paths
 from worker.cli import main
 from worker.logs import TextFormatter
-from worker.tasks import process_scans
+from worker.scoring import process_scans
 
 NAME_BYTES = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b)
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from worker.readahead import Emit, Ended, Frame, Lane, ReadAhead
+from worker.scoring.readahead import Emit, Ended, Frame, Lane, ReadAhead
 
 
 def _frames(item: int, emit: Emit) -> int:

@@ -26,8 +26,7 @@ from db import ledger
 from db.models import Scan, ScanScore
 from worker.cli import main
 from worker.commands.rescore import parse_bound
-from worker.pipeline import Pipeline
-from worker.tasks import process_scans
+from worker.scoring import ScoringContext, process_scans
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +61,13 @@ def scorer_b(weights_b: Path) -> Any:
 @pytest.fixture
 def pipelines(
     scorer: Any, scorer_b: Any, random_weights: Path, weights_b: Path
-) -> Iterator[Callable[[str, str], Pipeline]]:
+) -> Iterator[Callable[[str, str], ScoringContext]]:
     """Started pipelines on model A (``"a"``) or B (``"b"``), closed afterwards."""
-    made: list[Pipeline] = []
+    made: list[ScoringContext] = []
 
-    def build(url: str, which: str) -> Pipeline:
+    def build(url: str, which: str) -> ScoringContext:
         weights, loaded = (random_weights, scorer) if which == "a" else (weights_b, scorer_b)
-        pipeline = Pipeline(make_settings(url, weights), scorer=loaded)
+        pipeline = ScoringContext(make_settings(url, weights), scorer=loaded)
         pipeline.start()
         made.append(pipeline)
         return pipeline
@@ -123,7 +122,7 @@ def rescore(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[s
 def test_a_date_range_is_rescored_by_the_new_model_and_both_scores_are_kept(
     any_url: str,
     tmp_path: Path,
-    pipelines: Callable[[str, str], Pipeline],
+    pipelines: Callable[[str, str], ScoringContext],
     weights_b: Path,
     clean_env: None,
     capsys: pytest.CaptureFixture[str],
@@ -222,7 +221,7 @@ def test_a_date_range_is_rescored_by_the_new_model_and_both_scores_are_kept(
 def test_a_worker_still_on_the_old_model_scores_nothing_twice(
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[[str, str], Pipeline],
+    pipelines: Callable[[str, str], ScoringContext],
     weights_b: Path,
     clean_env: None,
     capsys: pytest.CaptureFixture[str],
@@ -351,7 +350,7 @@ def test_the_running_usqa_run_scores_the_rescored_scans(
 def test_scaled_mode_sends_the_ids_to_the_broker_in_batches(
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[[str, str], Pipeline],
+    pipelines: Callable[[str, str], ScoringContext],
     weights_b: Path,
     clean_env: None,
     monkeypatch: pytest.MonkeyPatch,

@@ -19,9 +19,10 @@ from usqa_files import FAULTS, make_settings, receive, write_png
 
 import db
 from db.models import Scan
-from worker import celery_app, retry, tasks
-from worker.pipeline import Pipeline
+from worker import celery_app
 from worker.runner import Runner
+from worker.scoring import ScoringContext, retry
+from worker.scoring import batch as scoring_batch
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ class Attempt:
         self.scans_delay: float | None = None
 
 
-def attempt(mode: str, pipeline: Pipeline, ids: list[int], monkeypatch: Any) -> Attempt:
+def attempt(mode: str, pipeline: ScoringContext, ids: list[int], monkeypatch: Any) -> Attempt:
     """Run one try of the batch ``ids`` the way ``mode`` does."""
     out = Attempt()
     if mode == "embedded":
@@ -94,11 +95,11 @@ def scan(url: str, scan_id: int) -> Scan:
 
 
 @pytest.fixture
-def pipelines(random_weights: Path) -> Iterator[Callable[..., Pipeline]]:
-    made: list[Pipeline] = []
+def pipelines(random_weights: Path) -> Iterator[Callable[..., ScoringContext]]:
+    made: list[ScoringContext] = []
 
-    def build(url: str, **overrides: Any) -> Pipeline:
-        pipeline = Pipeline(make_settings(url, random_weights, **overrides))
+    def build(url: str, **overrides: Any) -> ScoringContext:
+        pipeline = ScoringContext(make_settings(url, random_weights, **overrides))
         made.append(pipeline)
         return pipeline
 
@@ -112,7 +113,7 @@ def test_database_unavailable_retries_the_batch_without_an_attempt(
     mode: str,
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[..., Pipeline],
+    pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scan_id = receive(sqlite_url, write_png(tmp_path / "a.png", 1))
@@ -133,7 +134,7 @@ def test_a_model_that_fails_to_load_retries_the_batch_without_an_attempt(
 ) -> None:
     scan_id = receive(sqlite_url, write_png(tmp_path / "a.png", 1))
     missing = make_settings(sqlite_url, tmp_path / "missing.pt")
-    pipeline = Pipeline(missing)
+    pipeline = ScoringContext(missing)
     try:
         out = attempt(mode, pipeline, [scan_id], monkeypatch)
     finally:
@@ -148,7 +149,7 @@ def test_an_unexpected_error_releases_the_batch_and_retries_it_up_to_the_cap(
     mode: str,
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[..., Pipeline],
+    pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scan_id = receive(sqlite_url, write_png(tmp_path / "a.png", 1))
@@ -157,7 +158,7 @@ def test_an_unexpected_error_releases_the_batch_and_retries_it_up_to_the_cap(
     def bug(*_: Any) -> None:
         raise RuntimeError("a bug in the writer")
 
-    monkeypatch.setattr(tasks, "_write", bug)
+    monkeypatch.setattr(scoring_batch, "write_outcomes", bug)
     out = attempt(mode, pipeline, [scan_id], monkeypatch)
     assert out.batch_delay is not None and 0.8 <= out.batch_delay <= 1.2, out.batch_delay
     row = scan(sqlite_url, scan_id)
@@ -176,7 +177,7 @@ def test_a_batch_past_the_time_limit_is_released_and_retried(
     mode: str,
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[..., Pipeline],
+    pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Celery's soft time limit; the runner, without one, treats it as any other error."""
@@ -186,7 +187,7 @@ def test_a_batch_past_the_time_limit_is_released_and_retried(
     def too_long(*_: Any) -> None:
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(tasks, "_read_and_score", too_long)
+    monkeypatch.setattr(scoring_batch, "read_and_score", too_long)
     out = attempt(mode, pipeline, [scan_id], monkeypatch)
     assert out.batch_delay is not None and 0.8 <= out.batch_delay <= 1.2
     row = scan(sqlite_url, scan_id)
@@ -198,7 +199,7 @@ def test_a_crashed_decoder_retries_that_scan_alone(
     mode: str,
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[..., Pipeline],
+    pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), *os.sys.path]))
@@ -236,7 +237,7 @@ def test_a_stalled_share_retries_that_scan_and_is_not_a_permanent_failure(
     mode: str,
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[..., Pipeline],
+    pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
     stalled_share: Callable[[Path], None],
 ) -> None:
@@ -261,7 +262,7 @@ def test_a_bad_file_is_failed_at_once_and_not_retried(
     mode: str,
     sqlite_url: str,
     tmp_path: Path,
-    pipelines: Callable[..., Pipeline],
+    pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     junk = tmp_path / "junk.dcm"

@@ -18,8 +18,7 @@ from db.models import Scan
 from dicom_io import read
 from dicom_io.metadata import MAX_SIDECAR_BYTES
 from worker.errors import InputError
-from worker.pipeline import Pipeline
-from worker.tasks import process_scans
+from worker.scoring import ScoringContext, process_scans
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +77,7 @@ def test_a_regular_sidecar_is_still_read(tmp_path: Path) -> None:
 
 
 def test_hostile_sidecars_fail_their_scans_and_the_neighbours_are_scored(
-    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     drop = tmp_path / "drop"
     ids: dict[str, int] = {}

@@ -20,8 +20,8 @@ from usqa_files import FAULTS, make_settings, receive, write_png
 import db
 from db.models import Scan
 from worker import celery_app
-from worker.pipeline import Pipeline
 from worker.runner import Runner
+from worker.scoring import ScoringContext
 
 pytestmark = pytest.mark.integration
 
@@ -54,17 +54,17 @@ def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
 @pytest.fixture
 def faulty_pipeline(
     url: str, random_weights: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Pipeline]:
+) -> Iterator[ScoringContext]:
     """A pipeline whose decoder child loads the fault hooks."""
     path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.setenv("USQA_TEST_FAULTS", "1")
-    pipeline = Pipeline(make_settings(url, random_weights, decode_timeout=600.0))
+    pipeline = ScoringContext(make_settings(url, random_weights, decode_timeout=600.0))
     yield pipeline
     pipeline.close()
 
 
-def _run(mode: str, pipeline: Pipeline, ids: list[int]) -> None:
+def _run(mode: str, pipeline: ScoringContext, ids: list[int]) -> None:
     if mode == "embedded":
         Runner(pipeline)._run(ids, "token-1", 0)
         return
@@ -79,7 +79,7 @@ def test_other_files_are_committed_while_a_slow_one_still_decodes(
     slow_at: str,
     url: str,
     tmp_path: Path,
-    faulty_pipeline: Pipeline,
+    faulty_pipeline: ScoringContext,
     monkeypatch: Any,
 ) -> None:
     monkeypatch.setattr(celery_app, "_pipeline", faulty_pipeline)

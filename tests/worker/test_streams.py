@@ -23,9 +23,10 @@ from db.models import Scan, ScanScore
 from model import Scorer
 from worker import runner as runner_module
 from worker.decoder import Decoder
-from worker.pipeline import Pipeline
 from worker.runner import Runner
-from worker.tasks import BatchResult, _Inference, _Work, process_scans
+from worker.scoring import BatchResult, ScoringContext, process_scans
+from worker.scoring.inference import InferenceQueue
+from worker.scoring.work import ScanWork
 
 CINE = str(get_testdata_file("examples_ybr_color.dcm"))
 
@@ -56,7 +57,7 @@ def scorer2(random_weights: Path) -> Iterator[Scorer]:
 
 
 def test_each_batch_in_hand_leases_its_own_decoder(sqlite_url: str, random_weights: Path) -> None:
-    pipeline = Pipeline(make_settings(sqlite_url, random_weights), batches=2)
+    pipeline = ScoringContext(make_settings(sqlite_url, random_weights), batches=2)
     assert len(pipeline.decoders) == 2 and pipeline.decoders[0] is not pipeline.decoders[1]
     third: list[Decoder] = []
     got = threading.Event()
@@ -76,13 +77,13 @@ def test_each_batch_in_hand_leases_its_own_decoder(sqlite_url: str, random_weigh
         assert third == [b]
     waiter.join(10)
     assert not waiter.is_alive()
-    assert len(Pipeline(make_settings(sqlite_url, random_weights)).decoders) == 1
+    assert len(ScoringContext(make_settings(sqlite_url, random_weights)).decoders) == 1
 
 
 def test_load_hands_the_preset_to_every_decoder(
     sqlite_url: str, random_weights: Path, scorer: Any, tmp_path: Path
 ) -> None:
-    pipeline = Pipeline(make_settings(sqlite_url, random_weights), scorer=scorer, batches=2)
+    pipeline = ScoringContext(make_settings(sqlite_url, random_weights), scorer=scorer, batches=2)
     pipeline.start()  # the children run before the preset is known
     try:
         assert all(d.pid is not None and d.preprocess is None for d in pipeline.decoders)
@@ -120,7 +121,9 @@ class FakeBatches:
         with self.lock:
             self.gates.setdefault(thread_name, threading.Event()).set()
 
-    def __call__(self, ids: list[int], pipeline: Pipeline, token: str | None = None) -> BatchResult:
+    def __call__(
+        self, ids: list[int], pipeline: ScoringContext, token: str | None = None
+    ) -> BatchResult:
         with self.lock:
             gate = self.gates.setdefault(threading.current_thread().name, threading.Event())
             self.batches.append(list(ids))
@@ -146,7 +149,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBatches]:
 def test_the_runner_scores_two_batches_at_once(
     sqlite_url: str, random_weights: Path, fake: FakeBatches
 ) -> None:
-    runner = Runner(Pipeline(make_settings(sqlite_url, random_weights), batches=2))
+    runner = Runner(ScoringContext(make_settings(sqlite_url, random_weights), batches=2))
     assert runner.workers == 2 and runner.busy_since is None and runner.idle
     runner.start()
     try:
@@ -173,7 +176,7 @@ def test_the_runner_scores_two_batches_at_once(
 def test_stop_lets_both_batches_in_hand_finish(
     sqlite_url: str, random_weights: Path, fake: FakeBatches
 ) -> None:
-    runner = Runner(Pipeline(make_settings(sqlite_url, random_weights), batches=2))
+    runner = Runner(ScoringContext(make_settings(sqlite_url, random_weights), batches=2))
     runner.start()
     runner.submit([1])
     assert wait_for(lambda: fake.running == 1)
@@ -197,7 +200,7 @@ def test_stop_lets_both_batches_in_hand_finish(
 def test_a_runner_with_one_decoder_scores_one_batch_at_a_time(
     sqlite_url: str, random_weights: Path, fake: FakeBatches
 ) -> None:
-    runner = Runner(Pipeline(make_settings(sqlite_url, random_weights)))
+    runner = Runner(ScoringContext(make_settings(sqlite_url, random_weights)))
     assert runner.workers == 1
     runner.start()
     try:
@@ -218,7 +221,7 @@ def test_the_runner_merges_fresh_work_up_to_its_size(
     sqlite_url: str, random_weights: Path, fake: FakeBatches
 ) -> None:
     fake.release.set()
-    runner = Runner(Pipeline(make_settings(sqlite_url, random_weights), batches=2))
+    runner = Runner(ScoringContext(make_settings(sqlite_url, random_weights), batches=2))
     assert runner.size == 64  # files_per_task is 4 in these settings
     for i in range(100):
         runner.submit([i])
@@ -231,20 +234,20 @@ def test_the_runner_merges_fresh_work_up_to_its_size(
     assert sorted(map(len, fake.batches)) == [2, 36, 64]
     assert [500, 501] in fake.batches
     assert sorted(i for b in fake.batches for i in b) == [*range(100), 500, 501]
-    big = Runner(Pipeline(make_settings(sqlite_url, random_weights, files_per_task=100)))
+    big = Runner(ScoringContext(make_settings(sqlite_url, random_weights, files_per_task=100)))
     assert big.size == 100
 
 
 # --- inference across scans with two streams -----------------------------------------------
 
 
-def _work(scan_id: int, name: str) -> _Work:
-    return _Work(SimpleNamespace(id=scan_id, path=name))  # type: ignore[arg-type]
+def _work(scan_id: int, name: str) -> ScanWork:
+    return ScanWork(SimpleNamespace(id=scan_id, path=name))  # type: ignore[arg-type]
 
 
 def test_a_broken_frame_fails_its_own_scan_only(scorer2: Scorer) -> None:
     fake_pipeline: Any = SimpleNamespace(settings=SimpleNamespace(batch_size=2), scorer=scorer2)
-    inference = _Inference(fake_pipeline, reraise=())
+    inference = InferenceQueue(fake_pipeline, reraise=())
     assert (inference.size, inference.streams) == (2, 2)
     rng = np.random.default_rng(0)
     a, bad, c = _work(1, "a.png"), _work(2, "tiny.png"), _work(3, "c.png")
@@ -288,12 +291,12 @@ def receive(url: str, path: Path) -> int:
 @pytest.fixture
 def stream_pipeline(
     sqlite_url: str, random_weights: Path, scorer2: Scorer
-) -> Iterator[Callable[[], Pipeline]]:
-    made: list[Pipeline] = []
+) -> Iterator[Callable[[], ScoringContext]]:
+    made: list[ScoringContext] = []
 
-    def build() -> Pipeline:
+    def build() -> ScoringContext:
         settings = make_settings(sqlite_url, random_weights, batch_size=2)
-        pipeline = Pipeline(settings, scorer=scorer2, batches=2)
+        pipeline = ScoringContext(settings, scorer=scorer2, batches=2)
         pipeline.start()
         made.append(pipeline)
         return pipeline
@@ -309,7 +312,7 @@ def test_process_scans_with_two_streams_fails_only_the_broken_scan(
     sqlite_url: str,
     tmp_path: Path,
     scorer2: Scorer,
-    stream_pipeline: Callable[[], Pipeline],
+    stream_pipeline: Callable[[], ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The too-small frame is refused by the decoder child (which preprocesses), or, when
@@ -347,11 +350,11 @@ def test_an_early_batch_waits_while_the_scorer_has_no_idle_stream() -> None:
     when a stream has nothing to do, wherever the batches keeping it busy came from."""
     from types import SimpleNamespace
 
-    from worker.tasks import _Inference
+    from worker.scoring.inference import InferenceQueue
 
     scorer = SimpleNamespace(streams=2, idle_streams=2)
     pipeline = SimpleNamespace(settings=SimpleNamespace(batch_size=8), scorer=scorer)
-    inference = _Inference(pipeline, ())  # type: ignore[arg-type]
+    inference = InferenceQueue(pipeline, ())  # type: ignore[arg-type]
     assert inference.idle_stream
     scorer.idle_streams = 0  # both streams busy with the other batch's frames
     assert not inference.idle_stream

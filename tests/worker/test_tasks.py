@@ -15,8 +15,7 @@ from usqa_files import FAULTS, copy_dicom, make_settings, receive, write_png
 import db
 from db import ledger
 from db.models import FrameScore, ModelVersion, Scan, ScanScore, WorkerProcess
-from worker.pipeline import Pipeline
-from worker.tasks import RETRY, process_scans
+from worker.scoring import RETRY, ScoringContext, process_scans
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ def edited_dicom(tmp_path: Path, name: str, **changes: str) -> Path:
 def test_a_batch_writes_one_outcome_per_scan(
     any_url: str,
     tmp_path: Path,
-    pipeline_for: Callable[..., Pipeline],
+    pipeline_for: Callable[..., ScoringContext],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     files = {
@@ -55,7 +54,7 @@ def test_a_batch_writes_one_outcome_per_scan(
     files["junk"] = junk
     ids = {k: receive(any_url, p) for k, p in files.items()}
     pipeline = pipeline_for(any_url)
-    with caplog.at_level(logging.INFO, logger="worker.tasks"):
+    with caplog.at_level(logging.INFO, logger="worker.scoring"):
         result = process_scans(list(ids.values()), pipeline)
     assert result.statuses == {
         ids["a"]: "scored",
@@ -98,7 +97,7 @@ def test_a_process_row_names_its_model_as_soon_as_it_can_score(
 ) -> None:
     """A pool process starts (heartbeat) before its model is loaded: its ``workers`` row
     says which model it runs once loaded, without waiting for the next heartbeat."""
-    pipeline = Pipeline(make_settings(sqlite_url, random_weights, heartbeat_seconds=3600))
+    pipeline = ScoringContext(make_settings(sqlite_url, random_weights, heartbeat_seconds=3600))
     try:
         pipeline.start()
         with db.session_scope(sqlite_url, readonly=True) as s:
@@ -113,7 +112,7 @@ def test_a_process_row_names_its_model_as_soon_as_it_can_score(
 
 
 def test_redelivery_changes_nothing(
-    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     ids = [receive(any_url, write_png(tmp_path / f"{i}.png", i)) for i in range(3)]
     pipeline = pipeline_for(any_url)
@@ -127,7 +126,7 @@ def test_redelivery_changes_nothing(
 
 
 def test_the_same_sop_instance_is_scored_once(
-    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     original = copy_dicom("examples_ybr_color.dcm", tmp_path / "orig.dcm")
     resent = edited_dicom(tmp_path, "resent.dcm", StationName="RESENT")  # other bytes, same UID
@@ -146,7 +145,7 @@ def test_the_same_sop_instance_is_scored_once(
 
 
 def test_a_file_that_changed_or_vanished_is_not_scored(
-    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     changed = write_png(tmp_path / "changed.png", 1)
     gone = write_png(tmp_path / "gone.png", 2)
@@ -161,7 +160,7 @@ def test_a_file_that_changed_or_vanished_is_not_scored(
 
 
 def test_a_scan_past_the_attempt_cap_fails_with_its_last_problem(
-    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    sqlite_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     scan_id = receive(sqlite_url, write_png(tmp_path / "a.png", 1))
     with db.session_scope(sqlite_url) as s:
@@ -176,7 +175,7 @@ def test_a_scan_past_the_attempt_cap_fails_with_its_last_problem(
 def test_poison_files_fail_and_their_neighbours_are_scored(
     sqlite_url: str,
     tmp_path: Path,
-    pipeline_for: Callable[..., Pipeline],
+    pipeline_for: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(FAULTS))
@@ -203,7 +202,7 @@ def test_poison_files_fail_and_their_neighbours_are_scored(
 
 
 def test_the_frame_scores_of_a_batch_are_written_in_one_insert(
-    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     from sqlalchemy import event
 
@@ -236,7 +235,7 @@ def test_the_frame_scores_of_a_batch_are_written_in_one_insert(
 
 
 def test_a_batch_is_written_in_a_few_statements(
-    any_url: str, tmp_path: Path, pipeline_for: Callable[..., Pipeline]
+    any_url: str, tmp_path: Path, pipeline_for: Callable[..., ScoringContext]
 ) -> None:
     """Scoring many scans costs a handful of statements, not a few per scan."""
     from sqlalchemy import event
@@ -265,7 +264,7 @@ def test_a_batch_is_written_in_a_few_statements(
 def test_a_conflict_in_the_batch_write_falls_back_to_one_scan_at_a_time(
     postgres_database: Callable[[], str],
     tmp_path: Path,
-    pipeline_for: Callable[..., Pipeline],
+    pipeline_for: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another worker scores a copy of one file between our duplicate check and our write

@@ -14,15 +14,14 @@ from usqa_files import copy_dicom, make_settings, receive, write_png
 import db
 from db import queries
 from db.models import FrameScore, ModelVersion, Scan, ScanDefect, ScanScore
-from worker.pipeline import Pipeline
-from worker.tasks import process_scans
+from worker.scoring import ScoringContext, process_scans
 
 pytestmark = pytest.mark.integration
 
 
-def _run(url: str, weights: Path, files: list[Path]) -> tuple[Pipeline, list[int], dict]:
+def _run(url: str, weights: Path, files: list[Path]) -> tuple[ScoringContext, list[int], dict]:
     ids = [receive(url, p) for p in files]
-    pipeline = Pipeline(make_settings(url, weights))
+    pipeline = ScoringContext(make_settings(url, weights))
     pipeline.start()
     try:
         result = process_scans(ids, pipeline)
@@ -38,7 +37,7 @@ def test_defects_are_stored_listed_and_logged(
         write_png(tmp_path / "a.png", 1),
         copy_dicom("examples_ybr_color.dcm", tmp_path / "c.dcm"),
     ]
-    with caplog.at_level(logging.INFO, logger="worker.tasks"):
+    with caplog.at_level(logging.INFO, logger="worker.scoring"):
         pipeline, ids, statuses = _run(any_url, shadowing_weights, files)
     assert set(statuses.values()) == {"scored"}
     version = pipeline.model_version

@@ -17,7 +17,7 @@ again with the same claim token (the runner's heap, Celery's ``retry``). Only a 
 counts an attempt (USQA_MAX_ATTEMPTS, kept in the ledger): an unavailable database or a
 model that cannot load retries before any claim, so it uses none and is retried until it
 is fixed; the other rows each use one, and a scan past the cap ends ``failed`` with the
-last problem as its reason. "That scan": :func:`worker.tasks.process_scans` releases the
+last problem as its reason. "That scan": :func:`worker.scoring.process_scans` releases the
 scan to ``queued`` and returns it in ``BatchResult.retry``; the caller queues it again
 after :func:`scan_retry_delay`.
 """

@@ -22,7 +22,7 @@ from worker.settings import Settings
 if TYPE_CHECKING:
     from model import Grading, Scorer
 
-__all__ = ["MAX_SPARE_DECODERS", "Pipeline", "StopFlag"]
+__all__ = ["MAX_SPARE_DECODERS", "ScoringContext", "StopFlag"]
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class StopFlag(Protocol):
 MAX_SPARE_DECODERS = 3  # per process: so many files may hang at once, the rest still flows
 
 
-class Pipeline:
-    """The per-process scoring context used by :func:`worker.tasks.process_scans`.
+class ScoringContext:
+    """The per-process scoring context used by :func:`worker.scoring.process_scans`.
 
     ``mode`` is ``embedded`` (``usqa run``) or ``celery`` (a ``usqa worker`` pool process).
     Nothing heavy happens in the constructor: the model loads on :meth:`load` or first use
@@ -63,7 +63,7 @@ class Pipeline:
         self._free: queue.SimpleQueue[Decoder] = queue.SimpleQueue()
         for decoder in self.decoders:
             self._free.put(decoder)
-        # started only when a file stalls a batch (see worker.readahead), kept for reuse
+        # started only when a file stalls a batch (see worker.scoring.readahead), kept for reuse
         self._spares: list[Decoder] = []
         self._spares_free: list[Decoder] = []
         self._preset: dict[str, Any] | None = None

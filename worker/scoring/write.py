@@ -1,0 +1,224 @@
+"""Writing a batch's outcomes: one transaction for header columns, outcomes and scores."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+import db
+from db import ledger, rescore
+from db.models import SCORED, Scan, ScanScore
+from dicom_io.messages import shown
+from worker.scoring.context import ScoringContext
+from worker.scoring.outcomes import INTERRUPTED, attempt_cap_outcome, duplicate_outcome
+from worker.scoring.work import RETRY, BatchResult, ScanWork
+
+__all__ = ["write_outcomes"]
+
+log = logging.getLogger(__name__)
+
+
+def known_scores(
+    session: Session, version: str, works: Iterable[ScanWork]
+) -> tuple[dict[str, Scan], dict[str, Scan]]:
+    """Scans already scored by ``version`` with the same content / SOP instance."""
+    shas = {w.scan.sha256 for w in works}
+    uids = {w.columns.get("sop_instance_uid") for w in works} - {None}
+    match: ColumnElement[bool] = ScanScore.sha256.in_(shas)
+    if uids:
+        match = or_(match, ScanScore.sop_instance_uid.in_(uids))
+    by_sha: dict[str, Scan] = {}
+    by_uid: dict[str, Scan] = {}
+    rows = session.execute(
+        select(Scan, ScanScore.sha256, ScanScore.sop_instance_uid)
+        .join(ScanScore, ScanScore.scan_id == Scan.id)
+        .where(ScanScore.model_version == version, match)
+        .order_by(Scan.id)
+    ).all()
+    for scan, sha, uid in rows:
+        by_sha.setdefault(sha, scan)
+        if uid:
+            by_uid.setdefault(uid, scan)
+    return by_sha, by_uid
+
+
+def write_outcomes(
+    context: ScoringContext, works: list[ScanWork], token: str, result: BatchResult
+) -> None:
+    """One transaction for ``works`` (the batch, or the part of it that finished while a
+    slow file still decodes): header columns, then every outcome. The scans to be
+    scored are written together (a few statements for all of them); only if that
+    meets a conflict (a duplicate scored meanwhile, a claim lost) are they written one by
+    one, each in its own savepoint."""
+    settings = context.settings
+    version = context.model_version
+    with db.session_scope(settings.database_url) as session:
+        candidates = [
+            w for w in works if w.outcome is None and w.crashed is None and not w.interrupted
+        ]
+        by_sha, by_uid = known_scores(session, version, candidates) if candidates else ({}, {})
+        ledger.update_columns(session, token, [(w.scan.id, w.columns) for w in works if w.columns])
+        to_score: list[ScanWork] = []
+        for work in works:
+            scan = work.scan
+            for key, value in work.columns.items():
+                setattr(scan, key, value)
+            if work.interrupted:
+                if ledger.release(session, [scan.id], token, INTERRUPTED):
+                    result.retry.append(scan.id)
+                    result.statuses[scan.id] = RETRY
+                continue
+            if work.crashed is not None and not crash_outcome(
+                session, work, token, settings.max_attempts, result
+            ):
+                continue
+            if work.outcome is None and getattr(by_sha.get(scan.sha256), "id", None) == scan.id:
+                # re-queued, but this version has scored it already (a worker still on the
+                # old model after `usqa rescore`): its outcome stands, no second score
+                work.summary = None  # the score that stands is the earlier one
+                if rescore.restore_scored(session, scan.id, token, version):
+                    work.outcome = ledger.Outcome(
+                        SCORED, f"already scored by model {version}; that score is kept"
+                    )
+                    result.statuses[scan.id] = SCORED
+                else:
+                    result.not_claimed.append(scan.id)
+                continue
+            if work.outcome is None:
+                uid = work.columns.get("sop_instance_uid")
+                original = by_sha.get(scan.sha256)
+                what = "content"
+                if (original is None or original.id == scan.id) and uid:
+                    original, what = by_uid.get(uid), "SOP instance"
+                if original is not None and original.id != scan.id:
+                    work.outcome = duplicate_outcome(scan, original, what)
+                    work.summary = None
+            if work.outcome is None:
+                work.outcome = work.grade_outcome
+            if work.outcome is None:
+                to_score.append(work)  # later copies in this batch are its duplicates
+                by_sha.setdefault(scan.sha256, scan)
+                if scan.sop_instance_uid:
+                    by_uid.setdefault(scan.sop_instance_uid, scan)
+                continue
+            if ledger.finish(session, scan.id, token, work.outcome, model_version=version):
+                result.statuses[scan.id] = work.outcome.status
+            else:
+                result.not_claimed.append(scan.id)
+        write_scores(context, session, to_score, token, result)
+
+
+def crash_outcome(
+    session: Session, work: ScanWork, token: str, max_attempts: int, result: BatchResult
+) -> bool:
+    """A scan whose decoder crashed: released for a retry (False: nothing more to write)
+    or, at the attempt cap, given a ``failed`` outcome to write (True)."""
+    scan = work.scan
+    capped = attempt_cap_outcome(work, max_attempts)
+    if capped is not None:
+        work.outcome = capped
+        return True
+    reason = f"retrying (attempt {scan.attempts} of {max_attempts}): {work.crashed}"
+    if ledger.release(session, [scan.id], token, reason):
+        result.retry.append(scan.id)
+        result.statuses[scan.id] = RETRY
+        log.warning(
+            "scan %d will be retried: %s",
+            scan.id,
+            shown(work.crashed or ""),
+            extra={"scan_id": scan.id, "status": RETRY},
+        )
+    return False
+
+
+def score_entry(work: ScanWork) -> ledger.ScoreEntry:
+    return ledger.ScoreEntry(
+        scan=work.scan,
+        summary=work.summary,
+        frame_scores=sorted(work.frame_scores),
+        decode_ms=round(work.decode_ms, 2),
+        inference_ms=round(work.inference_ms, 2),
+    )
+
+
+def write_scores(
+    context: ScoringContext,
+    session: Session,
+    works: list[ScanWork],
+    token: str,
+    result: BatchResult,
+) -> None:
+    """Write the scores of ``works``: all at once, or one by one after a conflict."""
+    if not works:
+        return
+    version = context.model_version
+    aggregate = context.settings.aggregate
+    try:
+        with session.begin_nested():
+            written = ledger.write_scores(
+                session, token, [score_entry(w) for w in works], version, aggregate
+            )
+    except IntegrityError:  # a duplicate was scored meanwhile: sort it out scan by scan
+        written = False
+    if written:
+        for work in works:
+            result.statuses[work.scan.id] = SCORED
+        return
+    frame_rows: list[dict[str, Any]] = []
+    for work in works:
+        write_one(session, work, token, version, aggregate, frame_rows, result)
+    ledger.insert_frame_scores(session, frame_rows)
+
+
+def write_one(
+    session: Session,
+    work: ScanWork,
+    token: str,
+    version: str,
+    aggregate: str,
+    frame_rows: list[dict[str, Any]],
+    result: BatchResult,
+) -> None:
+    """Score one scan in its own savepoint; a duplicate becomes ``skipped``."""
+    scan = work.scan
+    entry = score_entry(work)
+    try:
+        with session.begin_nested():
+            written = ledger.write_score(
+                session,
+                scan,
+                token,
+                model_version=version,
+                aggregate=aggregate,
+                summary=entry.summary,
+                frame_scores=entry.frame_scores,
+                decode_ms=entry.decode_ms,
+                inference_ms=entry.inference_ms,
+                frame_rows=frame_rows,
+            )
+    except IntegrityError:  # scored meanwhile by another worker
+        hit = ledger.find_scored_duplicate(
+            session,
+            model_version=version,
+            sha256=scan.sha256,
+            sop_instance_uid=scan.sop_instance_uid,
+            exclude_scan_id=scan.id,
+        )
+        if hit is None:
+            raise
+        work.outcome = duplicate_outcome(scan, hit[0], hit[1])
+        if ledger.finish(session, scan.id, token, work.outcome, model_version=version):
+            result.statuses[scan.id] = work.outcome.status
+        else:
+            result.not_claimed.append(scan.id)
+        return
+    if written:
+        result.statuses[scan.id] = SCORED
+    else:
+        result.not_claimed.append(scan.id)
