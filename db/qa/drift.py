@@ -13,12 +13,12 @@ the last 7 days up to the report's end) are compared with the same group's *base
 A group is only tested when both windows hold at least ``min_scans`` scored scans. The
 p-values are compared with ``p_value`` divided by the number of tests run (Bonferroni), so
 that checking many groups every day does not raise alarms on noise. Only scans of one model
-version are compared (a new model is not a drift).
+version are compared (a new model is not a drift). The tests themselves (and scipy) are in
+:mod:`db.qa.stats`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -28,18 +28,17 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
-from db.qa.queries import DIMENSIONS, GRADES, ScoreRows, fetch_scores
+from db.qa.queries import fetch_scores
+from db.qa.rows import GRADES, ScoreRows, require_dimension
+from db.qa.stats import WindowStats, fisher_rise_p, welch_drop_p
 
 __all__ = [
     "DriftAlert",
     "DriftCheck",
     "DriftResult",
     "DriftRule",
-    "WindowStats",
     "check_drift",
     "detect_drift",
-    "fisher_rise_p",
-    "welch_drop_p",
 ]
 
 MEAN = "mean score"
@@ -76,20 +75,6 @@ class DriftRule:
         recent window starts."""
         recent_start = until - timedelta(days=self.recent_days - 1)
         return recent_start - timedelta(days=self.baseline_days), recent_start, until
-
-
-@dataclass(frozen=True)
-class WindowStats:
-    """Scored scans of one group in one window."""
-
-    scans: int
-    mean: float
-    variance: float  # sample variance (0 for a single scan)
-    poor: int
-
-    @property
-    def poor_share(self) -> float:
-        return self.poor / self.scans if self.scans else 0.0
 
 
 @dataclass(frozen=True)
@@ -190,36 +175,6 @@ class DriftResult:
         }
 
 
-def welch_drop_p(baseline: WindowStats, recent: WindowStats) -> float:
-    """One-sided p-value of Welch's t-test that the recent mean is below the baseline's."""
-    from scipy.stats import t
-
-    se2 = baseline.variance / baseline.scans + recent.variance / recent.scans
-    drop = baseline.mean - recent.mean
-    if se2 <= 0.0:  # no spread at all: any drop is certain, none is impossible
-        return 0.0 if drop > 0 else 1.0
-    df = (
-        se2
-        * se2
-        / (
-            (baseline.variance / baseline.scans) ** 2 / (baseline.scans - 1)
-            + (recent.variance / recent.scans) ** 2 / (recent.scans - 1)
-        )
-    )
-    return float(t.sf(drop / math.sqrt(se2), df))
-
-
-def fisher_rise_p(baseline: WindowStats, recent: WindowStats) -> float:
-    """One-sided p-value of Fisher's exact test that poor grades are more likely now."""
-    from scipy.stats import fisher_exact
-
-    table = [
-        [recent.poor, recent.scans - recent.poor],
-        [baseline.poor, baseline.scans - baseline.poor],
-    ]
-    return float(fisher_exact(table, alternative="greater").pvalue)
-
-
 def _window_stats(
     rows: ScoreRows, keep: NDArray[np.bool_], dimension: str
 ) -> dict[str | None, WindowStats]:
@@ -253,6 +208,54 @@ def check_drift(
     return detect_drift(rows, dimensions, until=until, rule=rule, model_version=model_version)
 
 
+_Candidate = tuple[str, str | None, WindowStats, WindowStats]
+# (metric, baseline, recent, change, p-value, test)
+_Finding = tuple[str, float, float, float, float, str]
+
+
+def _candidates(
+    rows: ScoreRows,
+    dimensions: Sequence[str],
+    windows: tuple[NDArray[np.bool_], NDArray[np.bool_]],
+    rule: DriftRule,
+    checks: list[DriftCheck],
+) -> list[_Candidate]:
+    """The groups with enough scans in both windows (baseline, recent) to be tested; the
+    others are added to ``checks`` as "too few scans"."""
+    in_base, in_recent = windows
+    candidates: list[_Candidate] = []
+    for dimension in dimensions:
+        require_dimension(dimension)
+        base_stats = _window_stats(rows, in_base, dimension)
+        recent_stats = _window_stats(rows, in_recent, dimension)
+        groups = set(base_stats) | set(recent_stats)
+        for name in sorted(groups, key=lambda g: (g is None, g or "")):
+            base, recent = base_stats.get(name), recent_stats.get(name)
+            if base is None or recent is None or min(base.scans, recent.scans) < rule.min_scans:
+                checks.append(DriftCheck(dimension, name, "too few scans", base, recent))
+                continue
+            candidates.append((dimension, name, base, recent))
+    return candidates
+
+
+def _findings(
+    base: WindowStats, recent: WindowStats, rule: DriftRule, threshold: float
+) -> list[_Finding]:
+    """The drifts of one group: a large enough change whose p-value beats ``threshold``."""
+    found: list[_Finding] = []
+    drop = recent.mean - base.mean
+    if -drop >= rule.mean_drop:
+        p = welch_drop_p(base, recent)
+        if p < threshold:
+            found.append((MEAN, base.mean, recent.mean, drop, p, "Welch's t-test"))
+    rise = recent.poor_share - base.poor_share
+    if rise >= rule.poor_rise:
+        p = fisher_rise_p(base, recent)
+        if p < threshold:
+            found.append((POOR, base.poor_share, recent.poor_share, rise, p, "Fisher's exact test"))
+    return found
+
+
 def detect_drift(
     rows: ScoreRows,
     dimensions: Sequence[str],
@@ -273,37 +276,11 @@ def detect_drift(
         model_version=model_version,
     )
     in_recent = rows.mask(since=recent_since, until=until, model_version=model_version)
-    candidates: list[tuple[str, str | None, WindowStats, WindowStats]] = []
-    for dimension in dimensions:
-        if dimension not in DIMENSIONS:
-            raise ValueError(
-                f"unknown grouping {dimension!r}: expected one of {', '.join(DIMENSIONS)}"
-            )
-        base_stats = _window_stats(rows, in_base, dimension)
-        recent_stats = _window_stats(rows, in_recent, dimension)
-        groups = set(base_stats) | set(recent_stats)
-        for name in sorted(groups, key=lambda g: (g is None, g or "")):
-            base, recent = base_stats.get(name), recent_stats.get(name)
-            if base is None or recent is None or min(base.scans, recent.scans) < rule.min_scans:
-                result.checks.append(DriftCheck(dimension, name, "too few scans", base, recent))
-                continue
-            candidates.append((dimension, name, base, recent))
+    candidates = _candidates(rows, dimensions, (in_base, in_recent), rule, result.checks)
     result.tests = 2 * len(candidates)
     threshold = rule.p_value / result.tests if result.tests else rule.p_value
     for dimension, name, base, recent in candidates:
-        found = []
-        drop = recent.mean - base.mean
-        if -drop >= rule.mean_drop:
-            p = welch_drop_p(base, recent)
-            if p < threshold:
-                found.append((MEAN, base.mean, recent.mean, drop, p, "Welch's t-test"))
-        rise = recent.poor_share - base.poor_share
-        if rise >= rule.poor_rise:
-            p = fisher_rise_p(base, recent)
-            if p < threshold:
-                found.append(
-                    (POOR, base.poor_share, recent.poor_share, rise, p, "Fisher's exact test")
-                )
+        found = _findings(base, recent, rule, threshold)
         for metric, before, now, change, p, test in found:
             result.alerts.append(
                 DriftAlert(

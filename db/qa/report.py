@@ -1,6 +1,7 @@
-"""The whole QA report as one object: the figures of :mod:`db.qa.queries` and the drift
-checks of :mod:`db.qa.drift` for one period, grouping and model version. ``usqa report``
-renders it as a terminal table, CSV, JSON or HTML; every output shows the same figures.
+"""The whole QA report as one object: the figures (:mod:`db.qa.figures`, read through
+:mod:`db.qa.queries`) and the drift checks (:mod:`db.qa.drift`) for one period, grouping and
+model version. ``usqa report`` renders it (:mod:`worker.report`) as a terminal table, CSV,
+JSON or HTML; every output shows the same figures.
 """
 
 from __future__ import annotations
@@ -13,23 +14,24 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.qa.drift import DriftResult, DriftRule, detect_drift
-from db.qa.queries import (
-    DEFAULT_DAYS,
+from db.qa.figures import (
     DayGrades,
     GroupDay,
     GroupFigures,
-    Period,
     ScoreStats,
     WorstScan,
-    current_model_version,
     daily_grades,
     daily_group_means,
-    fetch_scores,
     group_figures,
+)
+from db.qa.queries import (
+    current_model_version,
+    fetch_scores,
     outcome_counts,
     resolve_period,
     worst_scans,
 )
+from db.qa.rows import DEFAULT_DAYS, Period
 
 __all__ = ["ALL_VERSIONS", "QAReport", "build_report"]
 

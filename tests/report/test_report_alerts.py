@@ -12,7 +12,8 @@ from report_seed import Row, bulk_seed
 from scipy.stats import ttest_ind
 
 import db
-from db.qa.drift import DriftRule, WindowStats, check_drift, fisher_rise_p, welch_drop_p
+from db.qa.drift import DriftRule, check_drift
+from db.qa.stats import WindowStats, fisher_rise_p, welch_drop_p
 from worker.cli import main
 
 UNTIL = date(2025, 6, 30)

@@ -25,7 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from report_seed import Row, seed
 
 import db
-import worker.report.page as report_html
+import worker.report.charts as charts
 from db.qa.report import build_report
 from dicom_io import ReadOptions, read
 from worker.cli import main
@@ -157,13 +157,13 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """Every chart figure the report draws, kept for inspection. The site's matplotlibrc
     is made as hostile as it gets: TeX on (no LaTeX here: using it would fail)."""
     figures: list[Figure] = []
-    real_png = report_html._png
+    real_png = charts._png
 
     def keep(fig: Figure) -> str:
         figures.append(fig)
         return real_png(fig)
 
-    monkeypatch.setattr(report_html, "_png", keep)
+    monkeypatch.setattr(charts, "_png", keep)
     monkeypatch.setitem(matplotlib.rcParams, "text.usetex", True)
     monkeypatch.setitem(matplotlib.rcParams, "text.parse_math", True)
     return figures
@@ -193,7 +193,7 @@ def test_charts_show_hostile_names_as_typed(
     legend = trend.axes[0].get_legend()
     assert legend is not None
     entries = [t.get_text() for t in legend.get_texts()]
-    assert "_hidden" in entries and len(entries) == report_html.TREND_GROUPS
+    assert "_hidden" in entries and len(entries) == charts.TREND_GROUPS
     html = page.read_text(encoding="utf-8")
     assert "&quot;http://evil.example/x&quot;" in html and '"http://evil.example/x"' not in html
 
@@ -203,7 +203,7 @@ def test_chart_functions_are_plain_text_on_their_own(hostile_url: str) -> None:
     with db.session_scope(hostile_url, readonly=True) as session:
         report = build_report(session, until=UNTIL)
     with matplotlib.rc_context({"text.parse_math": True}):
-        uri = report_html.ranking_chart(report, report_html.Thresholds(), set())
+        uri = charts.ranking_chart(report, charts.Thresholds(), set())
     assert uri.startswith("data:image/png;base64,")
 
 

@@ -23,7 +23,7 @@ from worker.cli import main
 pytestmark = pytest.mark.integration
 
 UNTIL = date(2025, 3, 2)
-GOOD_RGB = (0x3A, 0x92, 0x3A)  # worker.report.page.GOOD
+GOOD_RGB = (0x3A, 0x92, 0x3A)  # worker.report.charts.GOOD
 POOR_RGB = (0xC8, 0x45, 0x3C)
 
 

@@ -15,9 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import db
-from db.qa.drift import DriftRule
-from db.qa.queries import DEFAULT_DAYS, DIMENSIONS, scan_files
-from db.qa.report import QAReport, build_report
+from db.qa import DEFAULT_DAYS, DIMENSIONS, DriftRule, QAReport, build_report, scan_files
 from db.session import shown_url
 from worker.report.text import alerts_text, report_csv, report_text
 from worker.service import add_database_option
@@ -198,7 +196,8 @@ def _write(path: Path, content: str) -> None:
 
 def _html(report: QAReport, args: argparse.Namespace, settings: Settings) -> str:
     from dicom_io import ReadOptions
-    from worker.report.page import Thresholds, render_html
+    from worker.report.charts import Thresholds
+    from worker.report.page import render_html
 
     thumbs = None
     if args.thumbnails and report.worst:

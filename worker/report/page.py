@@ -1,377 +1,37 @@
 """``usqa report --html``: one self-contained HTML file (styles inline, charts as PNG data
-URIs drawn with matplotlib's Agg renderer) that opens offline in any browser and prints.
+URIs from :mod:`worker.report.charts`) that opens offline in any browser and prints.
 
-Charts: grade shares, mean score and volume over time; the groups ranked by mean score with
-95 % intervals; the score distribution per group; then the group table, the worst scans
-(ids and scores, thumbnails only when asked for) and how to read it all.
-
-Group names come from file headers, so they are hostile text: every chart is drawn with
-matplotlib's mathtext and TeX off (a station called ``$\\frac{1}{0}$`` is drawn as typed,
-never parsed), control characters are shown escaped, legend entries are passed explicitly
-(a name starting with ``_`` is not hidden), and the page escapes everything it prints.
+The page: the headline figures, drift alerts, the charts, then the group table, the worst
+scans (ids and scores, thumbnails only when asked for) and how to read it all. Group names
+come from file headers, so they are hostile text: the page escapes everything it prints and
+shows control characters escaped.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import io
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from collections.abc import Mapping
 from html import escape
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
-from db.qa.queries import DayGrades, GroupFigures
 from db.qa.report import QAReport
+from worker.report.charts import (
+    TREND_GROUPS,
+    Thresholds,
+    chart_label,
+    distribution_chart,
+    ranking_chart,
+    shown_groups,
+    timeline_chart,
+    trend_chart,
+)
 from worker.report.text import DIMENSION_LABELS, group_label, shown_text
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
     from worker.report.thumbnails import Thumbnail
 
-__all__ = ["Thresholds", "render_html"]
+__all__ = ["render_html"]
 
-GOOD, AVERAGE, POOR = "#3a923a", "#e8a33d", "#c8453c"
-INK, MUTED = "#1f2933", "#6b7785"
-MAX_CHART_GROUPS = 30
-# Text in charts is text: no mathtext ($...$), no TeX, whatever the site's matplotlibrc says.
-PLAIN_TEXT_RC: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def plain_text(chart: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Draw ``chart`` with :data:`PLAIN_TEXT_RC`: every label, title, tick and legend
-    entry is created and rendered with mathtext and TeX off."""
-
-    @functools.wraps(chart)
-    def drawn(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        import matplotlib
-
-        with matplotlib.rc_context(PLAIN_TEXT_RC):
-            return chart(*args, **kwargs)
-
-    return drawn
-
-
-def chart_label(group: str | None) -> str:
-    """A group's name as a chart shows it: one line, control characters escaped."""
-    return shown_text(group_label(group))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Grade thresholds (USQA_GOOD_THRESHOLD, USQA_AVERAGE_THRESHOLD), for the bands."""
-
-    good: float = 80.0
-    average: float = 45.0
-
-
-# --- charts -------------------------------------------------------------------------------
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure  # the Agg canvas, no pyplot, no display needed
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig
-
-
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, facecolor="white")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _style(ax: Axes) -> None:
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.tick_params(colors=INK, labelsize=9)
-    ax.grid(axis="x", color="#e4e7eb", linewidth=0.8)
-    ax.set_axisbelow(True)
-
-
-def _bands(ax: Axes, t: Thresholds, *, vertical: bool) -> None:
-    """Pale grade bands behind a score axis."""
-    span = ax.axvspan if vertical else ax.axhspan
-    span(0, t.average, color=POOR, alpha=0.07, linewidth=0)
-    span(t.average, t.good, color=AVERAGE, alpha=0.08, linewidth=0)
-    span(t.good, 100, color=GOOD, alpha=0.07, linewidth=0)
-
-
-@dataclass(frozen=True)
-class _Bucket:
-    start: date
-    scans: int
-    good: int
-    average: int
-    poor: int
-    mean: float | None
-
-
-def _buckets(days: Sequence[DayGrades], since: date, until: date) -> tuple[list[_Bucket], str]:
-    """Days, or ISO weeks (Monday first) when the period is longer than 13 weeks; empty
-    buckets included so that gaps show."""
-    weekly = (until - since).days + 1 > 91
-    step = 7 if weekly else 1
-    first = since - timedelta(days=since.weekday()) if weekly else since
-    sums: dict[date, list[float]] = {}
-    for d in days:
-        key = d.day - timedelta(days=d.day.weekday()) if weekly else d.day
-        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
-        acc[0] += d.scans
-        acc[1] += d.good
-        acc[2] += d.average
-        acc[3] += d.poor
-        acc[4] += (d.mean or 0.0) * d.scans
-    out = []
-    start = first
-    while start <= until:
-        n, g, a, p, total = sums.get(start, [0, 0, 0, 0, 0.0])
-        out.append(_Bucket(start, int(n), int(g), int(a), int(p), total / n if n else None))
-        start += timedelta(days=step)
-    return out, "week" if weekly else "day"
-
-
-@plain_text
-def timeline_chart(report: QAReport, t: Thresholds) -> str:
-    """Grade shares, mean score and number of scans per day (or week)."""
-    assert report.period is not None
-    buckets, unit = _buckets(report.days, report.period.since, report.period.until)
-    fig = _figure(11, 6.2)
-    top, mid, low = fig.subplots(3, 1, sharex=True, height_ratios=[3, 2, 1.2])
-    x = [b.start for b in buckets]
-    width = 6.0 if unit == "week" else 0.85
-    shares = {
-        k: [getattr(b, k) / b.scans * 100 if b.scans else 0.0 for b in buckets]
-        for k in ("good", "average", "poor")
-    }
-    top.bar(x, shares["good"], width, color=GOOD, label="good")
-    top.bar(x, shares["average"], width, bottom=shares["good"], color=AVERAGE, label="average")
-    top.bar(
-        x,
-        shares["poor"],
-        width,
-        bottom=[g + a for g, a in zip(shares["good"], shares["average"], strict=True)],
-        color=POOR,
-        label="poor",
-    )
-    top.set_ylim(0, 100)
-    top.set_ylabel("share of scans (%)", color=INK)
-    top.set_title(f"Grade shares per {unit}", loc="left", color=INK, fontsize=12)
-    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
-    _style(top)
-    top.grid(axis="y", color="#e4e7eb")
-
-    _bands(mid, t, vertical=False)
-    means = [(b.start, b.mean) for b in buckets if b.mean is not None]
-    mid.plot([m[0] for m in means], [m[1] for m in means], "-o", color=INK, markersize=3.5)
-    mid.set_ylim(0, 100)
-    mid.set_ylabel("mean score", color=INK)
-    mid.set_title(
-        f"Mean score per {unit} (bands: poor / average / good)", loc="left", color=INK, fontsize=11
-    )
-    _style(mid)
-
-    low.bar(x, [b.scans for b in buckets], width, color="#9aa5b1")
-    low.set_ylabel("scans", color=INK)
-    low.set_title(f"Scans scored per {unit}", loc="left", color=INK, fontsize=11)
-    _style(low)
-    fig.autofmt_xdate(rotation=0, ha="center")
-    return _png(fig)
-
-
-def _periods(since: date, until: date, length: int = 7) -> list[tuple[date, date]]:
-    """Consecutive ``length``-day periods ending on ``until`` (the first may be shorter),
-    oldest first: the last one is the drift check's recent window."""
-    out = []
-    end = until
-    while end >= since:
-        out.append((max(since, end - timedelta(days=length - 1)), end))
-        end -= timedelta(days=length)
-    return out[::-1]
-
-
-TREND_GROUPS = 8
-TREND_COLORS = ("#3b6ea5", "#7a5195", "#2a9d8f", "#8d6e63", "#5c6bc0", "#00838f", "#6d4c41")
-
-
-@plain_text
-def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> str:
-    """Mean score per group and 7-day period: the alerted groups, then the lowest."""
-    assert report.period is not None
-    periods = _periods(report.period.since, report.period.until)
-    ranked = [g.group for g in report.groups if g.stats.scans > 0]
-    shown = [g for g in ranked if g in alerted] + [g for g in ranked if g not in alerted]
-    shown = shown[:TREND_GROUPS]
-    fig = _figure(11, 4.2)
-    ax = fig.subplots()
-    _bands(ax, t, vertical=False)
-    colors = iter(TREND_COLORS)
-    handles: list[Any] = []
-    for group in shown:
-        xs: list[Any] = []  # dates: matplotlib converts them
-        ys: list[float] = []
-        for start, end in periods:
-            days = [d for d in report.group_days if d.group == group and start <= d.day <= end]
-            n = sum(d.scans for d in days)
-            if n:
-                xs.append(end)
-                ys.append(sum(d.mean * d.scans for d in days) / n)
-        if not xs:
-            continue
-        hot = group in alerted
-        color = POOR if hot else next(colors, MUTED)
-        (line,) = ax.plot(
-            xs,
-            ys,
-            "-o",
-            color=color,
-            linewidth=2.6 if hot else 1.4,
-            markersize=4,
-        )
-        handles.append((line, chart_label(group) + (" (ALERT)" if hot else "")))
-    ax.set_ylim(0, 100)
-    from matplotlib.dates import date2num
-
-    ax.set_xlim(
-        float(date2num(periods[0][1] - timedelta(days=3))),
-        float(date2num(report.period.until + timedelta(days=3))),
-    )
-    ax.set_ylabel("mean score", color=INK)
-    unit = DIMENSION_LABELS[report.dimension].lower()
-    ax.set_title(
-        f"Mean score per {unit}, 7-day periods ending {report.period.until}",
-        loc="left",
-        color=INK,
-        fontsize=12,
-    )
-    if handles:  # explicit entries: matplotlib would drop a label that starts with "_"
-        ax.legend(
-            [h for h, _ in handles],
-            [label for _, label in handles],
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
-            frameon=False,
-            fontsize=9,
-        )
-    _style(ax)
-    ax.grid(axis="y", color="#e4e7eb")
-    fig.autofmt_xdate(rotation=0, ha="center")
-    return _png(fig)
-
-
-def _shown_groups(report: QAReport) -> list[GroupFigures]:
-    """The groups with scores, worst first, at most MAX_CHART_GROUPS of them."""
-    return [g for g in report.groups if g.stats.scans > 0][:MAX_CHART_GROUPS]
-
-
-@plain_text
-def ranking_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> str:
-    """Mean score per group with its 95 % interval, lowest at the top."""
-    groups = _shown_groups(report)
-    fig = _figure(11, 1.2 + 0.38 * len(groups))
-    ax = fig.subplots()
-    _bands(ax, t, vertical=True)
-    ys = list(range(len(groups)))[::-1]
-    for y, g in zip(ys, groups, strict=True):
-        s = g.stats
-        color = POOR if g.group in alerted else INK
-        if s.ci_low is not None and s.ci_high is not None and s.mean is not None:
-            ax.errorbar(
-                s.mean,
-                y,
-                xerr=[[s.mean - s.ci_low], [s.ci_high - s.mean]],
-                fmt="o",
-                color=color,
-                ecolor=color,
-                capsize=3,
-                markersize=6,
-            )
-        elif s.mean is not None:
-            ax.plot(s.mean, y, "o", color=color, markersize=6)
-    mean = report.overall.stats.mean
-    if mean is not None:
-        ax.axvline(mean, color=MUTED, linestyle="--", linewidth=1)
-        ax.text(mean, len(groups) - 0.4, f" all: {mean:.1f}", color=MUTED, fontsize=9, va="bottom")
-    labels = [
-        f"{chart_label(g.group)}{' (ALERT)' if g.group in alerted else ''}  n={g.stats.scans}"
-        for g in groups
-    ]
-    ax.set_yticks(ys, labels)
-    ax.set_ylim(-0.7, len(groups) - 0.1)
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("mean score with 95% interval", color=INK)
-    label = DIMENSION_LABELS[report.dimension]
-    ax.set_title(
-        f"{label}s ranked by mean score (lowest first)", loc="left", color=INK, fontsize=12
-    )
-    _style(ax)
-    return _png(fig)
-
-
-@plain_text
-def distribution_chart(report: QAReport, t: Thresholds) -> str:
-    """Box plots of the scores per group: box = middle half, line = median, whiskers =
-    5th to 95th percentile, diamond = mean."""
-    groups = _shown_groups(report)
-    fig = _figure(11, 1.2 + 0.38 * len(groups))
-    ax = fig.subplots()
-    _bands(ax, t, vertical=True)
-    stats: list[dict[str, object]] = []
-    for g in groups:
-        s = g.stats
-        stats.append(
-            {
-                "label": chart_label(g.group),
-                "med": s.median,
-                "q1": s.q1,
-                "q3": s.q3,
-                "whislo": s.p5,
-                "whishi": s.p95,
-                "mean": s.mean,
-                "fliers": [],
-            }
-        )
-    positions = list(range(len(groups)))[::-1]
-    ax.bxp(
-        stats,
-        positions=positions,
-        orientation="horizontal",
-        showmeans=True,
-        widths=0.6,
-        patch_artist=True,
-        boxprops={"facecolor": "#dde3ea", "edgecolor": INK},
-        medianprops={"color": INK, "linewidth": 2},
-        meanprops={
-            "marker": "D",
-            "markerfacecolor": "white",
-            "markeredgecolor": INK,
-            "markersize": 5,
-        },
-        whiskerprops={"color": INK},
-        capprops={"color": INK},
-    )
-    ax.set_xlim(0, 100)
-    ax.set_ylim(-0.7, len(groups) - 0.3)
-    ax.set_xlabel(
-        "scan score (box: middle half; line: median; whiskers: 5th-95th percentile)", color=INK
-    )
-    ax.set_title(
-        f"Score distribution per {DIMENSION_LABELS[report.dimension].lower()}",
-        loc="left",
-        color=INK,
-        fontsize=12,
-    )
-    _style(ax)
-    return _png(fig)
-
-
-# --- page ---------------------------------------------------------------------------------
+TITLE = "Ultrasound image quality report"
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2933;
@@ -564,6 +224,117 @@ def _how_to_read(report: QAReport, t: Thresholds) -> str:
     )
 
 
+def _alerted(report: QAReport) -> set[str | None]:
+    """The groups of the report's grouping that have a drift alert."""
+    return {
+        a.group
+        for a in (report.drift.alerts if report.drift else [])
+        if a.dimension == report.dimension
+    }
+
+
+def _cards(report: QAReport) -> list[str]:
+    o, s = report.overall, report.overall.stats
+    n_alerts = len(report.drift.alerts) if report.drift else 0
+    return [
+        '<div class="cards">',
+        _card(str(s.scans), "scans scored"),
+        _card(_num(s.mean), "mean score"),
+        _card(_pct(s.share("good")), "good", "good"),
+        _card(_pct(s.share("average")), "average", "average"),
+        _card(_pct(s.share("poor")), "poor", "poor"),
+        _card(f"{o.failed} / {o.skipped}", "failed / skipped"),
+        _card(str(n_alerts), "drift alerts", "poor" if n_alerts else "good"),
+        "</div>",
+    ]
+
+
+def _notes(report: QAReport) -> list[str]:
+    """What limits the figures (one scan, other model versions left out), then the alerts."""
+    parts = []
+    if report.overall.stats.scans < 2:
+        parts.append(
+            '<div class="box note">Only one scored scan in this period: too few for '
+            "intervals, distributions or drift checks. The figures below describe that "
+            "one scan.</div>"
+        )
+    excluded = report.excluded_versions
+    if excluded:
+        parts.append(
+            f'<div class="box note">{sum(excluded.values())} scans of this period were '
+            f"scored by other model versions ({escape(', '.join(excluded))}) and are not "
+            "included: scores of different models are not comparable.</div>"
+        )
+    parts.append(_alerts_box(report))
+    return parts
+
+
+def _chart_sections(report: QAReport, t: Thresholds, alerted: set[str | None]) -> list[str]:
+    """The four charts with their headings and notes."""
+    label = DIMENSION_LABELS[report.dimension]
+    shown = len(shown_groups(report))
+    more = sum(1 for g in report.groups if g.stats.scans > 0) - shown
+    note = f" Showing the {shown} lowest; {more} more in the table." if more > 0 else ""
+    return [
+        "<h2>Quality over time</h2>",
+        f'<img class="chart" alt="grade shares over time" src="{timeline_chart(report, t)}">',
+        f"<h2>{escape(label)}s over time</h2>",
+        '<p class="sub">Each point is the mean score of one 7-day period; the last period '
+        "is the one the drift check looks at. Groups with an alert are drawn in red; "
+        f"otherwise the {TREND_GROUPS} lowest are shown.</p>",
+        f'<img class="chart" alt="mean score per group over time" '
+        f'src="{trend_chart(report, t, alerted)}">',
+        f"<h2>{escape(label)}s ranked by mean score</h2>",
+        '<p class="sub">Lowest first. The bar is the 95% interval of the mean; the dashed '
+        f"line is the mean of all scans.{escape(note)}</p>",
+        f'<img class="chart" alt="groups ranked by mean score" '
+        f'src="{ranking_chart(report, t, alerted)}">',
+        f"<h2>Score distribution per {escape(label.lower())}</h2>",
+        f'<img class="chart" alt="score distribution per group" '
+        f'src="{distribution_chart(report, t)}">',
+    ]
+
+
+def _table_sections(
+    report: QAReport, alerted: set[str | None], thumbnails: Mapping[int, Thumbnail] | None
+) -> list[str]:
+    """The group table and the lowest-scoring scans (with the thumbnails' warning)."""
+    label = DIMENSION_LABELS[report.dimension]
+    parts = [
+        f"<h2>All {escape(label.lower())}s</h2>",
+        _group_table(report, alerted),
+        f"<h2>Lowest-scoring scans ({len(report.worst)})</h2>",
+        '<p class="sub">Look these up in PACS by SOP instance UID, or with '
+        "<code>usqa scans</code> by scan id.</p>",
+        _worst_table(report, thumbnails),
+    ]
+    if thumbnails is not None:
+        parts.append(
+            '<div class="box note">This file contains image thumbnails, which may show '
+            "burned-in patient details: share it only as you would the images.</div>"
+        )
+    return parts
+
+
+def _footer(report: QAReport, database: str) -> str:
+    generated = report.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+    footer = f"Generated by usqa report on {generated}"
+    if database:
+        footer += f" from {escape(database)}"
+    return f"<footer>{footer}.</footer>"
+
+
+def _document(period: str, charts: int, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{TITLE}{' ' + escape(period) if period else ''}</title>\n"
+        f"<style>{CSS}</style>\n</head>\n"
+        f'<body data-charts="{charts}">\n<main>\n{body}\n</main>\n'
+        f"<script>{CHECK_SCRIPT}</script>\n</body>\n</html>\n"
+    )
+
+
 def render_html(
     report: QAReport,
     *,
@@ -575,104 +346,20 @@ def render_html(
     saying why there is none); pass None to leave images out altogether."""
     t = thresholds or Thresholds()
     label = DIMENSION_LABELS[report.dimension]
-    title = "Ultrasound image quality report"
     period = "" if report.period is None else f"{report.period} ({report.period.days} days)"
     model = report.model_version or "all model versions"
     sub = f"{escape(period)} &middot; by {escape(label.lower())} &middot; model {escape(model)}"
-    parts = [f"<h1>{title}</h1>", f'<p class="sub">{sub}</p>']
+    parts = [f"<h1>{TITLE}</h1>", f'<p class="sub">{sub}</p>']
     charts = 0
     reason = report.no_data_reason()
     if reason is not None:
         parts.append(f'<div class="box nodata"><b>No data.</b> {escape(reason)}</div>')
     else:
-        o, s = report.overall, report.overall.stats
-        alerted = {
-            a.group
-            for a in (report.drift.alerts if report.drift else [])
-            if a.dimension == report.dimension
-        }
-        parts.append('<div class="cards">')
-        parts.append(_card(str(s.scans), "scans scored"))
-        parts.append(_card(_num(s.mean), "mean score"))
-        parts.append(_card(_pct(s.share("good")), "good", "good"))
-        parts.append(_card(_pct(s.share("average")), "average", "average"))
-        parts.append(_card(_pct(s.share("poor")), "poor", "poor"))
-        parts.append(_card(f"{o.failed} / {o.skipped}", "failed / skipped"))
-        n_alerts = len(report.drift.alerts) if report.drift else 0
-        parts.append(_card(str(n_alerts), "drift alerts", "poor" if n_alerts else "good"))
-        parts.append("</div>")
-        if s.scans < 2:
-            parts.append(
-                '<div class="box note">Only one scored scan in this period: too few for '
-                "intervals, distributions or drift checks. The figures below describe that "
-                "one scan.</div>"
-            )
-        excluded = report.excluded_versions
-        if excluded:
-            parts.append(
-                f'<div class="box note">{sum(excluded.values())} scans of this period were '
-                f"scored by other model versions ({escape(', '.join(excluded))}) and are not "
-                "included: scores of different models are not comparable.</div>"
-            )
-        parts.append(_alerts_box(report))
-        parts.append("<h2>Quality over time</h2>")
-        parts.append(
-            f'<img class="chart" alt="grade shares over time" src="{timeline_chart(report, t)}">'
-        )
-        parts.append(f"<h2>{escape(label)}s over time</h2>")
-        parts.append(
-            '<p class="sub">Each point is the mean score of one 7-day period; the last period '
-            "is the one the drift check looks at. Groups with an alert are drawn in red; "
-            f"otherwise the {TREND_GROUPS} lowest are shown.</p>"
-        )
-        parts.append(
-            f'<img class="chart" alt="mean score per group over time" '
-            f'src="{trend_chart(report, t, alerted)}">'
-        )
-        shown = len(_shown_groups(report))
-        more = sum(1 for g in report.groups if g.stats.scans > 0) - shown
-        note = f" Showing the {shown} lowest; {more} more in the table." if more > 0 else ""
-        parts.append(f"<h2>{escape(label)}s ranked by mean score</h2>")
-        parts.append(
-            '<p class="sub">Lowest first. The bar is the 95% interval of the mean; the dashed '
-            f"line is the mean of all scans.{escape(note)}</p>"
-        )
-        parts.append(
-            f'<img class="chart" alt="groups ranked by mean score" '
-            f'src="{ranking_chart(report, t, alerted)}">'
-        )
-        parts.append(f"<h2>Score distribution per {escape(label.lower())}</h2>")
-        parts.append(
-            f'<img class="chart" alt="score distribution per group" '
-            f'src="{distribution_chart(report, t)}">'
-        )
+        alerted = _alerted(report)
+        parts += _cards(report) + _notes(report) + _chart_sections(report, t, alerted)
         charts = 4
-        parts.append(f"<h2>All {escape(label.lower())}s</h2>")
-        parts.append(_group_table(report, alerted))
-        parts.append(f"<h2>Lowest-scoring scans ({len(report.worst)})</h2>")
-        parts.append(
-            '<p class="sub">Look these up in PACS by SOP instance UID, or with '
-            "<code>usqa scans</code> by scan id.</p>"
-        )
-        parts.append(_worst_table(report, thumbnails))
-        if thumbnails is not None:
-            parts.append(
-                '<div class="box note">This file contains image thumbnails, which may show '
-                "burned-in patient details: share it only as you would the images.</div>"
-            )
+        parts += _table_sections(report, alerted, thumbnails)
     parts.append("<h2>How to read this report</h2>")
     parts.append(_how_to_read(report, t))
-    generated = report.generated_at.strftime("%Y-%m-%d %H:%M UTC")
-    footer = f"Generated by usqa report on {generated}"
-    if database:
-        footer += f" from {escape(database)}"
-    parts.append(f"<footer>{footer}.</footer>")
-    body = "\n".join(p for p in parts if p)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{title}{' ' + escape(period) if period else ''}</title>\n"
-        f"<style>{CSS}</style>\n</head>\n"
-        f'<body data-charts="{charts}">\n<main>\n{body}\n</main>\n'
-        f"<script>{CHECK_SCRIPT}</script>\n</body>\n</html>\n"
-    )
+    parts.append(_footer(report, database))
+    return _document(period, charts, "\n".join(p for p in parts if p))
