@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.qa.drift import DriftAlert
-from db.qa.queries import GroupFigures
+from db.qa.figures import GroupFigures
 from db.qa.report import QAReport
 
 __all__ = [
