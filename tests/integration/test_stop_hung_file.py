@@ -31,9 +31,7 @@ def _status(stack: Stack) -> dict[str, tuple[str, str | None]]:
 
 
 @pytest.mark.parametrize("command", ["worker", "run"])
-def test_sigterm_gives_up_a_hung_file_and_stops_within_seconds(
-    stack: Stack, command: str
-) -> None:
+def test_sigterm_gives_up_a_hung_file_and_stops_within_seconds(stack: Stack, command: str) -> None:
     if command == "worker":
         stack.start_worker("scoring", env=FAULT_ENV)
         stack.start_ingester()
@@ -43,8 +41,10 @@ def test_sigterm_gives_up_a_hung_file_and_stops_within_seconds(
     for i, name in enumerate(names):
         write_png(stack.tmp / name, i).rename(stack.drop / name)
     until(
-        lambda: [_status(stack).get(n, ("",))[0] for n in names]
-        == ["processing", "scored", "scored", "scored"],
+        lambda: (
+            [_status(stack).get(n, ("",))[0] for n in names]
+            == ["processing", "scored", "scored", "scored"]
+        ),
         stack.patience(180),
         "the three good files to be scored while hang-decoder.png hangs",
         interval=0.25,
