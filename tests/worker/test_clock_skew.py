@@ -4,6 +4,7 @@ alive. Real PostgreSQL (its own clock), real ledger helpers."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,12 @@ from worker.reconciler import dead_after_seconds, reconcile
 pytestmark = pytest.mark.integration
 
 SKEW = timedelta(seconds=30)
+# the ledger package and each of its modules that reads this process's clock
+LEDGER_MODULES = [
+    module
+    for name, module in sorted(sys.modules.items())
+    if (name == "db.ledger" or name.startswith("db.ledger.")) and hasattr(module, "utcnow")
+]
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def local_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[timedelta
         def skewed() -> datetime:
             return datetime.now(UTC) + offset
 
-        for module in (db.models, db.ledger, db.clock):
+        for module in (db.models, db.clock, *LEDGER_MODULES):
             monkeypatch.setattr(module, "utcnow", skewed)
 
     yield skew
