@@ -304,14 +304,11 @@ def watch_queue_depth(read_depth: Callable[[], int], every: float = 15.0) -> Non
 
 def ledger_queue_depth(database_url: str) -> int:
     """Scans in the ledger with status ``queued`` (the value of ``usqa_queue_depth``)."""
-    from sqlalchemy import func, select
-
     import db
-    from db.models import QUEUED, Scan
+    from db import ledger
 
     with db.session_scope(database_url, readonly=True) as session:
-        count = session.scalar(select(func.count()).select_from(Scan).where(Scan.status == QUEUED))
-    return int(count or 0)
+        return ledger.queued_count(session)
 
 
 def _enable_multiprocess() -> str:

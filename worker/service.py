@@ -10,15 +10,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import func, select
-
 import db
 from db import ledger
-from db.models import ACTIVE, FAILED, Scan
 from db.session import shown_url
 from worker import metrics
 from worker.errors import ConfigError
@@ -127,36 +125,13 @@ def stop_signals(on_second: Callable[[], None] | None = None) -> Iterator[thread
 
 
 def _active_under(settings: Settings, root: str) -> int:
-    prefix = ledger.paths_text(root.rstrip("/") + "/")  # as scans.path holds it
     with db.session_scope(settings.database_url, readonly=True) as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(Scan)
-                .where(
-                    Scan.status.in_(ACTIVE),
-                    func.substr(Scan.path, 1, len(prefix)) == prefix,
-                )
-            )
-            or 0
-        )
+        return ledger.active_under(session, root)
 
 
-def _failed_since(settings: Settings, root: str, since: object) -> int:
-    prefix = ledger.paths_text(root.rstrip("/") + "/")  # as scans.path holds it
+def _failed_since(settings: Settings, root: str, since: datetime) -> int:
     with db.session_scope(settings.database_url, readonly=True) as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(Scan)
-                .where(
-                    Scan.status == FAILED,
-                    Scan.finished_at >= since,
-                    func.substr(Scan.path, 1, len(prefix)) == prefix,
-                )
-            )
-            or 0
-        )
+        return ledger.failed_under(session, root, since)
 
 
 def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:

@@ -25,12 +25,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 import db
 from db import ledger, rescore
-from db.models import SCORED, TERMINAL, Scan, WorkerProcess
-from db.paths import printable
+from db.models import SCORED, TERMINAL
 from worker.commands.scans import parse_since
 from worker.errors import BrokerUnavailableError, ConfigError, ModelError
 from worker.reconciler import dead_after_seconds
@@ -183,30 +180,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _check_file(scan: Scan) -> str | None:
-    """Why the scan's file cannot be scored again (None: it can)."""
-    location = rescore.file_location(scan)
-    if location is None:
-        return f"the file was {scan.disposition} after scoring"
-    try:
-        st = Path(location).stat()
-    except OSError as exc:
-        return f"{printable(location)}: the file is gone or unreadable ({exc.strerror})"
-    if st.st_size != scan.size_bytes or st.st_mtime_ns != scan.mtime_ns:
-        return f"{printable(location)}: the file changed after it was received"
-    return None
-
-
 def _workers(plan: RescorePlan, settings: Settings) -> None:
     """Count the live scoring processes by the model version they run."""
     with db.session_scope(settings.database_url, readonly=True) as session:
         alive_since = ledger.age_cutoff(dead_after_seconds(settings), ledger.db_now(session))
-        rows = session.execute(
-            select(WorkerProcess.model_version).where(
-                WorkerProcess.last_seen_at >= alive_since, WorkerProcess.stopped_at.is_(None)
-            )
-        ).all()
-    for (version,) in rows:
+        versions = ledger.live_model_versions(session, alive_since=alive_since)
+    for version in versions:
         if version == plan.model_version:
             plan.workers_on_this_version += 1
         elif version is not None:
@@ -294,7 +273,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     plan.selected = len(candidates)
     ready = []
     for scan in candidates:
-        problem = _check_file(scan)
+        problem = ledger.file_problem(scan)
         if problem is None:
             ready.append(scan)
         else:
@@ -303,7 +282,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         plan.queued = [s.id for s in ready]
     elif ready:
         with db.session_scope(settings.database_url) as session:
-            plan.queued = rescore.rescore_requeue(session, ready, version)
+            plan.queued = ledger.rescore_requeue(session, ready, version)
         log.info("re-queued %d scan(s) for model %s", len(plan.queued), version)
         if plan.mode == "scaled":
             _send(plan, settings)
