@@ -121,7 +121,7 @@ class MemoryWatch:
 
     def _role(self, pid: int, parent_role: str, depth: int) -> str:
         line = _cmdline(pid)
-        if "worker.decoder" in line:
+        if "worker.decod" in line:  # worker.decoding.child (worker.decoder before)
             return f"{parent_role.split('/')[0]}/decoder"
         if depth == 0:
             return parent_role

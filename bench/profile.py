@@ -17,17 +17,17 @@ __all__ = ["PHASES", "py_spy", "summarise"]
 
 # Inclusive time of these functions (by "function (file" prefix) answers "where does it go".
 PHASES = {
-    "process_scans (whole batch)": "process_scans (worker/tasks.py",
-    "decode: dicom_io read + frames (decoder child)": "child_main (worker/decoder.py",
-    "decode: waiting on the decoder pipe": "_read_exact (worker/decoder.py",
+    "process_scans (whole batch)": "process_scans (worker/scoring/batch.py",
+    "decode: dicom_io read + frames (decoder child)": "main (worker/decoding/child.py",
+    "decode: waiting on the decoder pipe": "_read_exact (worker/decoding/client.py",
     "preprocess: grey + resize (Preprocess.image)": "image (model/preprocess.py",
     "inference: forward_images (score, defects, gate)": "forward_images (model/inference.py",
-    "ledger: claim": "_claim (worker/tasks.py",
-    "ledger: write outcomes": "_write (worker/tasks.py",
+    "ledger: claim": "claim_batch (worker/scoring/claim.py",
+    "ledger: write outcomes": "write_outcomes (worker/scoring/write.py",
     "ingest: tick (walk, stability, record)": "tick (worker/ingest/ingester.py",
     "ingest: sha256 of new files (hasher threads)": "hash_file (worker/ingest/hasher.py",
     "ingest: record in ledger": "_record (worker/ingest/ingester.py",
-    "heartbeat": "beat (worker/pipeline.py",
+    "heartbeat": "beat (worker/scoring/context.py",
     "celery: task plumbing (excl. process_scans)": "trace_task (celery/app/trace.py",
 }
 

@@ -3,7 +3,7 @@ ledger and query helpers (see ../shared/DESIGN.md). Never imports torch."""
 
 from db.migrate import current_revision, head_revision, require_current, upgrade
 from db.models import Base, FrameScore, ModelVersion, Scan, ScanDefect, ScanScore, WorkerProcess
-from db.session import dispose_engines, get_engine, session_scope
+from db.session import Session, dispose_engines, get_engine, session_scope
 
 __all__ = [
     "Base",
@@ -12,6 +12,7 @@ __all__ = [
     "Scan",
     "ScanDefect",
     "ScanScore",
+    "Session",
     "WorkerProcess",
     "current_revision",
     "dispose_engines",

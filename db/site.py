@@ -16,14 +16,17 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import SiteSetting, utcnow
+from db.session import session_scope
 
 __all__ = [
     "SALT_FINGERPRINT",
     "SaltCheck",
     "check_salt",
+    "check_salt_once",
     "recorded_fingerprint",
     "salt_fingerprint",
 ]
@@ -78,6 +81,19 @@ def check_salt(
     row.value, row.recorded_by, row.recorded_at = mine, process, now or utcnow()
     session.flush()
     return SaltCheck("changed", mine, before.previous, before.previous_by, before.previous_at)
+
+
+def check_salt_once(url: str, salt: str | None, *, process: str) -> SaltCheck:
+    """:func:`check_salt` in its own transaction; if another process records the first
+    fingerprint at the same moment (a unique-key conflict), compare with that one."""
+    for attempt in (1, 2):
+        try:
+            with session_scope(url) as session:
+                return check_salt(session, salt, process=process)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def recorded_fingerprint(session: Session) -> str | None:

@@ -6,6 +6,7 @@ the selected frames one at a time to uint8 display intensity, cut to the B-mode 
 
 from dicom_io.options import ReadOptions
 from dicom_io.reader import read
+from dicom_io.record import ScanHeader
 from dicom_io.scan import CropBox, Scan
 
-__all__ = ["CropBox", "ReadOptions", "Scan", "read"]
+__all__ = ["CropBox", "ReadOptions", "Scan", "ScanHeader", "read"]

@@ -41,6 +41,7 @@ from typing import Any
 from worker.errors import (
     ConfigError,
     CorruptFileError,
+    DecoderCrashedError,
     DecodeTimeoutError,
     InputError,
     LimitExceededError,
@@ -98,15 +99,12 @@ _INPUT_CLASSES: tuple[tuple[type[BaseException], str], ...] = (
 
 
 def reason_class(error: BaseException | None = None, *, status: str = "failed") -> str:
-    """The reason class of a terminal outcome, from the exception that caused it.
-
-    The decoder's crash error is recognised by name (it lives in :mod:`worker.decoder`,
-    which this module does not import)."""
+    """The reason class of a terminal outcome, from the exception that caused it."""
     if status == "skipped":
         return "policy" if isinstance(error, SkipScan) else "other"
     if error is None:
         return "other"
-    if any(cls.__name__ == "DecoderCrashedError" for cls in type(error).__mro__):
+    if isinstance(error, DecoderCrashedError):
         return "decoder_crash"
     for cls, name in _INPUT_CLASSES:
         if isinstance(error, cls):

@@ -8,10 +8,7 @@ import logging
 import os
 import socket
 
-from sqlalchemy.exc import IntegrityError
-
-import db
-from db.site import SaltCheck, check_salt
+from db.site import SaltCheck, check_salt_once
 from worker.settings import Settings
 
 __all__ = ["check_salt_at_start"]
@@ -28,14 +25,7 @@ def check_salt_at_start(settings: Settings) -> SaltCheck:
     """Record or compare the salt fingerprint; log a warning when it changed or is missing
     here. Returns what was found."""
     process = f"{socket.gethostname()}:{os.getpid()}"
-    for attempt in (1, 2):
-        try:
-            with db.session_scope(settings.database_url) as session:
-                found = check_salt(session, settings.pseudonym_salt, process=process)
-            break
-        except IntegrityError:  # another process recorded the first fingerprint just now
-            if attempt == 2:
-                raise
+    found = check_salt_once(settings.database_url, settings.pseudonym_salt, process=process)
     if found.outcome == "recorded":
         log.info(
             "pseudonym salt fingerprint %s recorded in the ledger; every machine must use "

@@ -141,8 +141,8 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     outcome. Returns 1 if a file failed during a ``once`` run, else 0."""
     from worker.ingest import Ingester
     from worker.reconciler import reconcile
-    from worker.runner import Runner
     from worker.scoring import ScoringContext
+    from worker.transport.embedded import Runner
 
     if settings.broker_url:
         log.warning(
@@ -225,8 +225,8 @@ def _pending_disposal(settings: Settings, root: str) -> bool:
 def run_ingester(root: Path, settings: Settings) -> int:
     """``usqa ingest``: watch the folder, record files, send their ids to the broker, and
     reconcile lost scans. Scoring happens in ``usqa worker`` processes."""
-    from worker.celery_app import queue_depth, send_batch
     from worker.ingest import Ingester
+    from worker.transport.celery_app import queue_depth, send_batch
 
     if not settings.broker_url:
         raise ConfigError(

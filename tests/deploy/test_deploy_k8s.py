@@ -90,7 +90,7 @@ def test_keda_scales_the_worker_deployment_on_the_celery_queue() -> None:
     meta = trigger["metadata"]
     assert meta["address"] == "usqa-redis.usqa.svc.cluster.local:6379"
     # The Redis list KEDA measures is the Celery queue the workers consume.
-    from worker.celery_app import QUEUE
+    from worker.transport.celery_app import QUEUE
 
     assert meta["listName"] == QUEUE
     assert ("Service", "usqa-redis") in docs

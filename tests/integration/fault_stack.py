@@ -172,7 +172,7 @@ class Stack:
     def pool_pids(self, name: str) -> list[int]:
         """The Celery pool processes of worker ``name`` (not its decoder children)."""
         proc = self.procs[name]
-        return [p for p in children(proc.pid) if "worker.decoder" not in cmdline(p)]
+        return [p for p in children(proc.pid) if "worker.decod" not in cmdline(p)]
 
     def heartbeat_of(self, pid: int) -> bool:
         with db.session_scope(self.url, readonly=True) as s:

@@ -65,12 +65,12 @@ def test_the_preprocessing_and_the_package_load_without_torch() -> None:
 import sys
 import model
 import model.preprocess
-import worker.decoder
+import worker.decoding.child
 import numpy as np
 from model import Preprocess
 assert 'torch' not in sys.modules, 'import model/preprocess/decoder loaded torch'
-prepare = worker.decoder._preparer(Preprocess().to_dict())
-assert worker.decoder._preparer(None) is None
+prepare = worker.decoding.child._preparer(Preprocess().to_dict())
+assert worker.decoding.child._preparer(None) is None
 image = prepare(np.zeros((40, 60, 3), dtype=np.uint8))
 assert image.shape == (256, 256) and image.dtype == np.uint8, image.shape
 assert 'torch' not in sys.modules, 'the preparer loaded torch'

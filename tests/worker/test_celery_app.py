@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.celery_app import QUEUE, TASK_NAME, make_app, queue_depth, send_batch
 from worker.errors import BrokerUnavailableError
 from worker.settings import load_settings
+from worker.transport.celery_app import QUEUE, TASK_NAME, make_app, queue_depth, send_batch
 
 pytestmark = pytest.mark.integration
 

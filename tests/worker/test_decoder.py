@@ -14,8 +14,13 @@ from pydicom.data import get_testdata_file
 from usqa_files import write_png
 
 from model.preprocess import Preprocess
-from worker.decoder import Decoder, DecoderCrashedError, read_options
-from worker.errors import DecodeTimeoutError, UnreadableFileError, UnsupportedFileError
+from worker.decoding import Decoder, read_options
+from worker.errors import (
+    DecoderCrashedError,
+    DecodeTimeoutError,
+    UnreadableFileError,
+    UnsupportedFileError,
+)
 from worker.settings import load_settings
 
 CINE = str(get_testdata_file("examples_ybr_color.dcm"))
@@ -91,7 +96,7 @@ def test_time_the_caller_holds_a_frame_is_not_the_files_decode_time(
 ) -> None:
     """A cine whose frames wait for a slow inference (the read-ahead full) keeps its whole
     budget: the clock runs only while the parent waits for the child."""
-    import worker.decoder as module
+    import worker.decoding.client as module
 
     skew = [0.0]
     clock = SimpleNamespace(monotonic=lambda: time.monotonic() + skew[0])
@@ -113,7 +118,7 @@ def test_the_childs_start_up_is_not_the_next_files_decode_time(
 ) -> None:
     """A child slow to start (imports on a busy machine, a restart after a crash) leaves the
     next file its whole budget: the budget starts when the child says it is ready."""
-    import worker.decoder as module
+    import worker.decoding.client as module
 
     skew = [0.0]
     monkeypatch.setattr(

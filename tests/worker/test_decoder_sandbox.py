@@ -22,8 +22,8 @@ from usqa_files import make_settings, receive, write_png
 
 import db
 from db.models import Scan
-from worker import decoder as decoder_module
-from worker.decoder import Decoder
+from worker.decoding import Decoder, protocol
+from worker.decoding import client as decoder_module
 from worker.errors import CorruptFileError
 from worker.scoring import ScoringContext, process_scans
 
@@ -162,26 +162,26 @@ def test_the_parent_refuses_a_reply_larger_than_a_frame_may_be(tmp_path: Path) -
 
     def fake_read(proc: Any, n: int) -> bytes:
         read.append(n)
-        return decoder_module._HEAD.pack(10, 5000)
+        return protocol.HEAD.pack(10, 5000)
 
     decoder._proc = object()  # type: ignore[assignment]
     decoder._read_exact = fake_read  # type: ignore[method-assign]
     decoder._kill = lambda: None  # type: ignore[method-assign]
     with pytest.raises(CorruptFileError, match="refused unread"):
         decoder._recv()
-    assert read == [decoder_module._HEAD.size]
+    assert read == [protocol.HEAD.size]
 
 
 def test_the_parent_refuses_a_header_beyond_the_limits() -> None:
-    from worker.decoder import DecodedHeader
+    from dicom_io import ScanHeader
 
     decoder = Decoder({"max_pixels": 1000, "max_frames": 10}, timeout=5)
     decoder._path = "x.dcm"
     for rows, columns, frames in ((100, 100, 1), (10, 10, 11), (-1, 5, 1)):
-        header = DecodedHeader("dicom", rows, columns, frames, 1, [0], None)
+        header = ScanHeader("dicom", rows, columns, frames, 1, [0], None)
         with pytest.raises(CorruptFileError, match="announced"):
             decoder._check_header(header)
-    decoder._check_header(DecodedHeader("dicom", 10, 10, 10, 1, [0], None))
+    decoder._check_header(ScanHeader("dicom", 10, 10, 10, 1, [0], None))
 
 
 def test_the_salt_stays_in_the_parent_and_the_pseudonyms_are_the_same(
@@ -201,13 +201,13 @@ def test_the_salt_stays_in_the_parent_and_the_pseudonyms_are_the_same(
     salt = SECRETS["USQA_PSEUDONYM_SALT"]
     monkeypatch.setenv("USQA_PSEUDONYM_SALT", salt)
     sent: list[bytes] = []
-    real_send = decoder_module._send
+    real_send = decoder_module.send
 
     def recording_send(stream: Any, message: dict[str, Any], payload: bytes = b"") -> None:
         sent.append(json.dumps(message, default=str).encode())
         real_send(stream, message, payload)
 
-    monkeypatch.setattr(decoder_module, "_send", recording_send)
+    monkeypatch.setattr(decoder_module, "send", recording_send)
     dcm = tmp_path / "cine.dcm"
     ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
     ds.PatientID, ds.OperatorsName = "MRN 0042", "Doe^Jane"

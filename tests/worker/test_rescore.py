@@ -360,7 +360,7 @@ def test_scaled_mode_sends_the_ids_to_the_broker_in_batches(
 
     import redis
 
-    from worker.celery_app import QUEUE, TASK_NAME
+    from worker.transport.celery_app import QUEUE, TASK_NAME
 
     url = os.environ.get("USQA_TEST_RESCORE_REDIS_URL", "redis://127.0.0.1:6379/11")
     client = redis.Redis.from_url(url)

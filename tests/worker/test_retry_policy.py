@@ -1,4 +1,4 @@
-"""One test per row of the retry table (worker/retry.py, docs/operations.md), each in both
+"""One test per row of the retry table (worker/scoring/retry.py, docs/operations.md), each in both
 modes: the embedded runner (its retry heap) and the Celery task body (``run_batch`` with
 the bound task's ``request`` and ``retry``). Real ledger, real decoder child, real files;
 the unexpected error and the time limit are raised from inside the scoring path."""
@@ -19,10 +19,10 @@ from usqa_files import FAULTS, make_settings, receive, write_png
 
 import db
 from db.models import Scan
-from worker import celery_app
-from worker.runner import Runner
 from worker.scoring import ScoringContext, retry
 from worker.scoring import batch as scoring_batch
+from worker.transport import celery_app
+from worker.transport.embedded import Runner
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from usqa_files import FAULTS, make_settings, receive, write_png
 
 import db
 from db.models import Scan
-from worker import celery_app
-from worker.runner import Runner
 from worker.scoring import ScoringContext
+from worker.transport import celery_app
+from worker.transport.embedded import Runner
 
 pytestmark = pytest.mark.integration
 

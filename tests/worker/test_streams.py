@@ -21,12 +21,12 @@ import db
 from db import ledger
 from db.models import Scan, ScanScore
 from model import Scorer
-from worker import runner as runner_module
-from worker.decoder import Decoder
-from worker.runner import Runner
+from worker.decoding import Decoder
 from worker.scoring import BatchResult, ScoringContext, process_scans
 from worker.scoring.inference import InferenceQueue
 from worker.scoring.work import ScanWork
+from worker.transport import embedded as runner_module
+from worker.transport.embedded import Runner
 
 CINE = str(get_testdata_file("examples_ybr_color.dcm"))
 

@@ -298,7 +298,7 @@ def test_a_conflict_in_the_batch_write_falls_back_to_one_scan_at_a_time(
             )
         return real(session, token, entries, *a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ledger, "write_scores", racing)
+    monkeypatch.setattr("db.ledger.scores.write_scores", racing)  # where the batch write runs
     result = process_scans(ids, pipeline)
     assert calls == [3]
     got = rows(any_url)

@@ -195,7 +195,7 @@ def _workers(plan: RescorePlan, settings: Settings) -> None:
 
 
 def _send(plan: RescorePlan, settings: Settings) -> None:
-    from worker.celery_app import send_batch
+    from worker.transport.celery_app import send_batch
 
     size = max(1, settings.files_per_task)
     try:

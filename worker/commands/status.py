@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     problems: list[str] = []
     queue: dict[str, Any]
     if settings.broker_url:
-        from worker.celery_app import queue_depth
+        from worker.transport.celery_app import queue_depth
 
         try:
             depth = queue_depth(settings)

@@ -16,13 +16,14 @@ import os
 from pathlib import Path
 
 import db
-from worker import celery_app, metrics
-from worker.celery_app import QUEUE, make_app, node_name
+from worker import metrics
 from worker.errors import ConfigError, ModelError
 from worker.health import celery_heartbeat_step
 from worker.salt import check_salt_at_start
 from worker.service import add_database_option
 from worker.settings import Settings
+from worker.transport import celery_app
+from worker.transport.celery_app import QUEUE, make_app, node_name
 
 __all__ = ["add_parser", "pool_threads", "run"]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import db
 from db import ledger
-from worker.decoder import Decoder
+from worker.decoding import Decoder
 from worker.errors import UsqaError
 from worker.reconciler import dead_after_seconds
 from worker.settings import Settings

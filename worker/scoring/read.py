@@ -10,12 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from db import ledger, rescore
+from db import ledger
 from db.models import FAILED, SKIPPED
 from dicom_io.messages import first_line, stalled
+from dicom_io.record import ScanHeader
 from worker import metrics
-from worker.decoder import DecodedHeader, Decoder, DecoderCrashedError
-from worker.errors import FileUnavailableError, InputError, ModelError, SkipScan, TransientError
+from worker.decoding import Decoder
+from worker.errors import (
+    FileUnavailableError,
+    InputError,
+    ModelError,
+    ScanRetryError,
+    SkipScan,
+    TransientError,
+)
 from worker.scoring.context import ScoringContext
 from worker.scoring.inference import InferenceQueue
 from worker.scoring.readahead import Emit, Frame, Idle, Lane, ReadAhead, Stopped
@@ -30,7 +38,7 @@ _IDLE_SECONDS = 0.5  # the reader silent this long: score what waits, write what
 _SPARE_AFTER = 5.0  # stuck this long in one file: the rest of the batch takes a spare decoder
 
 
-def header_columns(header: DecodedHeader) -> dict[str, Any]:
+def header_columns(header: ScanHeader) -> dict[str, Any]:
     columns = ledger.metadata_columns(header.metadata or {})
     columns.update(
         kind=header.kind,
@@ -63,7 +71,7 @@ def read_file(
     read = FileRead()
     started = time.perf_counter()
     # a re-scored scan's file may have been moved to done/ after its first outcome
-    location = rescore.file_location(scan) or scan.path
+    location = ledger.file_location(scan) or scan.path
     try:
         try:
             st = Path(location).stat()
@@ -92,7 +100,7 @@ def read_file(
         read.columns.update(crop_columns(decoder.last_crop))
         if frames == 0:
             raise InputError(f"{scan.path}: no frame was selected for scoring")
-    except (DecoderCrashedError, FileUnavailableError) as exc:  # retried, up to the cap
+    except (ScanRetryError, FileUnavailableError) as exc:  # retried, up to the cap
         read.crashed = str(exc)
         read.reason_class = metrics.reason_class(exc)
     except SkipScan as exc:

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
-
 import db
-from db import ledger, rescore
-from db.models import SCORED, Scan, ScanScore
+from db import ledger
+from db.models import SCORED
 from dicom_io.messages import shown
 from worker.scoring.context import ScoringContext
 from worker.scoring.outcomes import INTERRUPTED, attempt_cap_outcome, duplicate_outcome
@@ -22,30 +16,6 @@ from worker.scoring.work import RETRY, BatchResult, ScanWork
 __all__ = ["write_outcomes"]
 
 log = logging.getLogger(__name__)
-
-
-def known_scores(
-    session: Session, version: str, works: Iterable[ScanWork]
-) -> tuple[dict[str, Scan], dict[str, Scan]]:
-    """Scans already scored by ``version`` with the same content / SOP instance."""
-    shas = {w.scan.sha256 for w in works}
-    uids = {w.columns.get("sop_instance_uid") for w in works} - {None}
-    match: ColumnElement[bool] = ScanScore.sha256.in_(shas)
-    if uids:
-        match = or_(match, ScanScore.sop_instance_uid.in_(uids))
-    by_sha: dict[str, Scan] = {}
-    by_uid: dict[str, Scan] = {}
-    rows = session.execute(
-        select(Scan, ScanScore.sha256, ScanScore.sop_instance_uid)
-        .join(ScanScore, ScanScore.scan_id == Scan.id)
-        .where(ScanScore.model_version == version, match)
-        .order_by(Scan.id)
-    ).all()
-    for scan, sha, uid in rows:
-        by_sha.setdefault(sha, scan)
-        if uid:
-            by_uid.setdefault(uid, scan)
-    return by_sha, by_uid
 
 
 def write_outcomes(
@@ -62,7 +32,16 @@ def write_outcomes(
         candidates = [
             w for w in works if w.outcome is None and w.crashed is None and not w.interrupted
         ]
-        by_sha, by_uid = known_scores(session, version, candidates) if candidates else ({}, {})
+        by_sha, by_uid = (
+            ledger.known_scores(
+                session,
+                version,
+                {w.scan.sha256 for w in candidates},
+                (w.columns.get("sop_instance_uid") for w in candidates),
+            )
+            if candidates
+            else ({}, {})
+        )
         ledger.update_columns(session, token, [(w.scan.id, w.columns) for w in works if w.columns])
         to_score: list[ScanWork] = []
         for work in works:
@@ -82,7 +61,7 @@ def write_outcomes(
                 # re-queued, but this version has scored it already (a worker still on the
                 # old model after `usqa rescore`): its outcome stands, no second score
                 work.summary = None  # the score that stands is the earlier one
-                if rescore.restore_scored(session, scan.id, token, version):
+                if ledger.restore_scored(session, scan.id, token, version):
                     work.outcome = ledger.Outcome(
                         SCORED, f"already scored by model {version}; that score is kept"
                     )
@@ -115,7 +94,7 @@ def write_outcomes(
 
 
 def crash_outcome(
-    session: Session, work: ScanWork, token: str, max_attempts: int, result: BatchResult
+    session: db.Session, work: ScanWork, token: str, max_attempts: int, result: BatchResult
 ) -> bool:
     """A scan whose decoder crashed: released for a retry (False: nothing more to write)
     or, at the attempt cap, given a ``failed`` outcome to write (True)."""
@@ -149,7 +128,7 @@ def score_entry(work: ScanWork) -> ledger.ScoreEntry:
 
 def write_scores(
     context: ScoringContext,
-    session: Session,
+    session: db.Session,
     works: list[ScanWork],
     token: str,
     result: BatchResult,
@@ -159,13 +138,9 @@ def write_scores(
         return
     version = context.model_version
     aggregate = context.settings.aggregate
-    try:
-        with session.begin_nested():
-            written = ledger.write_scores(
-                session, token, [score_entry(w) for w in works], version, aggregate
-            )
-    except IntegrityError:  # a duplicate was scored meanwhile: sort it out scan by scan
-        written = False
+    written = ledger.try_write_scores(
+        session, token, [score_entry(w) for w in works], version, aggregate
+    )
     if written:
         for work in works:
             result.statuses[work.scan.id] = SCORED
@@ -177,7 +152,7 @@ def write_scores(
 
 
 def write_one(
-    session: Session,
+    session: db.Session,
     work: ScanWork,
     token: str,
     version: str,
@@ -187,37 +162,22 @@ def write_one(
 ) -> None:
     """Score one scan in its own savepoint; a duplicate becomes ``skipped``."""
     scan = work.scan
-    entry = score_entry(work)
-    try:
-        with session.begin_nested():
-            written = ledger.write_score(
-                session,
-                scan,
-                token,
-                model_version=version,
-                aggregate=aggregate,
-                summary=entry.summary,
-                frame_scores=entry.frame_scores,
-                decode_ms=entry.decode_ms,
-                inference_ms=entry.inference_ms,
-                frame_rows=frame_rows,
-            )
-    except IntegrityError:  # scored meanwhile by another worker
-        hit = ledger.find_scored_duplicate(
-            session,
-            model_version=version,
-            sha256=scan.sha256,
-            sop_instance_uid=scan.sop_instance_uid,
-            exclude_scan_id=scan.id,
-        )
-        if hit is None:
-            raise
-        work.outcome = duplicate_outcome(scan, hit[0], hit[1])
+    outcome = ledger.try_write_score(
+        session,
+        score_entry(work),
+        token,
+        model_version=version,
+        aggregate=aggregate,
+        frame_rows=frame_rows,
+    )
+    if outcome.duplicate is not None:  # scored meanwhile by another worker
+        work.outcome = duplicate_outcome(scan, *outcome.duplicate)
         if ledger.finish(session, scan.id, token, work.outcome, model_version=version):
             result.statuses[scan.id] = work.outcome.status
         else:
             result.not_claimed.append(scan.id)
         return
+    written = outcome.written
     if written:
         result.statuses[scan.id] = SCORED
     else:

@@ -179,17 +179,22 @@ def run_batch(task: Any, scan_ids: list[int], settings: Settings) -> dict[str, i
     }
 
 
+def process_scans_task(task: Any, scan_ids: list[int]) -> dict[str, int]:
+    """The ``usqa.process_scans`` task (bound: ``task`` is the Celery task; its app holds
+    the worker's settings)."""
+    return run_batch(task, scan_ids, task.app.usqa_settings)
+
+
 def _register(app: Any, settings: Settings) -> None:
-    @app.task(
+    app.usqa_settings = settings
+    app.task(
         bind=True,
         name=TASK_NAME,
         acks_late=True,
         reject_on_worker_lost=True,
         ignore_result=True,
         max_retries=None,
-    )
-    def process_scans_task(self: Any, scan_ids: list[int]) -> dict[str, int]:
-        return run_batch(self, scan_ids, settings)
+    )(process_scans_task)
 
     from celery import signals
 
