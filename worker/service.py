@@ -18,9 +18,9 @@ from typing import Any
 import db
 from db import ledger
 from db.session import shown_url
-from worker import metrics
 from worker.errors import ConfigError
-from worker.health import HeartbeatFile, beating
+from worker.ops import metrics
+from worker.ops.health import HeartbeatFile, beating
 from worker.salt import check_salt_at_start
 from worker.settings import Settings
 
@@ -140,7 +140,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     With ``once``: take what is in the folder, score it, and return when every file has its
     outcome. Returns 1 if a file failed during a ``once`` run, else 0."""
     from worker.ingest import Ingester
-    from worker.reconciler import reconcile
+    from worker.ingest.reconciler import reconcile
     from worker.scoring import ScoringContext
     from worker.transport.embedded import Runner
 

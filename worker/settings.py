@@ -187,7 +187,7 @@ class Settings:
     log_format: str = _opt("text", "Log format: text or json.")
     log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
 
-    # --- monitoring (worker/metrics.py, worker/health.py) ----------------------------------
+    # --- monitoring (worker/ops/metrics.py, worker/ops/health.py) ------------------------------
     metrics_port: int = _opt(
         0,
         "Port of the Prometheus metrics endpoint (http://host:PORT/metrics) of `usqa run`, "

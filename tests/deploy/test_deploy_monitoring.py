@@ -1,5 +1,5 @@
 """Prometheus configuration, alert rules and the Grafana dashboard: they must only name metrics
-that worker/metrics.py really exports, and every alert must have its runbook section."""
+that worker/ops/metrics.py really exports, and every alert must have its runbook section."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from deploy_files import DEPLOY, REPO
 
-from worker import metrics
+from worker.ops import metrics
 
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "usqa-alerts.yml"

@@ -15,7 +15,7 @@ import pytest
 from fault_stack import Stack, until
 from usqa_files import write_png
 
-from worker.health import read_beat
+from worker.ops.health import read_beat
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import db.clock
 import db.models
 from db import ledger
 from db.models import PROCESSING, Scan
-from worker.reconciler import dead_after_seconds, reconcile
+from worker.ingest.reconciler import dead_after_seconds, reconcile
 
 pytestmark = pytest.mark.integration
 

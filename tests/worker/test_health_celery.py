@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from worker.health import check_heartbeat, read_beat
+from worker.ops.health import check_heartbeat, read_beat
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ APP = textwrap.dedent(
     """
     import os, time
     from celery import Celery
-    from worker.health import celery_heartbeat_step
+    from worker.ops.health import celery_heartbeat_step
     from worker.settings import load_settings
 
     app = Celery("hbtest", broker=os.environ["USQA_BROKER_URL"], set_as_current=False)

@@ -1,4 +1,4 @@
-"""worker/health.py and `usqa health`: heartbeat freshness, stuck tasks, broker reachability
+"""worker/ops/health.py and `usqa health`: heartbeat freshness, stuck tasks, broker reachability
 (real Redis; an unused port on 127.0.0.1 for the unreachable case)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from worker.cli import main
-from worker.health import Beat, HeartbeatFile, check_broker, check_heartbeat, read_beat
+from worker.ops.health import Beat, HeartbeatFile, check_broker, check_heartbeat, read_beat
 from worker.settings import load_settings
 
 
@@ -171,7 +171,7 @@ def test_beats_feed_systemds_watchdog_unless_stuck(
 
 
 def test_no_notify_socket_means_no_notification(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker.health import notify_systemd
+    from worker.ops.health import notify_systemd
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert notify_systemd(b"WATCHDOG=1") is False

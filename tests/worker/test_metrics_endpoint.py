@@ -1,4 +1,4 @@
-"""worker/metrics.py: reason classes, the HTTP endpoint of a single process, and the
+"""worker/ops/metrics.py: reason classes, the HTTP endpoint of a single process, and the
 multiprocess mode used under Celery's prefork pool (children count, the parent serves)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
 from worker.errors import (
     ConfigError,
     CorruptFileError,
@@ -29,6 +28,7 @@ from worker.errors import (
     UnreadableFileError,
     UnsupportedFileError,
 )
+from worker.ops import metrics
 
 
 def _unused_port() -> int:
@@ -144,7 +144,7 @@ def test_bad_ports_are_configuration_errors() -> None:
 _PREFORK = textwrap.dedent(
     """
     import json, multiprocessing as mp, sys, urllib.request
-    from worker import metrics
+    from worker.ops import metrics
 
     port = int(sys.argv[1])
     metrics.serve(port, multiprocess=True, addr="127.0.0.1")   # parent, before the fork

@@ -26,8 +26,8 @@ from sqlalchemy import select
 
 import db
 from db.models import Scan
-from worker import metrics
-from worker.health import check_heartbeat
+from worker.ops import metrics
+from worker.ops.health import check_heartbeat
 from worker.settings import load_settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

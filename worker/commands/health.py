@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from worker.health import run_checks
+from worker.ops.health import run_checks
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]

@@ -30,7 +30,7 @@ from db import ledger, rescore
 from db.models import SCORED, TERMINAL
 from worker.commands.scans import parse_since
 from worker.errors import BrokerUnavailableError, ConfigError, ModelError
-from worker.reconciler import dead_after_seconds
+from worker.ingest.reconciler import dead_after_seconds
 from worker.service import add_database_option
 from worker.settings import Settings
 

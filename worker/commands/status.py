@@ -17,7 +17,7 @@ import db
 from db import ledger, queries
 from db.session import shown_url
 from worker.errors import BrokerUnavailableError
-from worker.reconciler import dead_after_seconds
+from worker.ingest.reconciler import dead_after_seconds
 from worker.service import add_database_option
 from worker.settings import Settings
 

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 import db
-from worker import metrics
 from worker.errors import ConfigError, ModelError
-from worker.health import celery_heartbeat_step
+from worker.ops import metrics
+from worker.ops.health import celery_heartbeat_step
 from worker.salt import check_salt_at_start
 from worker.service import add_database_option
 from worker.settings import Settings

@@ -15,7 +15,6 @@ from typing import Any
 import db
 from db import ledger, paths
 from db.models import Scan
-from worker import metrics
 from worker.errors import ConfigError, TransientError
 from worker.ingest.admission import Folder, Refusal
 from worker.ingest.batcher import Batcher
@@ -24,8 +23,9 @@ from worker.ingest.disposal import Disposal, dispose
 from worker.ingest.events import Events, event_filter, inotify_observer
 from worker.ingest.hasher import Hashed, Hasher
 from worker.ingest.names import DONE_DIR, FAILED_DIR, shown
+from worker.ingest.reconciler import reconcile
 from worker.ingest.walker import Walk
-from worker.reconciler import reconcile
+from worker.ops import metrics
 
 __all__ = ["Ingester"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from worker import metrics
+from worker.ops import metrics
 from worker.scoring.claim import claim_batch
 from worker.scoring.context import ScoringContext
 from worker.scoring.inference import InferenceQueue

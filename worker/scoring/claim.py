@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import db
 from db import ledger
 from db.models import FAILED, Scan
-from worker import metrics
+from worker.ops import metrics
 from worker.scoring.context import ScoringContext
 from worker.scoring.outcome_log import log_outcome
 

@@ -16,7 +16,7 @@ import db
 from db import ledger
 from worker.decoding import Decoder
 from worker.errors import UsqaError
-from worker.reconciler import dead_after_seconds
+from worker.ingest.reconciler import dead_after_seconds
 from worker.settings import Settings
 
 if TYPE_CHECKING:

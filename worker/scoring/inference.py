@@ -15,8 +15,8 @@ import numpy as np
 from db import ledger
 from db.models import FAILED
 from dicom_io.messages import first_line
-from worker import metrics
 from worker.errors import ModelError, TransientError
+from worker.ops import metrics
 from worker.scoring.context import ScoringContext
 from worker.scoring.work import ScanWork
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from db.models import FAILED, SCORED, SKIPPED, Scan
 from dicom_io.messages import shown
-from worker import metrics
+from worker.ops import metrics
 from worker.scoring.context import ScoringContext
 from worker.scoring.work import BatchResult, ScanWork
 

@@ -14,7 +14,6 @@ from db import ledger
 from db.models import FAILED, SKIPPED
 from dicom_io.messages import first_line, stalled
 from dicom_io.record import ScanHeader
-from worker import metrics
 from worker.decoding import Decoder
 from worker.errors import (
     FileUnavailableError,
@@ -24,6 +23,7 @@ from worker.errors import (
     SkipScan,
     TransientError,
 )
+from worker.ops import metrics
 from worker.scoring.context import ScoringContext
 from worker.scoring.inference import InferenceQueue
 from worker.scoring.readahead import Emit, Frame, Idle, Lane, ReadAhead, Stopped

@@ -16,7 +16,7 @@ from typing import Any
 import db
 from db import ledger
 from db.models import PROCESSING
-from worker import metrics
+from worker.ops import metrics
 
 __all__ = ["dead_after_seconds", "lost_grace_seconds", "reconcile"]
 
