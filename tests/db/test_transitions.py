@@ -16,6 +16,8 @@ import db
 from db import ledger
 from db.models import FAILED, PROCESSING, QUEUED, SCORED, SKIPPED, STATUSES, TERMINAL, Scan
 
+pytestmark = pytest.mark.fast  # no service, no data, no model
+
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
 

@@ -10,6 +10,8 @@ import pytest
 
 from worker.scoring.readahead import Emit, Ended, Frame, Lane, ReadAhead
 
+pytestmark = pytest.mark.fast  # no service, no data, no model
+
 
 def _frames(item: int, emit: Emit) -> int:
     for index in range(3):

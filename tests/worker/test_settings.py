@@ -6,6 +6,8 @@ from worker.cli import main
 from worker.errors import ConfigError
 from worker.settings import Settings, load_settings, setting_docs
 
+pytestmark = pytest.mark.fast  # no service, no data, no model
+
 
 def test_defaults_without_environment() -> None:
     s = load_settings(environ={})
