@@ -8,7 +8,7 @@ import sys
 
 import db
 from db.session import shown_url
-from worker.service import add_database_option
+from worker.commands.options import add_database_option
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]

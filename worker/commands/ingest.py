@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from worker.service import add_ingest_options, run_ingester
+from worker.commands.options import add_ingest_options
+from worker.service import run_ingester
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]

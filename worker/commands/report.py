@@ -17,8 +17,8 @@ from pathlib import Path
 import db
 from db.qa import DEFAULT_DAYS, DIMENSIONS, DriftRule, QAReport, build_report, scan_files
 from db.session import shown_url
+from worker.commands.options import add_database_option
 from worker.report.text import alerts_text, report_csv, report_text
-from worker.service import add_database_option
 from worker.settings import Settings
 
 __all__ = ["ALERT_DIMENSIONS", "EXIT_ALERTS", "add_parser", "run"]

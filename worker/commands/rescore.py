@@ -28,10 +28,10 @@ from typing import Any
 import db
 from db import ledger, rescore
 from db.models import SCORED, TERMINAL
+from worker.commands.options import add_database_option
 from worker.commands.scans import parse_since
 from worker.errors import BrokerUnavailableError, ConfigError, ModelError
 from worker.ingest.reconciler import dead_after_seconds
-from worker.service import add_database_option
 from worker.settings import Settings
 
 __all__ = ["RescorePlan", "add_parser", "model_version_of", "parse_bound", "run"]

@@ -12,8 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from worker.commands.options import add_ingest_options
 from worker.errors import ModelError
-from worker.service import add_ingest_options, run_embedded
+from worker.service import run_embedded
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]

@@ -13,8 +13,8 @@ import db
 from db import queries
 from db.models import STATUSES
 from db.paths import printable
+from worker.commands.options import add_database_option
 from worker.errors import ConfigError
-from worker.service import add_database_option
 from worker.settings import Settings
 
 __all__ = ["add_parser", "parse_since", "run"]

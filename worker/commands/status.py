@@ -16,9 +16,9 @@ from typing import Any
 import db
 from db import ledger, queries
 from db.session import shown_url
+from worker.commands.options import add_database_option
 from worker.errors import BrokerUnavailableError
 from worker.ingest.reconciler import dead_after_seconds
-from worker.service import add_database_option
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]

@@ -16,11 +16,11 @@ import os
 from pathlib import Path
 
 import db
+from worker.commands.options import add_database_option
 from worker.errors import ConfigError, ModelError
 from worker.ops import metrics
 from worker.ops.health import celery_heartbeat_step
 from worker.salt import check_salt_at_start
-from worker.service import add_database_option
 from worker.settings import Settings
 from worker.transport import celery_app
 from worker.transport.celery_app import QUEUE, make_app, node_name

@@ -1,0 +1,54 @@
+"""The command-line options several ``usqa`` commands share, defined once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_database_option", "add_ingest_options"]
+
+
+def add_database_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database-url",
+        dest="database_url",
+        default=None,
+        metavar="URL",
+        help="database of the ledger (USQA_DATABASE_URL; default sqlite:///usqa.db)",
+    )
+
+
+def add_ingest_options(p: argparse.ArgumentParser) -> None:
+    """The drop-folder options of ``usqa run`` and ``usqa ingest``."""
+    p.add_argument(
+        "--watch",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the drop folder to watch (created if missing); files in sub-folders count too",
+    )
+    add_database_option(p)
+    p.add_argument(
+        "--polling",
+        dest="polling",
+        action="store_const",
+        const=True,
+        default=None,
+        help="poll the folder instead of inotify: needed on NFS/SMB shares (USQA_POLLING)",
+    )
+    p.add_argument(
+        "--after-scoring",
+        dest="after_scoring",
+        choices=["keep", "move", "delete"],
+        default=None,
+        help="what to do with a file once it has its result: keep it, move it to done/ or "
+        "failed/ inside the drop folder, or delete it (USQA_AFTER_SCORING; default keep)",
+    )
+    p.add_argument(
+        "--stable-seconds",
+        dest="stable_seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="take a file once it has not changed for this long (USQA_STABLE_SECONDS)",
+    )
