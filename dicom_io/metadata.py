@@ -62,21 +62,21 @@ METADATA_KEYS = (
 )
 
 # Sidecar keys that are copied as text; the rest are derived (hash, pseudonym, numbers).
-_TEXT_KEYS = (
-    "sop_instance_uid",
-    "study_instance_uid",
-    "series_instance_uid",
-    "sop_class_uid",
-    "modality",
-    "manufacturer",
-    "model_name",
-    "station_name",
-    "device_serial_number",
-    "software_versions",
-    "transducer",
-    "institution",
-    "body_part",
-)
+_DERIVED_KEYS = {
+    "operator",
+    "study_datetime",
+    "acquisition_datetime",
+    "patient_id_hash",
+    "rows",
+    "columns",
+    "frames",
+    "frame_time_ms",
+    "photometric",
+    "transfer_syntax",
+    "transfer_syntax_name",
+    "burned_in_annotation",
+}
+_TEXT_KEYS = tuple(k for k in METADATA_KEYS if k not in _DERIVED_KEYS)
 MAX_TEXT = 256
 MAX_SIDECAR_BYTES = 1 << 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

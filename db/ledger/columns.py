@@ -12,32 +12,16 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from db.models import Scan
+from dicom_io.metadata import METADATA_KEYS
 
 __all__ = ["METADATA_COLUMNS", "metadata_columns", "update_columns"]
 
-# dicom_io metadata keys stored as columns of ``scans`` (same names).
-METADATA_COLUMNS = (
-    "sop_instance_uid",
-    "study_instance_uid",
-    "series_instance_uid",
-    "sop_class_uid",
-    "modality",
-    "manufacturer",
-    "model_name",
-    "station_name",
-    "device_serial_number",
-    "software_versions",
-    "transducer",
-    "institution",
-    "operator",
-    "body_part",
-    "study_datetime",
-    "acquisition_datetime",
-    "patient_id_hash",
-    "frame_time_ms",
-    "photometric",
-    "transfer_syntax",
-    "burned_in_annotation",
+# dicom_io's metadata keys that are columns of ``scans`` (same names; the header's rows,
+# columns and frames are written from the header itself)
+METADATA_COLUMNS = tuple(
+    key
+    for key in METADATA_KEYS
+    if key in Scan.__table__.columns and key not in {"rows", "columns", "frames"}
 )
 _DATETIMES = {"study_datetime", "acquisition_datetime"}
 
