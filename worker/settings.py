@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 from worker.errors import ConfigError
 
@@ -89,7 +92,9 @@ class Settings:
     average_threshold: float = _opt(
         45.0, "Scores at or above this (and below good) are graded average; below, poor."
     )
-    aggregate: str = _opt("mean", "How frame scores make the scan's grade: mean, min or p10.")
+    aggregate: Literal["mean", "min", "p10"] = _opt(
+        "mean", "How frame scores make the scan's grade: mean, min or p10."
+    )
     defect_threshold: float = _opt(
         0.5,
         "A defect is named when its probability (a scan: the mean over its scored frames) is "
@@ -105,7 +110,7 @@ class Settings:
         "Frames per inference batch (per stream). 8 scored fastest on CPU "
         "(docs/performance.md); on a GPU use 64 or more.",
     )
-    precision: str = _opt(
+    precision: Literal["auto", "fp32", "bf16"] = _opt(
         "auto", "Inference precision: auto, fp32 or bf16 (bf16 autocast on CPUs that support it)."
     )
     threads: int = _opt(
@@ -120,7 +125,7 @@ class Settings:
         "(threads shared out beyond that); on CUDA 1.",
     )
     device: str = _opt("cpu", "Torch device for inference: cpu or cuda.")
-    backend: str = _opt(
+    backend: Literal["eager", "compile"] = _opt(
         "eager",
         "How the network runs: eager (plain torch) or compile (torch.compile: faster on "
         "CPU; each scoring process compiles when it starts, a few seconds once cached, up to "
@@ -149,7 +154,7 @@ class Settings:
         "read or hashed: a larger one (or a sparse file claiming that size) is recorded failed "
         "at once with the reason.",
     )
-    after_scoring: str = _opt(
+    after_scoring: Literal["keep", "move", "delete"] = _opt(
         "keep", "What to do with a file once it has a terminal row: keep, move or delete."
     )
     files_per_task: int = _opt(
@@ -184,7 +189,7 @@ class Settings:
     )
 
     # --- logging -----------------------------------------------------------------------
-    log_format: str = _opt("text", "Log format: text or json.")
+    log_format: Literal["text", "json"] = _opt("text", "Log format: text or json.")
     log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
 
     # --- monitoring (worker/ops/metrics.py, worker/ops/health.py) ------------------------------
@@ -205,6 +210,18 @@ class Settings:
         "can tell it is alive and not stuck. Unset: no heartbeat file.",
     )
 
+    # --- derived values: one home each ------------------------------------------------
+
+    @property
+    def dead_after_seconds(self) -> float:
+        """Seconds of heartbeat silence after which a scoring process is presumed dead."""
+        return 3.0 * float(self.heartbeat_seconds)
+
+    @property
+    def lost_grace_seconds(self) -> float:
+        """How long a ``queued`` scan may wait while the broker queue is known to be empty."""
+        return max(2.0, 2.0 * float(self.heartbeat_seconds))
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (values already typed)."""
         return dataclasses.replace(self, **changes)
@@ -219,32 +236,56 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse(name: str, raw: str, kind: str) -> Any:
+@cache
+def _types() -> dict[str, Any]:
+    """Each field's annotation, resolved (not its string form)."""
+    return typing.get_type_hints(Settings)
+
+
+def _optional(kind: Any) -> tuple[Any, bool]:
+    """``X`` and whether the annotation was ``X | None``."""
+    args = get_args(kind)
+    if get_origin(kind) in (Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else Union[tuple(rest)]), True  # noqa: UP007
+    return kind, False
+
+
+def _parse(name: str, raw: str) -> Any:
     """Turn the text of ``USQA_<NAME>`` into the field's type, or raise ConfigError."""
+    kind, optional = _optional(_types()[name])
     text = raw.strip()
+    if optional and not text:
+        return None
     try:
-        if kind == "int":
-            return int(text.replace("_", ""))
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
+        if kind is bool:
             low = text.lower()
             if low in _TRUE:
                 return True
             if low in _FALSE:
                 return False
             raise ValueError(text)
-        if kind.startswith("tuple"):
+        if kind is int:
+            return int(text.replace("_", ""))
+        if kind is float:
+            return float(text)
+        if get_origin(kind) is tuple:
             return tuple(p.strip() for p in text.split(",") if p.strip())
-        if kind.startswith("Path"):
-            return Path(text).expanduser() if text else None
-        if kind.startswith("str | None"):
-            return text or None
-        return text
+        if kind is Path:
+            return Path(text).expanduser()
+        return text  # str and Literal choices (checked with the other rules)
     except ValueError as exc:
-        raise ConfigError(
-            f"USQA_{name.upper()}={raw!r}: expected a {kind.split(' ')[0]} value"
-        ) from exc
+        what = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"USQA_{name.upper()}={raw!r}: expected a {what} value") from exc
+
+
+def _check_choices(s: Settings) -> None:
+    """Every ``Literal`` field holds one of its choices."""
+    for name, kind in _types().items():
+        if get_origin(kind) is Literal and getattr(s, name) not in get_args(kind):
+            choices = get_args(kind)
+            listed = ", ".join(map(str, choices[:-1])) + f" or {choices[-1]}"
+            raise ConfigError(f"USQA_{name.upper()}={getattr(s, name)!r}: expected {listed}")
 
 
 def _check_salt(salt: str | None) -> None:
@@ -268,7 +309,9 @@ def _check_salt(salt: str | None) -> None:
 
 
 def _validate(s: Settings) -> None:
+    """Every rule, checked once, whatever set the value (environment, flag or code)."""
     _check_salt(s.pseudonym_salt)
+    _check_choices(s)
     checks = [
         (s.max_pixels > 0 and s.max_frames > 0 and s.max_samples > 0, "input limits must be > 0"),
         (s.max_file_bytes > 0, "USQA_MAX_FILE_BYTES must be > 0"),
@@ -277,18 +320,11 @@ def _validate(s: Settings) -> None:
             0 <= s.average_threshold <= s.good_threshold <= 100,
             "need 0 <= USQA_AVERAGE_THRESHOLD <= USQA_GOOD_THRESHOLD <= 100",
         ),
-        (s.aggregate in {"mean", "min", "p10"}, "USQA_AGGREGATE must be mean, min or p10"),
         (0 < s.defect_threshold <= 1, "USQA_DEFECT_THRESHOLD must be above 0 and at most 1"),
         (
             0 < s.not_ultrasound_threshold <= 1,
             "USQA_NOT_ULTRASOUND_THRESHOLD must be above 0 and at most 1",
         ),
-        (s.precision in {"auto", "fp32", "bf16"}, "USQA_PRECISION must be auto, fp32 or bf16"),
-        (
-            s.after_scoring in {"keep", "move", "delete"},
-            "USQA_AFTER_SCORING must be keep, move or delete",
-        ),
-        (s.log_format in {"text", "json"}, "USQA_LOG_FORMAT must be text or json"),
         (
             bool(s.metrics_address.strip()),
             "USQA_METRICS_ADDRESS must be an address to listen on: 127.0.0.1, 0.0.0.0 or ::",
@@ -298,7 +334,6 @@ def _validate(s: Settings) -> None:
             "batch sizes and attempt caps must be > 0",
         ),
         (s.inference_streams >= 0, "USQA_INFERENCE_STREAMS must be 0 (auto) or more"),
-        (s.backend in {"eager", "compile"}, "USQA_BACKEND must be eager or compile"),
         (0 <= s.decoder_nice <= 19, "USQA_DECODER_NICE must be between 0 and 19"),
         (
             s.decoder_memory == 0 or s.decoder_memory >= 256,
@@ -336,7 +371,7 @@ def load_settings(
     for f in fields(Settings):
         key = f"USQA_{f.name.upper()}"
         if key in env:
-            values[f.name] = _parse(f.name, env[key], str(f.type))
+            values[f.name] = _parse(f.name, env[key])
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value

@@ -17,7 +17,7 @@ import db.clock
 import db.models
 from db import ledger
 from db.models import PROCESSING, Scan
-from worker.ingest.reconciler import dead_after_seconds, reconcile
+from worker.ingest.reconciler import reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_a_heartbeat_written_with_a_slow_clock_is_judged_alive_by_a_fast_one(
     pg_url: str, tmp_path: Path, random_weights: Path, local_clock: Callable[[timedelta], None]
 ) -> None:
     settings = make_settings(pg_url, random_weights, heartbeat_seconds=2.0)
-    assert dead_after_seconds(settings) < SKEW.total_seconds() * 2
+    assert settings.dead_after_seconds < SKEW.total_seconds() * 2
     scan_id = receive(pg_url, write_png(tmp_path / "a.png", 1))
 
     local_clock(-SKEW)  # worker a's machine: 30 s behind
@@ -68,7 +68,7 @@ def test_a_heartbeat_written_with_a_slow_clock_is_judged_alive_by_a_fast_one(
             token="token-a",
             worker="a:1",
             stale_before=ledger.age_cutoff(settings.stuck_seconds, now),
-            dead_before=ledger.age_cutoff(dead_after_seconds(settings), now),
+            dead_before=ledger.age_cutoff(settings.dead_after_seconds, now),
         )
     assert held.id == scan_id
 
@@ -84,7 +84,7 @@ def test_a_heartbeat_written_with_a_slow_clock_is_judged_alive_by_a_fast_one(
             token="token-b",
             worker="b:1",
             stale_before=ledger.age_cutoff(settings.stuck_seconds, now),
-            dead_before=ledger.age_cutoff(dead_after_seconds(settings), now),
+            dead_before=ledger.age_cutoff(settings.dead_after_seconds, now),
         )
     assert taken == []
     with db.session_scope(pg_url, readonly=True) as s:

@@ -31,7 +31,6 @@ from db.models import SCORED, TERMINAL
 from worker.commands.options import add_database_option
 from worker.commands.scans import parse_since
 from worker.errors import BrokerUnavailableError, ConfigError, ModelError
-from worker.ingest.reconciler import dead_after_seconds
 from worker.settings import Settings
 
 __all__ = ["RescorePlan", "add_parser", "model_version_of", "parse_bound", "run"]
@@ -183,7 +182,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _workers(plan: RescorePlan, settings: Settings) -> None:
     """Count the live scoring processes by the model version they run."""
     with db.session_scope(settings.database_url, readonly=True) as session:
-        alive_since = ledger.age_cutoff(dead_after_seconds(settings), ledger.db_now(session))
+        alive_since = ledger.age_cutoff(settings.dead_after_seconds, ledger.db_now(session))
         versions = ledger.live_model_versions(session, alive_since=alive_since)
     for version in versions:
         if version == plan.model_version:

@@ -18,7 +18,6 @@ from db import ledger, queries
 from db.session import shown_url
 from worker.commands.options import add_database_option
 from worker.errors import BrokerUnavailableError
-from worker.ingest.reconciler import dead_after_seconds
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.alert_wait_seconds:.0f} s (USQA_ALERT_WAIT_SECONDS): are the workers "
             "running and keeping up?"
         )
-    dead_after = dead_after_seconds(settings)
+    dead_after = settings.dead_after_seconds
     workers = [
         {
             "name": w.name,

@@ -18,19 +18,9 @@ from db import ledger
 from db.models import PROCESSING
 from worker.ops import metrics
 
-__all__ = ["dead_after_seconds", "lost_grace_seconds", "reconcile"]
+__all__ = ["reconcile"]
 
 log = logging.getLogger(__name__)
-
-
-def dead_after_seconds(settings: Any) -> float:
-    """Seconds of heartbeat silence after which a scoring process is presumed dead."""
-    return 3.0 * float(settings.heartbeat_seconds)
-
-
-def lost_grace_seconds(settings: Any) -> float:
-    """How long a ``queued`` scan may wait while the queue is known to be empty."""
-    return max(2.0, 2.0 * float(settings.heartbeat_seconds))
 
 
 def reconcile(
@@ -47,14 +37,14 @@ def reconcile(
     restarted empty, or the in-process runner is idle), so a scan ``queued`` for longer than
     a short grace is lost; otherwise only after USQA_STUCK_SECONDS (it may be waiting its
     turn behind a backlog)."""
-    queued_wait = lost_grace_seconds(settings) if transport_empty else settings.stuck_seconds
+    queued_wait = settings.lost_grace_seconds if transport_empty else settings.stuck_seconds
     with db.session_scope(settings.database_url) as session:
         now = ledger.db_now(session)  # every side stamps and compares with this one clock
         stuck = ledger.stuck_scans(
             session,
             queued_before=ledger.age_cutoff(queued_wait, now),
             stale_before=ledger.age_cutoff(settings.stuck_seconds, now),
-            dead_before=ledger.age_cutoff(dead_after_seconds(settings), now),
+            dead_before=ledger.age_cutoff(settings.dead_after_seconds, now),
             limit=limit,
         )
         again = []

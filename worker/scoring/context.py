@@ -16,7 +16,6 @@ import db
 from db import ledger
 from worker.decoding import Decoder
 from worker.errors import UsqaError
-from worker.ingest.reconciler import dead_after_seconds
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -146,7 +145,7 @@ class ScoringContext:
     @property
     def dead_after(self) -> float:
         """Seconds of silence after which a scoring process is presumed dead."""
-        return dead_after_seconds(self.settings)
+        return self.settings.dead_after_seconds
 
     def beat(self, stopped: bool = False) -> None:
         """Record that this process is alive (or, with ``stopped``, that it has ended)."""
