@@ -2,11 +2,21 @@
 
 ``read(path, options)`` reads the header only and checks it; ``Scan.iter_frames()`` decodes
 the selected frames one at a time to uint8 display intensity, cut to the B-mode box.
+
+The package owns opening files and everything about their bytes: the entry point
+(``reader``), the DICOM header checks (``header``), the byte-level walk of the Pixel Data
+element (``pixeldata``), PNG/JPEG files (``images``), frame decoding and display intensity
+(``frames``, ``display``), the scan and its header record (``scan``, ``record``), the crop box
+(``cropbox``) found from ultrasound regions (``regions``) or the border heuristic
+(``borders``, on the exact image filters of ``filters``), metadata and pseudonymisation
+(``metadata``), the read options and input limits (``options``) and the wording of its
+messages (``messages``). It knows nothing of the model, the database or Celery.
 """
 
+from dicom_io.cropbox import CropBox
 from dicom_io.options import ReadOptions
 from dicom_io.reader import read
 from dicom_io.record import ScanHeader
-from dicom_io.scan import CropBox, Scan
+from dicom_io.scan import Scan
 
 __all__ = ["CropBox", "ReadOptions", "Scan", "ScanHeader", "read"]

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dicom_io.scan import CropBox
+from dicom_io.cropbox import CropBox
 
 __all__ = ["find_box", "opening"]
 

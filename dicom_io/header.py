@@ -5,14 +5,15 @@ header parses; there is pixel data; the transfer syntax can be decoded here; the
 attributes make sense; the size is within the budget (``max_frames``, ``max_pixels``,
 ``max_samples``); the pixel data is as long as the header says (native) or its fragments
 are complete (compressed). Only then are regions, metadata and the modality policy read.
+
+Owns these checks, the image attributes and the modality policy; the bytes around the pixel
+data (element header, fragments, native length, inflating) are :mod:`dicom_io.pixeldata`'s.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import struct
-import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,6 +29,15 @@ from dicom_io.messages import (
 )
 from dicom_io.metadata import dicom_metadata
 from dicom_io.options import ReadOptions
+from dicom_io.pixeldata import (
+    DEFLATED,
+    FLOAT_PIXEL_DATA,
+    PIXEL_DATA,
+    check_pixel_data,
+    has_preamble,
+    inflate,
+    pixel_element,
+)
 from dicom_io.regions import bmode_box
 from dicom_io.scan import Scan
 from worker.errors import (
@@ -38,18 +48,10 @@ from worker.errors import (
     UnsupportedFileError,
 )
 
-__all__ = ["MAX_INFLATED_BYTES", "read_dicom"]
+__all__ = ["read_dicom"]
 
 log = logging.getLogger(__name__)
 
-PIXEL_DATA = 0x7FE00010
-FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
-ITEM = 0xFFFEE000
-SEQUENCE_DELIMITER = 0xFFFEE0DD
-UNDEFINED = 0xFFFFFFFF
-DEFLATED = "1.2.840.10008.1.2.1.99"
-MAX_INFLATED_BYTES = 1 << 30  # a deflated file may not inflate to more than 1 GiB
-MAX_FRAGMENTS = 1_000_000
 SUPPORTED_PHOTOMETRIC = {
     "MONOCHROME1": 1,
     "MONOCHROME2": 1,
@@ -59,21 +61,6 @@ SUPPORTED_PHOTOMETRIC = {
     "YBR_FULL_422": 3,
     "YBR_RCT": 3,
     "YBR_ICT": 3,
-}
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
 }
 ULTRASOUND_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Image Storage
@@ -156,112 +143,6 @@ def _int_attr(ds: Any, keyword: str, name: str, default: int | None = None) -> i
     return number
 
 
-def _pixel_element(f: BinaryIO, implicit: bool, little: bool) -> tuple[int, int | None, int]:
-    """(tag, value length or None if undefined, value offset) of the element at ``f``."""
-    start = f.tell()
-    head = f.read(8)
-    if len(head) < 8:
-        return 0, None, start
-    endian = "<" if little else ">"
-    if implicit:
-        group, element, length = struct.unpack(f"{endian}HHL", head)
-        offset = start + 8
-    else:
-        group, element, vr, short = struct.unpack(f"{endian}HH2sH", head)
-        if vr in _LONG_VRS:
-            more = f.read(4)
-            if len(more) < 4:
-                return (group << 16) | element, 0, start + 8
-            (length,) = struct.unpack(f"{endian}L", more)
-            offset = start + 12
-        else:
-            length, offset = short, start + 8
-    tag = (group << 16) | element
-    return tag, (None if length == UNDEFINED else int(length)), offset
-
-
-def _walk_fragments(f: BinaryIO, offset: int, size: int, name: str) -> int:
-    """Count the fragments of encapsulated pixel data, checking every item is complete."""
-    position, items = offset, 0
-    while True:
-        f.seek(position)
-        head = f.read(8)
-        if len(head) < 8:
-            raise CorruptFileError(
-                f"{name}: the compressed pixel data stops after {items} items without its end "
-                "marker; the file was cut short (an incomplete copy?)"
-            )
-        group, element, length = struct.unpack("<HHL", head)
-        tag = (group << 16) | element
-        if tag == SEQUENCE_DELIMITER:
-            break
-        if tag != ITEM or length == UNDEFINED:
-            raise CorruptFileError(
-                f"{name}: the compressed pixel data holds an unexpected element "
-                f"({group:04X},{element:04X}) at byte {position}; the file is damaged"
-            )
-        if position + 8 + length > size:
-            raise CorruptFileError(
-                f"{name}: compressed fragment {items} needs {length} bytes but the file ends "
-                f"{size - position - 8} bytes later; the file was cut short (an incomplete copy?)"
-            )
-        items += 1
-        if items > MAX_FRAGMENTS:
-            raise LimitExceededError(f"{name}: more than {MAX_FRAGMENTS} compressed fragments")
-        position += 8 + length
-    return max(items - 1, 0)  # the first item is the Basic Offset Table
-
-
-def _inflate(path: Path, f: BinaryIO, name: str) -> tuple[Any, Any]:
-    """Header and full dataset of a deflated file, inflated within MAX_INFLATED_BYTES."""
-    from pydicom.filereader import read_dataset, read_file_meta_info
-
-    meta = read_file_meta_info(path)
-    f.seek(132)
-    while True:  # skip the file meta group (always explicit VR little endian)
-        start = f.tell()
-        head = f.read(8)
-        if len(head) < 8:
-            raise CorruptFileError(f"{name}: the file ends inside its file meta information")
-        group, _, vr = struct.unpack("<HH2s", head[:6])
-        if group != 0x0002:
-            f.seek(start)
-            break
-        if vr in _LONG_VRS:
-            (length,) = struct.unpack("<L", f.read(4).ljust(4, b"\0"))
-        else:
-            (length,) = struct.unpack("<H", head[6:8])
-        f.seek(f.tell() + length)
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := f.read(1 << 20):
-        out = inflater.decompress(chunk, MAX_INFLATED_BYTES + 1 - total)
-        total += len(out)
-        chunks.append(out)
-        if total > MAX_INFLATED_BYTES or inflater.unconsumed_tail:
-            raise LimitExceededError(
-                f"{name}: the deflated dataset inflates to more than "
-                f"{MAX_INFLATED_BYTES >> 20} MiB; export it uncompressed or compressed as images"
-            )
-    buffer = io.BytesIO(b"".join(chunks))
-    del chunks
-    header = read_dataset(buffer, False, True, stop_when=_at_pixels)
-    header.file_meta = meta
-    return header, buffer
-
-
-def _at_pixels(tag: Any, vr: Any, length: Any) -> bool:
-    return int(tag) in (PIXEL_DATA, *FLOAT_PIXEL_DATA)
-
-
-def _has_dicm(f: BinaryIO) -> bool:
-    f.seek(128)
-    marker = f.read(4) == b"DICM"
-    f.seek(0)
-    return marker
-
-
 def _skip_reason(meta: dict[str, Any], opts: ReadOptions) -> str | None:
     modality = meta.get("modality")
     if not modality and meta.get("sop_class_uid") in ULTRASOUND_SOP_CLASSES:
@@ -322,28 +203,88 @@ def read_dicom(path: Path, opts: ReadOptions) -> Scan:
         ) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class _OpenedHeader:
+    """The header dataset of one file and the stream its pixel data is read from (the
+    inflated dataset when the file is deflated)."""
+
+    ds: Any
+    source: BinaryIO
+    size: int
+    deflated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _ImageAttributes:
+    """The image attributes of the header, checked (:func:`_image_attributes`)."""
+
+    rows: int
+    columns: int
+    samples: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    frames: int
+    photometric: str
+
+    @property
+    def values(self) -> int:
+        """Samples in all the frames: Rows x Columns x Frames x Samples."""
+        return self.rows * self.columns * self.frames * self.samples
+
+
 def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
+    """The checks of the module docstring, in order, then the scan."""
+    from pydicom.uid import UID
+
+    opened = _open_header(path, f, name)
+    uid, implicit, little = _transfer_syntax(opened.ds, name)
+    length, offset = _find_pixel_data(opened, implicit, little, name)
+    _check_decoder(uid, name)
+    image = _image_attributes(opened.ds, name)
+    _check_limits(image.rows, image.columns, image.frames, image.samples, opts, name)
+    check_pixel_data(
+        opened.source,
+        encapsulated=UID(uid).is_encapsulated,
+        syntax_name=_uid_name(uid),
+        length=length,
+        offset=offset,
+        size=opened.size,
+        frames=image.frames,
+        values=image.values,
+        bits_allocated=image.bits_allocated,
+        photometric=image.photometric,
+        name=name,
+    )
+    return _scan(path, opened, uid, image, opts)
+
+
+def _open_header(path: Path, f: BinaryIO, name: str) -> _OpenedHeader:
+    """The header up to the pixel data, with ``f`` (or the inflated stream) left at it."""
     from pydicom import dcmread
     from pydicom.filereader import read_file_meta_info
 
     size = path.stat().st_size
-    preamble = _has_dicm(f)
+    preamble = has_preamble(f)
     deflated = False
     if preamble:
         file_meta = read_file_meta_info(path)
         syntax = str(file_meta.get("TransferSyntaxUID", "")).strip().rstrip("\x00")
         deflated = syntax == DEFLATED
-    dataset: Any | None = None
     if deflated:
-        ds, stream = _inflate(path, f, name)
-        source: BinaryIO = stream
-        size = len(stream.getbuffer())
-    else:
-        ds = dcmread(f, stop_before_pixels=True, force=not preamble, defer_size="1 MB")
-        source = f
-    uid, implicit, little = _transfer_syntax(ds, name)
+        ds, stream = inflate(path, f, name)
+        return _OpenedHeader(ds, stream, len(stream.getbuffer()), deflated=True)
+    ds = dcmread(f, stop_before_pixels=True, force=not preamble, defer_size="1 MB")
+    return _OpenedHeader(ds, f, size, deflated=False)
 
-    tag, length, offset = _pixel_element(source, implicit, little)
+
+def _find_pixel_data(
+    opened: _OpenedHeader, implicit: bool, little: bool, name: str
+) -> tuple[int | None, int]:
+    """(value length or None if undefined, value offset) of the Pixel Data element that
+    follows the header; raises when there is none or it holds float pixels."""
+    ds = opened.ds
+    tag, length, offset = pixel_element(opened.source, implicit, little)
     if tag in FLOAT_PIXEL_DATA:
         raise UnsupportedFileError(f"{name}: holds float pixel data, which is not an image scan")
     if tag != PIXEL_DATA and "Rows" in ds and "Columns" in ds:
@@ -358,8 +299,11 @@ def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
             f"{name}: this DICOM object{kind} holds no image (no Pixel Data); only images "
             "can be scored"
         )
-    _check_decoder(uid, name)
+    return length, offset
 
+
+def _image_attributes(ds: Any, name: str) -> _ImageAttributes:
+    """The image attributes of the header, checked against each other."""
     rows = _int_attr(ds, "Rows", name)
     columns = _int_attr(ds, "Columns", name)
     samples = _int_attr(ds, "SamplesPerPixel", name, default=1)
@@ -388,74 +332,52 @@ def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
             f"{name}: Bits Allocated {bits_allocated} / Bits Stored {bits_stored} is not a valid "
             "pixel layout"
         )
-    _check_limits(rows, columns, frames, samples, opts, name)
+    return _ImageAttributes(
+        rows, columns, samples, bits_allocated, bits_stored, signed, frames, photometric
+    )
 
-    from pydicom.uid import UID
 
-    encapsulated = UID(uid).is_encapsulated
-    if encapsulated:
-        if length is not None:
-            raise CorruptFileError(
-                f"{name}: compressed ({_uid_name(uid)}) pixel data must be encapsulated, but it "
-                "has a fixed length; the file is damaged"
-            )
-        fragments = _walk_fragments(source, offset, size, name)
-        if fragments < frames:
-            raise CorruptFileError(
-                f"{name}: the header says {frames} frames but the compressed pixel data holds "
-                f"{fragments} fragment(s); the header and the pixel data disagree"
-            )
-    else:
-        _check_native_length(
-            length,
-            offset,
-            size,
-            rows * columns * frames * samples,
-            bits_allocated,
-            photometric,
-            name,
-        )
-
+def _scan(
+    path: Path, opened: _OpenedHeader, uid: str, image: _ImageAttributes, opts: ReadOptions
+) -> Scan:
+    """The checked header as a :class:`Scan`: regions, metadata, modality policy and the
+    frame source that decodes later."""
+    ds = opened.ds
     notes: list[str] = []
     region_crop = None
     if opts.crop:
-        region_crop, region_notes = bmode_box(ds, rows, columns)
+        region_crop, region_notes = bmode_box(ds, image.rows, image.columns)
         notes.extend(region_notes)
     meta = dicom_metadata(ds, opts.pseudonym_salt, opts.keep_identifiers)
     meta.update(
-        rows=rows,
-        columns=columns,
-        frames=frames,
+        rows=image.rows,
+        columns=image.columns,
+        frames=image.frames,
         transfer_syntax=uid,
         transfer_syntax_name=_uid_name(uid),
-        photometric=photometric,
+        photometric=image.photometric,
     )
-    if deflated:
-        from pydicom.filereader import read_dataset
-
-        source.seek(0)
-        dataset = read_dataset(source, False, True)
-        dataset.file_meta = ds.file_meta
-    display = Display(ds, photometric, bits_stored, signed)
+    dataset = _full_dataset(opened)
+    display = Display(ds, image.photometric, image.bits_stored, image.signed)
     frame_source = DicomFrames(
         path,
         transfer_syntax=uid,
         transfer_syntax_name=_uid_name(uid),
-        frame_count=frames,
-        rows=rows,
-        columns=columns,
-        samples_per_pixel=samples,
+        frame_count=image.frames,
+        rows=image.rows,
+        columns=image.columns,
+        samples_per_pixel=image.samples,
         display=display,
         dataset=dataset,
     )
     return Scan(
         path=path,
         kind="dicom",
-        rows=rows,
-        columns=columns,
-        frame_count=frames,
-        samples_per_pixel=samples,
-        selected_frames=select_frames(frames, opts.frames_to_score),
+        rows=image.rows,
+        columns=image.columns,
+        frame_count=image.frames,
+        samples_per_pixel=image.samples,
+        selected_frames=select_frames(image.frames, opts.frames_to_score),
         metadata=meta,
         source=frame_source,
         region_crop=region_crop,
@@ -465,30 +387,14 @@ def _read(path: Path, f: BinaryIO, opts: ReadOptions, name: str) -> Scan:
     )
 
 
-def _check_native_length(
-    length: int | None,
-    offset: int,
-    size: int,
-    values: int,
-    bits_allocated: int,
-    photometric: str,
-    name: str,
-) -> None:
-    if length is None:
-        raise CorruptFileError(
-            f"{name}: uncompressed pixel data has an undefined length; the file is damaged"
-        )
-    expected = (values + 7) // 8 if bits_allocated == 1 else values * (bits_allocated // 8)
-    if photometric == "YBR_FULL_422":
-        expected = expected // 3 * 2
-    available = size - offset
-    if available < length:
-        raise CorruptFileError(
-            f"{name}: the pixel data should be {length} bytes but the file ends after "
-            f"{max(available, 0)}; the file was cut short (an incomplete copy?)"
-        )
-    if length not in (expected, expected + 1):
-        raise CorruptFileError(
-            f"{name}: the pixel data is {length} bytes but Rows, Columns, Frames, Samples and "
-            f"Bits Allocated imply {expected}; the header and the pixel data disagree"
-        )
+def _full_dataset(opened: _OpenedHeader) -> Any | None:
+    """The whole inflated dataset of a deflated file, pixels included (the frames are
+    decoded from it); None otherwise (they are read from the file)."""
+    if not opened.deflated:
+        return None
+    from pydicom.filereader import read_dataset
+
+    opened.source.seek(0)
+    dataset = read_dataset(opened.source, False, True)
+    dataset.file_meta = opened.ds.file_meta
+    return dataset

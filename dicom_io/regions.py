@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dicom_io.scan import CropBox
+from dicom_io.cropbox import CropBox
 
 __all__ = ["Region", "bmode_box", "parse_regions"]
 

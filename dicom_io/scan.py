@@ -1,59 +1,27 @@
-"""A scan as the worker sees it: header facts, QA metadata, the crop box and lazy frames."""
+"""A scan as the worker sees it: header facts, QA metadata, the crop box and lazy frames.
+
+Owns :class:`Scan` (what :func:`dicom_io.read` returns) and the :class:`FrameSource`
+protocol its frame decoders follow; the box itself is :class:`dicom_io.cropbox.CropBox`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CropBox", "FrameSource", "Scan"]
+from dicom_io.cropbox import CropBox
+
+__all__ = ["FrameSource", "Scan"]
 
 log = logging.getLogger(__name__)
 
-CropSource = Literal["regions", "heuristic", "none"]
-
 # How many of the selected frames the border heuristic looks at (their brightest pixels).
 HEURISTIC_SAMPLE_FRAMES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class CropBox:
-    """A box in full-frame pixels, max inclusive like DICOM ultrasound regions.
-
-    ``source`` says how it was found: ``regions`` (the Sequence of Ultrasound Regions),
-    ``heuristic`` (uniform borders and annotation bars removed) or ``none`` (whole frame).
-    """
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    source: CropSource
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0 + 1
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0 + 1
-
-    @classmethod
-    def full(cls, rows: int, columns: int) -> CropBox:
-        """The whole frame, ``source="none"``."""
-        return cls(0, 0, columns - 1, rows - 1, "none")
-
-    def apply(self, frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
-        """The part of ``frame`` inside the box (a view, not a copy)."""
-        return frame[self.y0 : self.y1 + 1, self.x0 : self.x1 + 1]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1, "source": self.source}
 
 
 class FrameSource(Protocol):
