@@ -16,14 +16,14 @@ from pydicom.data import get_testdata_file
 from scipy import ndimage
 
 from dicom_io import CropBox, ReadOptions, read
-from dicom_io.borders import (
-    _fifth_percentile,
-    _largest,
-    _uniform_mean,
-    _uniform_mean_above,
-    _window_sums,
-    find_box,
+from dicom_io.borders import find_box
+from dicom_io.filters import (
+    fifth_percentile,
+    largest_area,
     opening,
+    uniform_mean,
+    uniform_mean_above,
+    window_sums,
 )
 from dicom_io.frames import DicomFrames
 from dicom_io.images import ImageFrames
@@ -196,10 +196,10 @@ def test_fifth_percentile_equals_numpy() -> None:
         else:
             grey = (rng.integers(0, 3, shape) * rng.integers(1, 90)).astype(np.float32)
         want = float(np.percentile(grey, 5))
-        assert _fifth_percentile(grey) == want, trial
+        assert fifth_percentile(grey) == want, trial
         # With a cap: min(percentile, cap), also for caps just around the percentile.
         for cap in (30.0, 0.0, 0.5, 31.5, 254.5, -np.inf, want, want - 1, want + 0.999, want + 1.5):
-            assert _fifth_percentile(grey, cap) == min(want, cap), (trial, cap)
+            assert fifth_percentile(grey, cap) == min(want, cap), (trial, cap)
 
 
 def random_level(kind: int, shape: tuple[int, int], rng: np.random.Generator) -> NDArray[Any]:
@@ -242,10 +242,10 @@ def test_uniform_mean_equals_scipy_bit_for_bit(size: int) -> None:
         shape = (int(rng.integers(1, 90)), int(rng.integers(1, 90)))
         level = random_level(trial % 9, shape, rng)
         want = ndimage.uniform_filter(level, size=size)
-        got = _uniform_mean(level, size)
+        got = uniform_mean(level, size)
         assert got.dtype == np.float32 and got.shape == level.shape
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), str(trial))
-        summed += _window_sums(level, size) is not None
+        summed += window_sums(level, size) is not None
     assert summed >= 80  # the first six kinds take the window sums
 
 
@@ -262,7 +262,7 @@ def test_uniform_mean_above_equals_scipy_and_a_threshold() -> None:
         thresholds += [float(np.nextafter(v, np.float32(d))) for v in picks for d in (-1, 1)]
         thresholds += [float(v) * (1 + s * 2.0**-26) for v in picks for s in (-1, 1)]
         for threshold in thresholds:
-            got = _uniform_mean_above(level, size, threshold)
+            got = uniform_mean_above(level, size, threshold)
             np.testing.assert_array_equal(got, mean > threshold, str((trial, threshold)))
 
 
@@ -280,7 +280,7 @@ def test_largest_area_as_bincount_and_argmax() -> None:
             continue
         sizes = np.bincount(labels.ravel())[1:]
         largest = int(np.argmax(sizes)) + 1
-        area, size = _largest(labels.astype(np.uint16), count, int(np.count_nonzero(mask)))
+        area, size = largest_area(labels.astype(np.uint16), count, int(np.count_nonzero(mask)))
         assert size == sizes[largest - 1]
         np.testing.assert_array_equal(area, labels == largest)
 
