@@ -26,7 +26,7 @@ PHASES = {
     "ledger: write outcomes": "write_outcomes (worker/scoring/write.py",
     "ingest: tick (walk, stability, record)": "tick (worker/ingest/ingester.py",
     "ingest: sha256 of new files (hasher threads)": "hash_file (worker/ingest/hasher.py",
-    "ingest: record in ledger": "_record (worker/ingest/ingester.py",
+    "ingest: record in ledger": "_record (worker/ingest/recording.py",
     "heartbeat": "beat (worker/scoring/context.py",
     "celery: task plumbing (excl. process_scans)": "trace_task (celery/app/trace.py",
 }

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import db
 from db import ledger
@@ -22,6 +22,10 @@ from worker.ops import metrics
 from worker.ops.health import HeartbeatFile, beating
 from worker.salt import check_salt_at_start
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.ingest import Ingester
+    from worker.transport.embedded import Runner
 
 __all__ = [
     "run_embedded",
@@ -91,22 +95,14 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     With ``once``: take what is in the folder, score it, and return when every file has its
     outcome. Returns 1 if a file failed during a ``once`` run, else 0."""
     from worker.ingest import Ingester
-    from worker.ingest.reconciler import reconcile
     from worker.scoring import ScoringContext
     from worker.transport.embedded import Runner
 
-    if settings.broker_url:
-        log.warning(
-            "USQA_BROKER_URL is set, but `usqa run` scores in this process; use `usqa ingest` "
-            "and `usqa worker` for the scaled mode"
-        )
-    db.upgrade(settings.database_url)
-    check_salt_at_start(settings)
+    _prepare_embedded(settings)
     started = ledger.utcnow()
     pipeline = ScoringContext(settings, mode="embedded", batches=EMBEDDED_BATCHES)
     pipeline.load()  # fail now, not on the first file, if the model cannot load
-    if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
-        metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+    _serve_metrics(settings)
     heartbeat = HeartbeatFile.from_settings(settings, "run")
     runner = Runner(pipeline)
     ingester = Ingester(
@@ -122,26 +118,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
         pipeline.start()
         runner.start()
         try:
-            with db.session_scope(settings.database_url, readonly=True) as session:
-                waiting = ledger.queued_ids(session)
-            size = max(1, settings.files_per_task)
-            for i in range(0, len(waiting), size):
-                runner.submit(waiting[i : i + size])
-            if waiting:
-                log.info("resuming %d scan(s) queued before the last stop", len(waiting))
-            reconcile(settings, runner.submit)
-
-            def finished() -> bool:
-                return (
-                    ingester.idle
-                    and runner.idle
-                    and _active_under(settings, ingester.root) == 0
-                    and (
-                        settings.after_scoring == "keep"
-                        or not _pending_disposal(settings, ingester.root)
-                    )
-                )
-
+            _resume_queued(settings, runner.submit)
             log.info(
                 "usqa run: scoring in this process with model %s, ledger %s",
                 pipeline.model_version,
@@ -151,7 +128,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
                 stop,
                 until_idle=beating(
                     heartbeat,
-                    finished if once else None,
+                    _finished(settings, ingester, runner) if once else None,
                     busy_since=lambda: runner.busy_since,
                     done=lambda: pipeline.scans_done,
                 ),
@@ -161,11 +138,58 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
             pipeline.close()
             if heartbeat is not None:
                 heartbeat.remove()
-    if once:
-        failed = _failed_since(settings, ingester.root, started)
-        log.info("done: %d file(s) recorded in this run, %d failed", ingester.recorded, failed)
-        return 1 if failed else 0
-    return 0
+    return _once_outcome(settings, ingester, started) if once else 0
+
+
+def _prepare_embedded(settings: Settings) -> None:
+    """Warn about a broker that ``usqa run`` does not use; bring the ledger up to date."""
+    if settings.broker_url:
+        log.warning(
+            "USQA_BROKER_URL is set, but `usqa run` scores in this process; use `usqa ingest` "
+            "and `usqa worker` for the scaled mode"
+        )
+    db.upgrade(settings.database_url)
+    check_salt_at_start(settings)
+
+
+def _serve_metrics(settings: Settings) -> None:
+    if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
+        metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+
+
+def _resume_queued(settings: Settings, submit: Callable[[list[int]], None]) -> None:
+    """Send the scans left ``queued`` by the last stop, then re-queue the lost ones."""
+    from worker.ingest.reconciler import reconcile
+
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        waiting = ledger.queued_ids(session)
+    size = max(1, settings.files_per_task)
+    for i in range(0, len(waiting), size):
+        submit(waiting[i : i + size])
+    if waiting:
+        log.info("resuming %d scan(s) queued before the last stop", len(waiting))
+    reconcile(settings, submit)
+
+
+def _finished(settings: Settings, ingester: Ingester, runner: Runner) -> Callable[[], bool]:
+    """For ``once``: whether every file in the folder has its outcome (and is disposed of)."""
+
+    def finished() -> bool:
+        return (
+            ingester.idle
+            and runner.idle
+            and _active_under(settings, ingester.root) == 0
+            and (settings.after_scoring == "keep" or not _pending_disposal(settings, ingester.root))
+        )
+
+    return finished
+
+
+def _once_outcome(settings: Settings, ingester: Ingester, started: datetime) -> int:
+    """Log what a ``once`` run recorded and failed; 1 if a file failed, else 0."""
+    failed = _failed_since(settings, ingester.root, started)
+    log.info("done: %d file(s) recorded in this run, %d failed", ingester.recorded, failed)
+    return 1 if failed else 0
 
 
 def _pending_disposal(settings: Settings, root: str) -> bool:
@@ -185,8 +209,7 @@ def run_ingester(root: Path, settings: Settings) -> int:
             "use `usqa run` to score in one process without one"
         )
     db.require_current(settings.database_url)
-    if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
-        metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+    _serve_metrics(settings)
     heartbeat = HeartbeatFile.from_settings(settings, "ingest")
 
     def send(ids: list[int]) -> None:

@@ -16,7 +16,7 @@ from usqa_files import Drop, scans, until
 
 import db
 from db import ledger
-from worker.ingest import ingester as ingester_module
+from worker.ingest import limits
 
 FILES = 4000
 REMEMBERED = 500  # the ingester's memory of recorded files, made small for the test
@@ -55,9 +55,9 @@ def test_a_restart_over_many_kept_files_is_bounded_and_logs_progress(
 ) -> None:
     root = tmp_path / "drop"
     kept_folder(sqlite_url, root)
-    monkeypatch.setattr(ingester_module, "KNOWN_FILES", REMEMBERED)
-    monkeypatch.setattr(ingester_module, "PROGRESS_SECONDS", 0.0)  # log every slice
-    monkeypatch.setattr(ingester_module, "TICK_SECONDS", 0.02)  # slices of a few hundred
+    monkeypatch.setattr(limits, "KNOWN_FILES", REMEMBERED)
+    monkeypatch.setattr(limits, "PROGRESS_SECONDS", 0.0)  # log every slice
+    monkeypatch.setattr(limits, "TICK_SECONDS", 0.02)  # slices of a few hundred
     lookups: list[int] = []
     known_files = ledger.known_files
 
@@ -74,14 +74,14 @@ def test_a_restart_over_many_kept_files_is_bounded_and_logs_progress(
         drop.ingester.tick()
         ticks.append(time.monotonic() - started)
         assert len(drop.ingester.known) <= REMEMBERED
-        assert len(drop.ingester.pending) <= ingester_module.MAX_PENDING
+        assert len(drop.ingester.pending) <= limits.MAX_PENDING
 
     with caplog.at_level(logging.INFO, logger="worker.ingest"):
         until(lambda: drop.ingester._passes >= 1, 120, tick)
 
     assert len(scans(sqlite_url)) == FILES, "nothing recorded again"
     assert not drop.ingester.pending and drop.sent == []
-    batch = ingester_module.LOOKUP_BATCH
+    batch = limits.LOOKUP_BATCH
     assert max(lookups) <= batch and len(lookups) <= math.ceil(FILES / batch) + 8
     assert len(ticks) > 1, "the walk was done in one go"
     assert max(ticks) < 5.0, f"one tick took {max(ticks):.1f} s"  # a slice and a lookup

@@ -15,6 +15,7 @@ from typing import Any
 
 import db
 from db import ledger, queries
+from db.queries import LedgerStatus
 from db.session import shown_url
 from worker.commands.options import add_database_option
 from worker.errors import BrokerUnavailableError
@@ -71,22 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             session, workers_since=ledger.age_cutoff(WORKERS_WINDOW_S, now)
         )
     problems: list[str] = []
-    queue: dict[str, Any]
-    if settings.broker_url:
-        from worker.transport.celery_app import queue_depth
-
-        try:
-            depth = queue_depth(settings)
-            queue = (
-                {"mode": "broker", "waiting": depth.waiting, "unacked": depth.unacked}
-                if depth is not None
-                else {"mode": "broker", "waiting": None, "unacked": None}
-            )
-        except BrokerUnavailableError as exc:
-            queue = {"mode": "broker", "waiting": None, "unacked": None, "error": str(exc)}
-            problems.append(str(exc))
-    else:
-        queue = {"mode": "embedded", "waiting": state.counts["queued"], "unacked": None}
+    queue = _queue(settings, state, problems)
     waited = state.waiting_seconds(now)
     if waited > settings.alert_wait_seconds:
         problems.append(
@@ -94,8 +80,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.alert_wait_seconds:.0f} s (USQA_ALERT_WAIT_SECONDS): are the workers "
             "running and keeping up?"
         )
-    dead_after = settings.dead_after_seconds
-    workers = [
+    workers = _workers(state, now, settings.dead_after_seconds)
+    report = _report(settings, state, queue, workers, waited, problems)
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps(report) + "\n")
+        return 0 if not problems else 1
+    lines = _text(settings, state, report, waited, now)
+    out.write("\n".join(lines) + "\n")
+    return 0 if not problems else 1
+
+
+def _queue(settings: Settings, state: LedgerStatus, problems: list[str]) -> dict[str, Any]:
+    """The queue's depth: the broker's (an unreachable broker is added to ``problems``) or,
+    in embedded mode, the scans ``queued`` in the ledger."""
+    if not settings.broker_url:
+        return {"mode": "embedded", "waiting": state.counts["queued"], "unacked": None}
+    from worker.transport.celery_app import queue_depth
+
+    try:
+        depth = queue_depth(settings)
+    except BrokerUnavailableError as exc:
+        problems.append(str(exc))
+        return {"mode": "broker", "waiting": None, "unacked": None, "error": str(exc)}
+    if depth is None:
+        return {"mode": "broker", "waiting": None, "unacked": None}
+    return {"mode": "broker", "waiting": depth.waiting, "unacked": depth.unacked}
+
+
+def _workers(state: LedgerStatus, now: datetime, dead_after: float) -> list[dict[str, Any]]:
+    return [
         {
             "name": w.name,
             "mode": w.mode,
@@ -107,7 +121,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         }
         for w in state.workers
     ]
-    report = {
+
+
+def _report(
+    settings: Settings,
+    state: LedgerStatus,
+    queue: dict[str, Any],
+    workers: list[dict[str, Any]],
+    waited: float,
+    problems: list[str],
+) -> dict[str, Any]:
+    """The ``--json`` object (the text form is written from it)."""
+    return {
         "database": shown_url(settings.database_url),
         "counts": state.counts,
         "queue": queue,
@@ -124,10 +149,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "ok": not problems,
         "problems": problems,
     }
-    out = sys.stdout
-    if args.json:
-        out.write(json.dumps(report) + "\n")
-        return 0 if not problems else 1
+
+
+def _text(
+    settings: Settings, state: LedgerStatus, report: dict[str, Any], waited: float, now: datetime
+) -> list[str]:
+    """The lines ``usqa status`` prints without ``--json``."""
+    queue, workers = report["queue"], report["workers"]
     counts = ", ".join(f"{k} {v}" for k, v in state.counts.items())
     lines = [f"database: {report['database']}", f"scans: {counts}"]
     if queue["mode"] == "embedded":
@@ -154,7 +182,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"  {w['name']:<32} {w['mode']:<9} {mark:<8} last seen "
             f"{_ago(datetime.fromisoformat(str(w['last_seen_at'])), now)}, {w['scans_done']} scans"
         )
-    for problem in problems:
+    for problem in report["problems"]:
         lines.append(f"PROBLEM: {problem}")
-    out.write("\n".join(lines) + "\n")
-    return 0 if not problems else 1
+    return lines

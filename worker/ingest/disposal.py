@@ -6,21 +6,28 @@ for a sub-folder after the file was received, can carry a move or a delete outsi
 folder. The file is acted on only if it is still the one that was scored: same size and
 modification time and, for rows that have them, the same device and inode. A file replaced
 since is left alone (it is recorded as a new scan and disposed of for itself).
+:func:`dispose_scored` runs the policy over every terminal row not disposed of yet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
+import db
 from db import ledger, paths
 from db.models import FAILED, Scan
 from worker.ingest.names import DONE_DIR, FAILED_DIR, shown
 
-__all__ = ["Disposal", "dispose"]
+__all__ = ["Disposal", "dispose", "dispose_scored"]
+
+log = logging.getLogger("worker.ingest.ingester")  # one logger for the ingester's lines
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -143,3 +150,35 @@ _REPLACED = (
     "left in place: the file there now is not the one that was scored (replaced or changed "
     "since); it is recorded as a new scan"
 )
+
+
+def dispose_scored(root: str, settings: Any, known: MutableMapping[str, Any]) -> None:
+    """Apply ``USQA_AFTER_SCORING`` to each scan under ``root`` with a terminal row not
+    disposed of yet, forget its path in ``known``, and record what was done."""
+    url = settings.database_url
+    with db.session_scope(url, readonly=True) as session:
+        scans = ledger.pending_disposal(session, root)
+    if not scans:
+        return
+    done: list[Disposal] = []
+    policy = settings.after_scoring
+    for scan in scans:
+        try:
+            outcome = dispose(root, scan, policy)
+        except OSError as exc:
+            outcome = Disposal(scan.id, "kept", None, f"could not: {exc.strerror or exc}")
+        except Exception as exc:  # one file's problem never stops the others
+            outcome = Disposal(scan.id, "kept", None, f"could not: {type(exc).__name__}")
+        if outcome.message:
+            log.warning(
+                "after scoring (%s) scan %d, %s: %s",
+                policy,
+                scan.id,
+                scan.path,
+                outcome.message,
+            )
+        done.append(outcome)
+        known.pop(paths.fs_path(scan.path, scan.path_bytes), None)
+    with db.session_scope(url) as session:
+        for outcome in done:
+            ledger.mark_disposed(session, outcome.scan_id, outcome.disposition, outcome.new_path)
