@@ -114,13 +114,7 @@ def evaluate(
         },
         "metrics": summary(pred, label, kinds, src, good, average, rounds=rounds),
     }
-    clean = pred[kinds == "original"]
-    result["clean"] = {
-        "n": int(clean.size),
-        "graded_good": float(np.mean(clean >= good)),
-        "mean": float(clean.mean()),
-        "min": float(clean.min()),
-    }
+    result["clean"] = _clean_figures(pred[kinds == "original"], good)
     if isinstance(protocol, DefectProtocol):
         result.update(
             _defect_figures(
@@ -134,20 +128,7 @@ def evaluate(
             result["ladders"] = _ladders(scorer, source.images, protocol, progress)
     if precision_check:
         images = [v.image for v in versions]
-        twins = [
-            Scorer(scorer.checkpoint, scorer.device, b, scorer.batch_size) for b in (False, True)
-        ]
-        fp32, bf16 = (_score(t, images, progress, "precision check") for t in twins)
-        gap = np.abs(fp32.astype(np.float64) - bf16)
-        result["precision_check"] = {
-            "n": int(gap.size),
-            "max_abs_diff": float(gap.max()),
-            "mean_abs_diff": float(gap.mean()),
-            "p99_abs_diff": float(np.percentile(gap, 99)),
-            "same_grade": float(
-                np.mean(grades(fp32, good, average) == grades(bf16, good, average))
-            ),
-        }
+        result["precision_check"] = _precision_check(scorer, images, good, average, progress)
     result["_points"] = {
         "pred": pred.tolist(),
         "label": label.tolist(),
@@ -155,6 +136,32 @@ def evaluate(
         "severity": [v.severity for v in versions],
     }
     return result
+
+
+def _clean_figures(clean: np.ndarray, good: float) -> dict[str, Any]:
+    """How the undamaged originals score: their count, share graded good, mean and minimum."""
+    return {
+        "n": int(clean.size),
+        "graded_good": float(np.mean(clean >= good)),
+        "mean": float(clean.mean()),
+        "min": float(clean.min()),
+    }
+
+
+def _precision_check(
+    scorer: Scorer, images: list[np.ndarray], good: float, average: float, progress: bool
+) -> dict[str, Any]:
+    """Score ``images`` in fp32 and in bf16 and report how far the two scores and grades differ."""
+    twins = [Scorer(scorer.checkpoint, scorer.device, b, scorer.batch_size) for b in (False, True)]
+    fp32, bf16 = (_score(t, images, progress, "precision check") for t in twins)
+    gap = np.abs(fp32.astype(np.float64) - bf16)
+    return {
+        "n": int(gap.size),
+        "max_abs_diff": float(gap.max()),
+        "mean_abs_diff": float(gap.mean()),
+        "p99_abs_diff": float(np.percentile(gap, 99)),
+        "same_grade": float(np.mean(grades(fp32, good, average) == grades(bf16, good, average))),
+    }
 
 
 def _defect_figures(

@@ -1,0 +1,155 @@
+"""What a run trains on (:class:`Data`), the batches made from it and the training loss.
+
+Randomness comes from ``(seed, epoch, batch)`` so that a batch is the same whichever thread
+makes it and whether or not the run was resumed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from model.dataset import crops
+from model.preprocess import Preprocess
+from model.protocols import AnyProtocol, Degraded
+from model.training.config import TrainConfig
+
+__all__ = [
+    "Batch",
+    "Data",
+    "make_batch",
+    "nonus_images",
+    "nonus_version",
+    "training_loss",
+    "versions_batch",
+]
+
+
+def _augment(image: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """Geometric augmentation of a CLEAN image (before any degradation is applied)."""
+    if mode == "none":
+        return image
+    out = image[:, ::-1] if rng.random() < 0.5 else image
+    if mode == "paper":
+        angle = float(rng.uniform(-10.0, 10.0))
+        scale = float(rng.uniform(0.9, 1.1))
+        h, w = out.shape
+        pil = Image.fromarray(np.ascontiguousarray(out), mode="L")
+        cx, cy = w / 2.0, h / 2.0
+        rad = math.radians(angle)
+        a, b = math.cos(rad) / scale, math.sin(rad) / scale
+        # inverse affine map (output -> input) of a rotation+scale about the centre
+        coeffs = (a, b, cx - a * cx - b * cy, -b, a, cy + b * cx - a * cy)
+        out = np.asarray(
+            pil.transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC)
+        )
+    return np.ascontiguousarray(out)
+
+
+@dataclass
+class Data:
+    """What one training run works on."""
+
+    cfg: TrainConfig
+    protocol: AnyProtocol
+    preprocess: Preprocess
+    images: np.ndarray  # the training split, (N, size, size) uint8
+    outputs: tuple[str, ...]
+    target_scale: float
+
+    @property
+    def defects(self) -> bool:
+        return len(self.outputs) > 1
+
+    @property
+    def items(self) -> int:
+        """Ultrasound items per epoch (image x version slot)."""
+        return len(self.images) * self.protocol.versions_per_image
+
+    @property
+    def nonus_items(self) -> int:
+        if not self.defects or self.cfg.nonus_share <= 0:
+            return 0
+        return round(self.items * self.cfg.nonus_share / (1.0 - self.cfg.nonus_share))
+
+
+@dataclass
+class Batch:
+    """A training batch: the network input and the targets of each output."""
+
+    x: torch.Tensor
+    score: torch.Tensor  # (B,) label / target_scale; ignored where ``is_us`` is 0
+    defects: torch.Tensor  # (B, defects)
+    is_us: torch.Tensor  # (B,) 1 for ultrasound versions
+    labels: np.ndarray
+
+
+def versions_batch(data: Data, versions: list[Degraded], rng: np.random.Generator) -> Batch:
+    """Crop windows of ``versions`` and stack their targets."""
+    cfg = data.cfg
+    x = data.preprocess.tensor(crops([v.image for v in versions], cfg.crop, rng, cfg.crop_align))
+    labels = np.array([v.label for v in versions], dtype=np.float32)
+    n_def = len(data.outputs) - 2 if data.defects else 0
+    targets = np.zeros((len(versions), n_def), dtype=np.float32)
+    is_us = np.ones(len(versions), dtype=np.float32)
+    for row, v in enumerate(versions):
+        if v.kind == "not_ultrasound":
+            is_us[row] = 0.0
+        elif n_def and v.targets is not None:
+            targets[row] = v.targets
+    return Batch(
+        x.contiguous(memory_format=torch.channels_last),
+        torch.from_numpy(labels / data.target_scale),
+        torch.from_numpy(targets),
+        torch.from_numpy(is_us),
+        labels,
+    )
+
+
+def nonus_version(image: np.ndarray, preprocess: Preprocess) -> Degraded:
+    return Degraded(preprocess.image(image), "not_ultrasound", 0.0, 0.0)
+
+
+def make_batch(
+    data: Data, order: np.ndarray, step: int, epoch: int, nonus: list[np.ndarray]
+) -> Batch:
+    """Batch ``step`` of an epoch (items in ``order``: below ``data.items`` an ultrasound
+    item = image i // slots, slot i % slots; above, a non-ultrasound image)."""
+    cfg = data.cfg
+    rng = np.random.default_rng([cfg.seed, epoch, step])
+    items = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+    slots = data.protocol.versions_per_image
+    versions = []
+    for i in items:
+        if i >= data.items:
+            versions.append(nonus_version(nonus[int(i) - data.items], data.preprocess))
+            continue
+        image = _augment(data.images[int(i) // slots], cfg.augment, rng)
+        versions.append(data.protocol.version(image, int(i) % slots, rng))
+    return versions_batch(data, versions, rng)
+
+
+def training_loss(data: Data, out: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The training loss (see the module docstring)."""
+    out = out.float()
+    if not data.defects:
+        return nn.functional.mse_loss(out[:, 0], batch.score)
+    us = batch.is_us
+    n_us = us.sum().clamp(min=1.0)
+    mse = (((out[:, 0] - batch.score) ** 2) * us).sum() / n_us
+    bce = nn.functional.binary_cross_entropy_with_logits(
+        out[:, 1:-1], batch.defects, reduction="none"
+    ).mean(dim=1)
+    gate = nn.functional.binary_cross_entropy_with_logits(out[:, -1], 1.0 - us)
+    return 10.0 * mse + 2.0 * (bce * us).sum() / n_us + 0.5 * gate
+
+
+def nonus_images(split: str, n: int, seed: int) -> list[np.ndarray]:
+    from model.nonultrasound import sample
+
+    return [item.image for item in sample(split, n, seed)]
