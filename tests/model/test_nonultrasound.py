@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import logging
 import warnings
@@ -229,9 +230,9 @@ def test_heldout_has_every_category_without_scikit_image(
 def test_missing_scikit_image_is_logged_and_its_sources_absent(
     reset_caches: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real = nu.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        nu.importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name)
+        importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name)
     )
     with caplog.at_level(logging.INFO, logger=nu.__name__):
         assert nu._skimage_data() is None
