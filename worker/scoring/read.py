@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 _EARLY_BATCH = 4  # frames worth scoring while the decoder is still busy
 _IDLE_SECONDS = 0.5  # the reader silent this long: score what waits, write what is finished
 _SPARE_AFTER = 5.0  # stuck this long in one file: the rest of the batch takes a spare decoder
+# stopping, and a file has sent nothing for this long: it is stuck (hung or a dead share),
+# not merely slow (a slow file sends frames), so the stop does not wait for it
+_GIVE_UP_AFTER = 10.0
 
 
 def header_columns(header: ScanHeader) -> dict[str, Any]:
@@ -198,7 +201,7 @@ def read_and_score(
         ended: list[ScanWork] = []
         written_at = time.monotonic()
         for event in reader.events(idle=_IDLE_SECONDS):
-            if context.stopping.is_set() and reader.stalled(_IDLE_SECONDS):
+            if context.stopping.is_set() and reader.stalled(_GIVE_UP_AFTER):
                 give_up(works, ended, inference)
                 break
             if isinstance(event, Frame):
