@@ -40,7 +40,8 @@ Per defect (``t``, ``s_max``, ``gamma`` of its curve; the model card gives the r
   replaced by ring-down; s = share of the field of view shadowed (0.05, 0.75, 1): natural
   posterior shadows cover a few per cent; good up to 22 %, poor past 53 %.
 - ``no_signal``: the tissue echo attenuated by ``60 s`` dB and a ring-down at ``s`` times its
-  level; at ``s = 1`` (a blank frame) also plain black or faint noise. s = coupling lost
+  level, with the receiver's grain over it in half the versions (a probe in air with the
+  gain up); at ``s = 1`` (a blank frame) also plain black or faint grain alone. s = coupling lost
   (0.05, 1, 0.7): a probe half in air is already average; 1 is no echo at all, label 20.
 - ``blur``: Gaussian, motion (a line kernel along or across the scan lines) or lateral
   (focus) blur, s = the equivalent Gaussian sigma in px (0.4, 4, 0.75, the graded curve).

@@ -20,6 +20,7 @@ __all__ = [
     "ENVELOPE_OPS",
     "FLOOR_BELOW_DB",
     "Envelope",
+    "speckle",
     "to_uint8",
 ]
 
@@ -35,7 +36,7 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 # --- the envelope domain ---------------------------------------------------------------
 
 
-def _speckle(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def speckle(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Complex Gaussian noise smoothed by a point-spread-sized kernel, unit RMS."""
     re = rng.standard_normal(shape, dtype=np.float32)
     im = rng.standard_normal(shape, dtype=np.float32)
@@ -78,7 +79,7 @@ class Envelope:
     def add_noise(self, level_db: np.ndarray | float) -> None:
         """``|A + a n|`` with RMS noise amplitude ``a`` at ``level_db`` (re the display top)."""
         a = self.db_to_amplitude(level_db)
-        noise = _speckle(self.amplitude.shape, self.rng)
+        noise = speckle(self.amplitude.shape, self.rng)
         self.amplitude = np.abs(self.amplitude + a * noise).astype(np.float32)
 
     def add_floor(self) -> None:
@@ -120,7 +121,7 @@ def _ringdown(env: Envelope, layout: np.random.Generator, level_db: float) -> np
     lateral = gaussian_filter1d(layout.standard_normal(512).astype(np.float32), 2.0)
     lateral *= columns / (float(lateral.std()) or 1.0)
     u_index = np.clip((g.u * 511).astype(np.int32), 0, 511)
-    texture = np.abs(_speckle(out.shape, env.rng)) * 0.5 + 0.5
+    texture = np.abs(speckle(out.shape, env.rng)) * 0.5 + 0.5
     gain = np.power(10.0, lateral[u_index] / 20.0)
     return (out * texture * gain).astype(np.float32)
 
@@ -265,9 +266,10 @@ def _shadowing(env: Envelope, severity: float, layout: np.random.Generator) -> N
 
 
 def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> None:
-    variant = str(layout.choice(["air", "black", "noise"], p=[0.6, 0.15, 0.25]))
+    variant = str(layout.choice(["air", "black", "noise"], p=[0.5, 0.1, 0.4]))
     ring_level = float(layout.uniform(-22.0, -4.0))
     noise_level = float(layout.uniform(0.0, 12.0))
+    grain = bool(layout.random() < 0.5)  # receiver noise shown under the rings (gain up)
     ring_layout = np.random.default_rng(layout.integers(0, 2**32))
     s = min(1.0, max(0.0, severity))
     if s <= 0:
@@ -278,7 +280,8 @@ def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> N
     if variant == "air":
         ring = _ringdown(env, ring_layout, ring_level + 20.0 * math.log10(s))
         env.amplitude = (env.amplitude + ring).astype(np.float32)
-    elif variant == "noise":
+    if variant == "noise" or (variant == "air" and grain):
+        # a probe in air with the gain up: low-level grain fills the frame, no tissue
         env.add_noise(-env.dynamic_range + noise_level + 20.0 * math.log10(s))
 
 

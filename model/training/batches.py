@@ -142,8 +142,9 @@ def training_loss(data: Data, out: torch.Tensor, batch: Batch) -> torch.Tensor:
     us = batch.is_us
     n_us = us.sum().clamp(min=1.0)
     mse = (((out[:, 0] - batch.score) ** 2) * us).sum() / n_us
+    weight = torch.full((batch.defects.shape[1],), data.cfg.defect_pos_weight, device=out.device)
     bce = nn.functional.binary_cross_entropy_with_logits(
-        out[:, 1:-1], batch.defects, reduction="none"
+        out[:, 1:-1], batch.defects, reduction="none", pos_weight=weight
     ).mean(dim=1)
     gate = nn.functional.binary_cross_entropy_with_logits(out[:, -1], 1.0 - us)
     return 10.0 * mse + 2.0 * (bce * us).sum() / n_us + 0.5 * gate

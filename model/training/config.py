@@ -43,6 +43,8 @@ class TrainConfig:
     half: bool = False
     stop_after: int = 0  # train at most N epochs in this invocation (time-sliced jobs)
     nonus_share: float = 0.1  # defects: extra non-ultrasound items, share of the epoch
+    phantom_share: float = 0.0  # defects: synthetic other-organ source images, share of sources
+    defect_pos_weight: float = 1.0  # defects: weight of a present defect in its BCE term
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -68,6 +70,10 @@ class TrainConfig:
             raise ConfigError(f"--crop-align {self.crop_align}: expected 1 or more")
         if not 0.0 <= self.nonus_share < 1.0:
             raise ConfigError(f"--nonus-share {self.nonus_share}: expected 0 <= share < 1")
+        if not 0.0 <= self.phantom_share < 1.0:
+            raise ConfigError(f"--phantom-share {self.phantom_share}: expected 0 <= share < 1")
+        if self.defect_pos_weight <= 0:
+            raise ConfigError(f"--defect-pos-weight {self.defect_pos_weight}: expected > 0")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("--epochs, --batch-size and --lr must be positive")
 

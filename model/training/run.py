@@ -17,6 +17,7 @@ from torch import nn
 from model.checkpoint import save_checkpoint
 from model.dataset import eval_versions, load_split
 from model.network import OUTPUTS, SCORE_ONLY, build_model
+from model.phantom import phantoms
 from model.preprocess import Preprocess
 from model.protocols import Degraded, get_protocol
 from model.training.batches import Data, nonus_images
@@ -69,7 +70,11 @@ def _prepare(cfg: TrainConfig) -> tuple[Data, dict[str, Any], list[Degraded], st
     val_set = load_split(cfg.data, cfg.splits, "val", preprocess, cfg.limit)
     val_versions, _ = eval_versions(val_set, protocol, levels=cfg.val_levels)
     target_scale = 100.0 if cfg.target == "unit" else 1.0
-    data = Data(cfg, protocol, preprocess, train_set.images, outputs, target_scale)
+    images = train_set.images
+    if protocol.name == "defects" and cfg.phantom_share > 0:
+        n = round(len(images) * cfg.phantom_share / (1.0 - cfg.phantom_share))
+        images = np.concatenate([images, phantoms(n, images.shape[-1], cfg.seed)])
+    data = Data(cfg, protocol, preprocess, images, outputs, target_scale)
     val_nonus = nonus_images("val", max(8, len(val_set) // 2), cfg.seed) if data.defects else []
     val = make_validation(data, val_versions, val_nonus)
     return data, val, val_versions, combined_hash(train_set.data_hash, val_set.data_hash)

@@ -160,6 +160,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="defects: share of each epoch made of non-ultrasound images for the gate "
         "(default 0.1)",
     )
+    p.add_argument(
+        "--phantom-share",
+        type=float,
+        default=0.0,
+        help="defects: share of the source images that are synthetic scenes of other organs "
+        "(abdomen, heart, vessels, obstetric, muscle; see model/phantom.py) added to the "
+        "training split (default 0: BUSI only)",
+    )
+    p.add_argument(
+        "--defect-pos-weight",
+        type=float,
+        default=1.0,
+        help="defects: weight of a present defect in its cross-entropy term, for defects "
+        "present in few versions (default 1: unweighted)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -195,6 +210,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         resume=args.resume,
         half=args.half,
         nonus_share=args.nonus_share,
+        phantom_share=args.phantom_share,
+        defect_pos_weight=args.defect_pos_weight,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
     meta = train(cfg, progress=not args.no_progress)
