@@ -22,6 +22,9 @@ VIEWS = (
     "qa_daily_by_transducer",
     "qa_daily_by_body_part",
     "qa_model_versions",
+    "qa_daily_defects_by_station",
+    "qa_daily_defects_by_operator",
+    "qa_daily_defects_by_transducer",
 )
 
 
