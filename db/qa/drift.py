@@ -10,7 +10,13 @@ the last 7 days up to the report's end) are compared with the same group's *base
   baseline share, and Fisher's exact test on the 2 x 2 table (poor / not poor by window)
   says so too.
 
-A group is only tested when both windows hold at least ``min_scans`` scored scans. The
+* the share of one defect rose (:mod:`db.qa.defect_drift`): for each defect name, the share
+  of judged scans whose first defect it is rose by at least ``defect_rise``, and Fisher's
+  exact test says so too (``dead_elements`` is left to the equipment rule,
+  :mod:`db.qa.equipment`).
+
+A group is only tested when both windows hold at least ``min_scans`` scored scans (for the
+defect shares: ``min_scans`` scans judged by a model that judges defects). The
 p-values are compared with ``p_value`` divided by the number of tests run (Bonferroni), so
 that checking many groups every day does not raise alarms on noise. Only scans of one model
 version are compared (a new model is not a drift). The tests themselves (and scipy) are in
@@ -28,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
+from db.qa.defect_drift import DefectWindows, defect_findings, defect_windows, tested_defects
 from db.qa.queries import fetch_scores
 from db.qa.rows import GRADES, ScoreRows, require_dimension
 from db.qa.stats import WindowStats, fisher_rise_p, welch_drop_p
@@ -43,6 +50,7 @@ __all__ = [
 
 MEAN = "mean score"
 POOR = "poor share"
+DEFECT_SHARE = "defect share"
 POOR_CODE = GRADES.index("poor")
 
 
@@ -55,6 +63,7 @@ class DriftRule:
     min_scans: int = 30
     mean_drop: float = 5.0  # score points
     poor_rise: float = 0.10  # share, 0..1 (0.10 = ten percentage points)
+    defect_rise: float = 0.10  # share of one first defect, 0..1
     p_value: float = 0.01  # family-wise, over every test of one run
 
     def __post_init__(self) -> None:
@@ -63,8 +72,10 @@ class DriftRule:
             problems.append("the recent and baseline windows must be at least 1 day")
         if self.min_scans < 2:
             problems.append("the minimum number of scans per window must be at least 2")
-        if self.mean_drop < 0 or not 0 <= self.poor_rise <= 1:
-            problems.append("the score drop must be >= 0 and the poor-share rise in 0..1")
+        if self.mean_drop < 0 or not 0 <= self.poor_rise <= 1 or not 0 <= self.defect_rise <= 1:
+            problems.append(
+                "the score drop must be >= 0 and the poor-share and defect-share rises in 0..1"
+            )
         if not 0 < self.p_value < 1:
             problems.append("the p-value threshold must be between 0 and 1")
         if problems:
@@ -83,7 +94,7 @@ class DriftAlert:
 
     dimension: str
     group: str | None
-    metric: str  # "mean score" | "poor share"
+    metric: str  # "mean score" | "poor share" | "defect share"
     baseline: float
     recent: float
     change: float  # recent - baseline (score points, or share 0..1)
@@ -95,6 +106,7 @@ class DriftAlert:
     baseline_since: date
     recent_since: date
     until: date
+    defect: str | None = None  # the defect whose share rose ("defect share" only)
 
     def message(self, label: str) -> str:
         """One line a QA lead can act on."""
@@ -103,6 +115,11 @@ class DriftAlert:
             what = (
                 f"mean score fell from {self.baseline:.1f} to {self.recent:.1f} "
                 f"({self.change:+.1f} points)"
+            )
+        elif self.metric == DEFECT_SHARE:
+            what = (
+                f"{self.defect} as first defect rose from {self.baseline:.0%} to "
+                f"{self.recent:.0%} of judged scans ({self.change * 100:+.0f} percentage points)"
             )
         else:
             what = (
@@ -209,8 +226,8 @@ def check_drift(
 
 
 _Candidate = tuple[str, str | None, WindowStats, WindowStats]
-# (metric, baseline, recent, change, p-value, test)
-_Finding = tuple[str, float, float, float, float, str]
+# (metric, baseline, recent, change, p-value, test, defect, baseline scans, recent scans)
+_Finding = tuple[str, float, float, float, float, str, str | None, int, int]
 
 
 def _candidates(
@@ -243,17 +260,37 @@ def _findings(
 ) -> list[_Finding]:
     """The drifts of one group: a large enough change whose p-value beats ``threshold``."""
     found: list[_Finding] = []
+    scans = (base.scans, recent.scans)
     drop = recent.mean - base.mean
     if -drop >= rule.mean_drop:
         p = welch_drop_p(base, recent)
         if p < threshold:
-            found.append((MEAN, base.mean, recent.mean, drop, p, "Welch's t-test"))
+            found.append((MEAN, base.mean, recent.mean, drop, p, "Welch's t-test", None, *scans))
     rise = recent.poor_share - base.poor_share
     if rise >= rule.poor_rise:
         p = fisher_rise_p(base, recent)
         if p < threshold:
-            found.append((POOR, base.poor_share, recent.poor_share, rise, p, "Fisher's exact test"))
+            found.append(
+                (POOR, base.poor_share, recent.poor_share, rise, p, "Fisher's exact test", None,
+                 *scans)
+            )  # fmt: skip
     return found
+
+
+def _defect_alerts(
+    shares: DefectWindows | None, rows: ScoreRows, rule: DriftRule, threshold: float
+) -> list[_Finding]:
+    """The defect-share drifts of one group (none when it has too few judged scans)."""
+    if shares is None:
+        return []
+    found = defect_findings(
+        shares, rows.defect_names, tested_defects(rows), rule.defect_rise, threshold
+    )
+    return [
+        (DEFECT_SHARE, before, now, change, p, "Fisher's exact test", defect,
+         shares.base_judged, shares.recent_judged)
+        for defect, before, now, change, p in found
+    ]  # fmt: skip
 
 
 def detect_drift(
@@ -277,11 +314,16 @@ def detect_drift(
     )
     in_recent = rows.mask(since=recent_since, until=until, model_version=model_version)
     candidates = _candidates(rows, dimensions, (in_base, in_recent), rule, result.checks)
-    result.tests = 2 * len(candidates)
+    by_defect = {
+        d: defect_windows(rows, d, (in_base, in_recent), rule.min_scans) for d in set(dimensions)
+    }
+    defect_tests = sum(1 for d, name, _, _ in candidates if name in by_defect[d])
+    result.tests = 2 * len(candidates) + len(tested_defects(rows)) * defect_tests
     threshold = rule.p_value / result.tests if result.tests else rule.p_value
     for dimension, name, base, recent in candidates:
         found = _findings(base, recent, rule, threshold)
-        for metric, before, now, change, p, test in found:
+        found += _defect_alerts(by_defect[dimension].get(name), rows, rule, threshold)
+        for metric, before, now, change, p, test, defect, n_base, n_recent in found:
             result.alerts.append(
                 DriftAlert(
                     dimension=dimension,
@@ -293,11 +335,12 @@ def detect_drift(
                     p_value=p,
                     threshold=threshold,
                     test=test,
-                    baseline_scans=base.scans,
-                    recent_scans=recent.scans,
+                    baseline_scans=n_base,
+                    recent_scans=n_recent,
                     baseline_since=baseline_since,
                     recent_since=recent_since,
                     until=until,
+                    defect=defect,
                 )
             )
         result.checks.append(DriftCheck(dimension, name, "alert" if found else "ok", base, recent))

@@ -143,9 +143,14 @@ class WorstScan:
     body_part: str | None
     sop_instance_uid: str | None
     model_version: str
+    # the defects it lists, most probable first ({name, probability, frames}); () clean;
+    # None: its model version does not judge defects
+    defects: tuple[dict[str, float | str], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "day": self.day.isoformat()}
+        out = {**asdict(self), "day": self.day.isoformat()}
+        out["defects"] = None if self.defects is None else [dict(d) for d in self.defects]
+        return out
 
 
 def _stats(scores: NDArray[np.float64], grades: NDArray[np.int8]) -> ScoreStats:

@@ -11,6 +11,7 @@ indexes on ``acquisition_datetime`` and ``received_at``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -24,13 +25,25 @@ from sqlalchemy.orm import Session
 from db import paths
 from db.models import UTCDateTime
 from db.qa.figures import WorstScan
-from db.qa.rows import DEFAULT_DAYS, DIMENSIONS, GRADES, Period, ScoreRows
+from db.qa.rows import (
+    DEFAULT_DAYS,
+    DEFECT,
+    DIMENSIONS,
+    GRADES,
+    NO_DEFECT,
+    NOT_JUDGED,
+    Period,
+    ScoreRows,
+)
+from db.queries import scan_defects
 
 __all__ = [
     "ScannedFile",
     "current_model_version",
+    "defect_vocabulary",
     "fetch_scores",
     "latest_day",
+    "listing",
     "outcome_counts",
     "resolve_period",
     "scan_files",
@@ -88,25 +101,41 @@ def _tune(session: Session) -> None:
         session.execute(text("SET LOCAL jit = off"))
 
 
+def defect_vocabulary(session: Session) -> dict[str, list[str] | None]:
+    """The defect names each model version judges, in its output order (None: none)."""
+    out: dict[str, list[str] | None] = {}
+    for version, names in session.execute(
+        text("SELECT version, defect_names FROM model_versions")
+    ).all():
+        out[str(version)] = None if names is None else [str(n) for n in json.loads(names)]
+    return out
+
+
 def fetch_scores(session: Session, since: date, until: date) -> ScoreRows:
     """Read the scored scans of ``since``..``until`` (every model version)."""
     columns = ", ".join(DIMENSIONS.values())
     query = _window_query(
         "SELECT scan_id, day, CAST(score AS DOUBLE PRECISION) AS score, grade, "
-        f"model_version, {columns} FROM qa_scan_scores WHERE {_window_sql()}"
+        f"model_version, first_defect, {columns} FROM qa_scan_scores WHERE {_window_sql()}"
     )
     _tune(session)
+    vocabulary = defect_vocabulary(session)
     # A client-side cursor: a server-side one makes PostgreSQL plan for the first rows
     # (cursor_tuple_fraction) and is two times slower here; rows become objects in batches.
     result = session.execute(query, _window_params(since, until))
-    columns_out: list[list[Any]] = [[] for _ in range(5 + len(DIMENSIONS))]
+    columns_out: list[list[Any]] = [[] for _ in range(6 + len(DIMENSIONS))]
     for batch in result.partitions(FETCH_BATCH):
         for target, column in zip(columns_out, zip(*batch, strict=True), strict=True):
             target.extend(column)
-    ids, days, scores, grades, versions, *groups = columns_out
+    ids, days, scores, grades, versions, firsts, *groups = columns_out
     day_of = {value: _day(value).toordinal() for value in set(days)}
     grade_index = {g: i for i, g in enumerate(GRADES)}
     version_codes: dict[Any, int] = {}
+    version = np.fromiter(
+        (version_codes.setdefault(v, len(version_codes)) for v in versions),
+        dtype=np.int32,
+        count=len(versions),
+    )
     codes: dict[str, NDArray[np.int32]] = {}
     labels: dict[str, list[str | None]] = {}
     for dim, values in zip(DIMENSIONS, groups, strict=True):
@@ -115,20 +144,62 @@ def fetch_scores(session: Session, since: date, until: date) -> ScoreRows:
             (index.setdefault(v, len(index)) for v in values), dtype=np.int32, count=len(values)
         )
         labels[dim] = [None if v is None else str(v) for v in index]
+    judges = np.array([vocabulary.get(str(v)) is not None for v in version_codes], dtype=bool)
+    judged = judges[version] if len(version_codes) else np.zeros(0, dtype=bool)
+    names = _defect_order(vocabulary, firsts)
+    name_code = {n: i for i, n in enumerate(names)}
+    defect = np.fromiter(
+        (-1 if f is None else name_code[str(f)] for f in firsts), dtype=np.int16, count=len(firsts)
+    )
+    # --by defect: the first defect's code; clean and not judged after the names
+    codes[DEFECT] = np.where(defect >= 0, defect, np.where(judged, len(names), len(names) + 1))
+    codes[DEFECT] = codes[DEFECT].astype(np.int32)
+    labels[DEFECT] = [*names, NO_DEFECT, NOT_JUDGED]
     return ScoreRows(
         scan_id=np.asarray(ids, dtype=np.int64),
         day=np.fromiter((day_of[d] for d in days), dtype=np.int64, count=len(days)),
         score=np.asarray(scores, dtype=np.float64),
         grade=np.fromiter((grade_index[g] for g in grades), dtype=np.int8, count=len(grades)),
-        version=np.fromiter(
-            (version_codes.setdefault(v, len(version_codes)) for v in versions),
-            dtype=np.int32,
-            count=len(versions),
-        ),
+        version=version,
         versions=[str(v) for v in version_codes],
         codes=codes,
         labels=labels,
+        defect=defect,
+        judged=judged,
+        defect_names=names,
     )
+
+
+def _defect_order(vocabulary: dict[str, list[str] | None], firsts: list[Any]) -> list[str]:
+    """Every defect name judged by a model version or seen as a first defect: in the
+    models' output order (the vocabulary of model/defects.py), then any other by name."""
+    names: dict[str, None] = {}
+    for listed in vocabulary.values():
+        names.update(dict.fromkeys(listed or ()))
+    names.update(dict.fromkeys(sorted({str(f) for f in set(firsts) if f is not None})))
+    return list(names)
+
+
+def listing(session: Session, rows: ScoreRows, defect: str) -> NDArray[np.bool_]:
+    """Whether each scan of ``rows`` lists ``defect`` (at any rank) for the model version of
+    its outcome (``scan_defects``, by its index on defect, model version and scan id)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=bool)
+    found = session.execute(
+        text(
+            "SELECT d.scan_id FROM scan_defects d JOIN scans s ON s.id = d.scan_id "
+            "AND s.model_version = d.model_version "
+            "WHERE d.defect = :defect AND d.model_version IN :versions "
+            "AND d.scan_id BETWEEN :low AND :high"
+        ).bindparams(bindparam("versions", expanding=True)),
+        {
+            "defect": defect,
+            "versions": rows.versions,
+            "low": int(rows.scan_id.min()),
+            "high": int(rows.scan_id.max()),
+        },
+    ).scalars()
+    return np.isin(rows.scan_id, np.fromiter(found, dtype=np.int64))
 
 
 # --- periods and model versions ---------------------------------------------------------
@@ -223,6 +294,8 @@ def worst_scans(
         return []
     order = np.lexsort((rows.scan_id[selected], rows.score[selected]))[:limit]
     ids = [int(i) for i in rows.scan_id[selected[order]]]
+    judged = {i for i, j in zip(ids, rows.judged[selected[order]], strict=True) if j}
+    listed = scan_defects(session, sorted(judged))
     found = session.execute(
         text(
             "SELECT scan_id, day, CAST(score AS DOUBLE PRECISION) AS score, grade, "
@@ -234,8 +307,9 @@ def worst_scans(
     ).mappings()
     by_id = {}
     for r in found:
-        by_id[int(r["scan_id"])] = WorstScan(
-            scan_id=int(r["scan_id"]),
+        scan_id = int(r["scan_id"])
+        by_id[scan_id] = WorstScan(
+            scan_id=scan_id,
             day=_day(r["day"]),
             score=float(r["score"]),
             grade=str(r["grade"]),
@@ -249,6 +323,7 @@ def worst_scans(
             body_part=r["body_part"],
             sop_instance_uid=r["sop_instance_uid"],
             model_version=str(r["model_version"]),
+            defects=tuple(listed.get(scan_id, ())) if scan_id in judged else None,
         )
     return [by_id[i] for i in ids if i in by_id]
 

@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
+from db.qa.defects import DefectFigures, DefectReport, daily_defects, defect_figures
 from db.qa.drift import DriftResult, DriftRule, detect_drift
+from db.qa.equipment import EquipmentResult, ProbeRule, detect_probe_faults
 from db.qa.figures import (
     DayGrades,
     GroupDay,
@@ -27,11 +31,12 @@ from db.qa.figures import (
 from db.qa.queries import (
     current_model_version,
     fetch_scores,
+    listing,
     outcome_counts,
     resolve_period,
     worst_scans,
 )
-from db.qa.rows import DEFAULT_DAYS, Period
+from db.qa.rows import DEFAULT_DAYS, DEFECT, Period, ScoreRows
 
 __all__ = ["ALL_VERSIONS", "QAReport", "build_report"]
 
@@ -54,6 +59,14 @@ class QAReport:
     worst: list[WorstScan] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)  # scored scans per version
     drift: DriftResult | None = None
+    defects: DefectReport = field(default_factory=DefectReport)
+    equipment: EquipmentResult | None = None
+
+    @property
+    def alert_count(self) -> int:
+        """Drift alerts and suspected probe faults together."""
+        drift = len(self.drift.alerts) if self.drift else 0
+        return drift + (len(self.equipment.alerts) if self.equipment else 0)
 
     @property
     def has_scores(self) -> bool:
@@ -103,7 +116,27 @@ class QAReport:
             "model_versions": self.versions,
             "excluded_model_versions": self.excluded_versions,
             "drift": None if self.drift is None else self.drift.to_dict(),
+            "defects": self.defects.to_dict(),
+            "equipment": None if self.equipment is None else self.equipment.to_dict(),
         }
+
+
+def _counts_by_defect(rows: ScoreRows, keep: NDArray[np.bool_]) -> dict[str | None, dict[str, int]]:
+    """``--by defect``: scored scans per first-defect group (a file that failed or was
+    skipped has no defect, so only scored scans are counted as received)."""
+    counts = np.bincount(rows.codes[DEFECT][keep], minlength=len(rows.labels[DEFECT]))
+    return {rows.labels[DEFECT][i]: {"scored": int(n)} for i, n in enumerate(counts) if n}
+
+
+def _defect_report(rows: ScoreRows, keep: NDArray[np.bool_], dimension: str) -> DefectReport:
+    """The defect figures of all scans, per group (not for ``--by defect``) and per day."""
+    overall = defect_figures(rows, keep).get(None)
+    return DefectReport(
+        names=list(rows.defect_names),
+        overall=overall or DefectFigures(None),
+        groups={} if dimension == DEFECT else defect_figures(rows, keep, dimension),
+        days=daily_defects(rows, keep),
+    )
 
 
 def build_report(
@@ -114,6 +147,7 @@ def build_report(
     until: date | None = None,
     model_version: str | None = None,
     rule: DriftRule | None = None,
+    probe_rule: ProbeRule | None = None,
     alert_dimensions: Sequence[str] | None = None,
     worst: int = 20,
     default_days: int = DEFAULT_DAYS,
@@ -122,9 +156,9 @@ def build_report(
 ) -> QAReport:
     """Gather the report. ``model_version``: a version, ``"all"`` to mix every version, or
     None for the version that scored the most recent scan. Without ``since`` the period
-    is ``default_days`` long. Drift is checked over
-    ``alert_dimensions`` (default: ``dimension``) for the windows ending on the period's
-    last day."""
+    is ``default_days`` long. Drift is checked over ``alert_dimensions`` (default:
+    ``dimension``) for the windows ending on the period's last day; probe faults
+    (``probe_rule``) over its look-back ending on that day."""
     now = now or datetime.now(UTC)
     today = today or now.date()
     if model_version is None:
@@ -136,9 +170,9 @@ def build_report(
     report = QAReport(dimension, period, version, now)
     if period is None:
         return report
-    rule = rule or DriftRule()
-    baseline_since, _, _ = rule.windows(period.until)
-    rows = fetch_scores(session, min(period.since, baseline_since), period.until)
+    rule, probe_rule = rule or DriftRule(), probe_rule or ProbeRule()
+    first = min(period.since, rule.windows(period.until)[0], probe_rule.since(period.until))
+    rows = fetch_scores(session, first, period.until)
     in_period = rows.mask(since=period.since, until=period.until)
     report.versions = rows.version_counts(in_period)
     keep = rows.mask(since=period.since, until=period.until, model_version=version)
@@ -146,15 +180,28 @@ def build_report(
         GroupFigures(None, ScoreStats())
     ]
     report.overall = overall
-    report.groups = group_figures(rows, keep, outcome_counts(session, period, dimension), dimension)
+    counts = (
+        _counts_by_defect(rows, keep)
+        if dimension == DEFECT
+        else outcome_counts(session, period, dimension)
+    )
+    report.groups = group_figures(rows, keep, counts, dimension)
     report.days = daily_grades(rows, keep)
     report.group_days = daily_group_means(rows, keep, dimension)
     report.worst = worst_scans(session, rows, keep, limit=worst)
+    report.defects = _defect_report(rows, keep, dimension)
     report.drift = detect_drift(
         rows,
-        list(alert_dimensions or [dimension]),
+        [d for d in (alert_dimensions or [dimension]) if d != DEFECT],
         until=period.until,
         rule=rule,
+        model_version=version,
+    )
+    report.equipment = detect_probe_faults(
+        rows,
+        listing(session, rows, probe_rule.defect),
+        until=period.until,
+        rule=probe_rule,
         model_version=version,
     )
     return report

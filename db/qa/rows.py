@@ -14,7 +14,18 @@ from datetime import date
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["DEFAULT_DAYS", "DIMENSIONS", "GRADES", "Period", "ScoreRows", "require_dimension"]
+__all__ = [
+    "DEFAULT_DAYS",
+    "DEFECT",
+    "DIMENSIONS",
+    "GRADES",
+    "GROUPINGS",
+    "NOT_JUDGED",
+    "NO_DEFECT",
+    "Period",
+    "ScoreRows",
+    "require_dimension",
+]
 
 DEFAULT_DAYS = 30
 
@@ -27,13 +38,20 @@ DIMENSIONS: dict[str, str] = {
     "body_part": "body_part",
 }
 
+# ``--by defect``: the scan's first defect (not a view column: computed from ``first_defect``
+# and whether the scan's model judges defects); its two groups that are not defect names
+DEFECT = "defect"
+NO_DEFECT = "(no defect)"
+NOT_JUDGED = "(not judged)"
+GROUPINGS = (*DIMENSIONS, DEFECT)
+
 GRADES = ("good", "average", "poor")
 
 
 def require_dimension(dimension: str) -> None:
-    """Raise ValueError, naming the choices, unless ``dimension`` is one of DIMENSIONS."""
-    if dimension not in DIMENSIONS:
-        raise ValueError(f"unknown grouping {dimension!r}: expected one of {', '.join(DIMENSIONS)}")
+    """Raise ValueError, naming the choices, unless ``dimension`` is one of GROUPINGS."""
+    if dimension not in GROUPINGS:
+        raise ValueError(f"unknown grouping {dimension!r}: expected one of {', '.join(GROUPINGS)}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +73,12 @@ class Period:
 class ScoreRows:
     """The scored scans of a span of days, one array entry per scan. Group columns are
     integer codes into ``labels[dimension]``; ``grade`` indexes :data:`GRADES`;
-    ``version`` indexes ``versions``; ``day`` holds ``date.toordinal()`` values."""
+    ``version`` indexes ``versions``; ``day`` holds ``date.toordinal()`` values.
+
+    Defects: ``defect`` indexes ``defect_names`` (-1: no first defect, clean or not
+    judged); ``judged`` is True where the scan's model version judges defects
+    (``model_versions.defect_names`` not NULL). ``codes["defect"]`` groups by first defect
+    (labels: the names, then :data:`NO_DEFECT` and :data:`NOT_JUDGED`)."""
 
     scan_id: NDArray[np.int64]
     day: NDArray[np.int64]
@@ -65,6 +88,9 @@ class ScoreRows:
     versions: list[str]
     codes: dict[str, NDArray[np.int32]]
     labels: dict[str, list[str | None]]
+    defect: NDArray[np.int16]
+    judged: NDArray[np.bool_]
+    defect_names: list[str]
 
     def __len__(self) -> int:
         return int(self.score.size)
