@@ -3,7 +3,8 @@ part, as a terminal table, CSV, JSON or a self-contained HTML file with charts; 
 alerts for cron or monitoring.
 
 Exit codes: 0 report written (or, with ``--alerts``, no alert); 3 ``--alerts`` found at
-least one drift; 1 the database could not be read; 2 usage or configuration problem.
+least one drift or suspected probe fault; 1 the database could not be read; 2 usage or
+configuration problem.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import db
-from db.qa import DEFAULT_DAYS, DIMENSIONS, DriftRule, QAReport, build_report, scan_files
+from db.qa import DEFAULT_DAYS, DriftRule, QAReport, build_report, scan_files
+from db.qa.equipment import ProbeRule
+from db.qa.rows import DEFECT, GROUPINGS
 from db.session import shown_url
 from worker.commands.options import add_database_option
+from worker.report.defect_text import equipment_text
 from worker.report.text import alerts_text, report_csv, report_text
 from worker.settings import Settings
 
@@ -73,7 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "of at least --drop points in mean score (Welch's t-test) or a rise of at least "
         "--poor-rise points in the poor share (Fisher's exact test), with p below --p-value "
         "divided by the number of tests (Bonferroni) and at least --min-scans scans in each "
-        "window. Exit codes: 0 done; 3 --alerts found drift; 1 database error; 2 usage.",
+        "window; the same for a rise of at least --defect-rise points in the share of one "
+        "first defect (Fisher's exact test, same correction). A probe (station and "
+        "transducer) whose scans list dead_elements on --probe-min-scans scans over "
+        "--probe-min-days days, at least --probe-min-share percent of its scans since, within "
+        "--probe-days days, is reported as a suspected probe fault. Exit codes: 0 done; "
+        "3 --alerts found drift or a probe fault; 1 database error; 2 usage.",
     )
     when = p.add_argument_group("period and grouping")
     when.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="first day included")
@@ -92,9 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     when.add_argument(
         "--by",
-        choices=list(DIMENSIONS),
+        choices=list(GROUPINGS),
         default="station",
-        help="group scans by this (default station)",
+        help="group scans by this (default station); 'defect' groups by first defect",
     )
     when.add_argument(
         "--model-version",
@@ -107,8 +116,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     out.add_argument(
         "--thumbnails",
         action="store_true",
-        help="with --html: show a small image of each lowest-scoring scan. Images can show "
-        "burned-in patient details: share such a report as you would the images",
+        help="with --html: show a small image of each lowest-scoring scan and beside it "
+        "where the evidence for its score and first defect lies (saliency, computed now). "
+        "Images can show burned-in patient details: share such a report as you would the "
+        "images",
     )
     out.add_argument("--csv", type=Path, metavar="FILE", help="write one row per group")
     out.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -163,14 +174,66 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         f"(default {default.poor_rise * 100:g})",
     )
     drift.add_argument(
+        "--defect-rise",
+        type=_number,
+        default=default.defect_rise * 100,
+        metavar="POINTS",
+        help="smallest rise of one first defect's share, in percentage points, that counts "
+        f"(default {default.defect_rise * 100:g})",
+    )
+    drift.add_argument(
         "--p-value",
         type=_number,
         default=default.p_value,
         metavar="P",
         help=f"family-wise significance level (default {default.p_value:g})",
     )
+    _add_probe_options(p)
     add_database_option(p)
     return p
+
+
+def _add_probe_options(p: argparse.ArgumentParser) -> None:
+    probe = p.add_argument_group("suspected probe faults (dead_elements on one probe)")
+    default = ProbeRule()
+    probe.add_argument(
+        "--probe-min-scans",
+        type=_positive_int,
+        default=default.min_scans,
+        metavar="N",
+        help=f"scans listing the defect (default {default.min_scans})",
+    )
+    probe.add_argument(
+        "--probe-min-days",
+        type=_positive_int,
+        default=default.min_days,
+        metavar="N",
+        help=f"distinct days it was seen on (default {default.min_days})",
+    )
+    probe.add_argument(
+        "--probe-min-share",
+        type=_number,
+        default=default.min_share * 100,
+        metavar="PERCENT",
+        help="share of the probe's scans since it was first seen "
+        f"(default {default.min_share * 100:g})",
+    )
+    probe.add_argument(
+        "--probe-days",
+        type=_positive_int,
+        default=default.lookback_days,
+        metavar="N",
+        help=f"days looked back (default {default.lookback_days})",
+    )
+
+
+def _probe_rule(args: argparse.Namespace) -> ProbeRule:
+    return ProbeRule(
+        min_scans=args.probe_min_scans,
+        min_days=args.probe_min_days,
+        min_share=args.probe_min_share / 100.0,
+        lookback_days=args.probe_days,
+    )
 
 
 def _rule(args: argparse.Namespace) -> DriftRule:
@@ -180,6 +243,7 @@ def _rule(args: argparse.Namespace) -> DriftRule:
         min_scans=max(2, args.min_scans),
         mean_drop=args.drop,
         poor_rise=args.poor_rise / 100.0,
+        defect_rise=args.defect_rise / 100.0,
         p_value=args.p_value,
     )
 
@@ -201,11 +265,15 @@ def _html(report: QAReport, args: argparse.Namespace, settings: Settings) -> str
 
     thumbs = None
     if args.thumbnails and report.worst:
+        from worker.report.overlays import overlay_maker
         from worker.report.thumbnails import thumbnails
 
         with db.session_scope(settings.database_url, readonly=True) as session:
             files = scan_files(session, [w.scan_id for w in report.worst])
-        thumbs = thumbnails(files, ReadOptions.from_settings(settings))
+        explain, why_not = overlay_maker(settings)  # saliency, computed now (issue 17)
+        thumbs = thumbnails(
+            files, ReadOptions.from_settings(settings), explain or (lambda _f: (None, why_not))
+        )
     elif args.thumbnails:
         thumbs = {}
     return render_html(
@@ -216,9 +284,27 @@ def _html(report: QAReport, args: argparse.Namespace, settings: Settings) -> str
     )
 
 
+def _alerts(report: QAReport, *, as_json: bool) -> int:
+    """``--alerts``: the drift alerts, then the suspected probe faults (listed apart: a
+    probe needs service, not training); exit 3 when there is any."""
+    equipment = report.equipment
+    if as_json:
+        payload = report.drift.to_dict() if report.drift else {"alerts": []}
+        payload["equipment"] = equipment.to_dict() if equipment else {"alerts": []}
+        print(json.dumps({**payload, "no_data": report.no_data_reason()}))
+    elif report.drift is None:
+        print(f"No drift alerts: {report.no_data_reason()}")
+    else:
+        print(alerts_text(report.drift.alerts))
+        probes = equipment_text(equipment)
+        if probes:
+            print(probes)
+    return EXIT_ALERTS if report.alert_count else 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        rule = _rule(args)
+        rule, probe_rule = _rule(args), _probe_rule(args)
     except ValueError as exc:
         print(f"usqa report: {exc}", file=sys.stderr)
         return 2
@@ -228,7 +314,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     since = args.since
     if since is None and args.until is not None:
         since = date.fromordinal(args.until.toordinal() - args.days + 1)
-    dims = list(dict.fromkeys([*ALERT_DIMENSIONS, args.by]))
+    dims = [d for d in dict.fromkeys([*ALERT_DIMENSIONS, args.by]) if d != DEFECT]
     url = settings.database_url
     db.require_current(url)
     now = datetime.now(UTC)
@@ -241,6 +327,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 until=args.until,
                 model_version=args.model_version,
                 rule=rule,
+                probe_rule=probe_rule,
                 alert_dimensions=dims,
                 worst=args.worst,
                 now=now,
@@ -251,15 +338,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     if args.alerts:
-        alerts = report.drift.alerts if report.drift else []
-        if args.json:
-            payload = report.drift.to_dict() if report.drift else {"alerts": []}
-            print(json.dumps({**payload, "no_data": report.no_data_reason()}))
-        elif report.drift is None:
-            print(f"No drift alerts: {report.no_data_reason()}")
-        else:
-            print(alerts_text(alerts))
-        return EXIT_ALERTS if alerts else 0
+        return _alerts(report, as_json=args.json)
 
     written = []
     try:

@@ -19,6 +19,12 @@ from typing import Any
 from db.qa.drift import DriftAlert
 from db.qa.figures import GroupFigures
 from db.qa.report import QAReport
+from worker.report.defect_text import (
+    defect_csv_columns,
+    defect_csv_values,
+    defect_lines,
+    equipment_text,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -29,6 +35,7 @@ __all__ = [
     "report_csv",
     "report_text",
     "shown_text",
+    "table",
 ]
 
 DIMENSION_LABELS = {
@@ -37,6 +44,7 @@ DIMENSION_LABELS = {
     "transducer": "Transducer",
     "manufacturer": "Manufacturer",
     "body_part": "Body part",
+    "defect": "First defect",
 }
 NOT_RECORDED = "(not recorded)"
 
@@ -123,12 +131,16 @@ def _row(label: str, g: GroupFigures) -> list[str]:
     ]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[int] = (0,)
+) -> list[str]:
+    """Aligned columns: those in ``left`` left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for r in [header, *rows]:
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        cells = [
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -181,15 +193,20 @@ def report_text(report: QAReport, *, max_groups: int = 50) -> str:
         "Failed",
         "Skipped",
     ]
-    rows = [_row(shown_text(group_label(g.group)), g) for g in report.groups[:max_groups]]
+    shown = report.groups[:max_groups]
+    rows = [_row(shown_text(group_label(g.group)), g) for g in shown]
     rows.append(_row("All", o))
     lines.append("")
-    lines.extend(_table(header, rows))
+    lines.extend(table(header, rows))
     if len(report.groups) > max_groups:
         lines.append(f"({len(report.groups) - max_groups} more groups: use --csv for all)")
+    names = {g.group: shown_text(group_label(g.group)) for g in shown}
+    lines.extend(defect_lines(report, DIMENSION_LABELS[report.dimension], names))
     if report.drift is not None:
         lines.append("")
         lines.append(alerts_text(report.drift.alerts, empty_ok=True))
+    if report.equipment is not None and report.defects.judged:
+        lines.append(equipment_text(report.equipment, empty_ok=True))
     return "\n".join(lines) + "\n"
 
 
@@ -205,8 +222,11 @@ def alerts_text(alerts: Sequence[DriftAlert], *, empty_ok: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _csv_row(report: QAReport, dimension: str, g: GroupFigures, group: str) -> dict[str, Any]:
+def _csv_row(
+    report: QAReport, dimension: str, g: GroupFigures, group: str, columns: Sequence[str]
+) -> dict[str, Any]:
     values = g.to_dict()
+    values.update(defect_csv_values(report, g.group, overall=dimension == "all"))
     assert report.period is not None
     values.update(
         dimension=dimension,
@@ -215,18 +235,22 @@ def _csv_row(report: QAReport, dimension: str, g: GroupFigures, group: str) -> d
         until=report.period.until.isoformat(),
         model_version=report.model_version or "all",
     )
-    return {k: "" if values.get(k) is None else csv_cell(values[k]) for k in CSV_COLUMNS}
+    return {k: "" if values.get(k) is None else csv_cell(values[k]) for k in columns}
 
 
 def report_csv(report: QAReport) -> str:
     """One row per group (``group`` empty: not recorded), then the row of all scans
     (``dimension`` = ``all``). Only the header when there is no data. Text cells that
-    would start a formula are neutralised (:func:`csv_cell`)."""
+    would start a formula are neutralised (:func:`csv_cell`). When scans were judged for
+    defects, the defect columns follow (:func:`defect_csv_columns`; shares over judged scans)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    columns = list(CSV_COLUMNS)
+    if report.defects.judged:
+        columns += defect_csv_columns(report.defects.names)
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     if report.period is not None and report.overall.received:
         for g in report.groups:
-            writer.writerow(_csv_row(report, report.dimension, g, g.group or ""))
-        writer.writerow(_csv_row(report, "all", report.overall, "all"))
+            writer.writerow(_csv_row(report, report.dimension, g, g.group or "", columns))
+        writer.writerow(_csv_row(report, "all", report.overall, "all", columns))
     return out.getvalue()
