@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import (
     ACTIVE,
@@ -31,9 +32,13 @@ def list_scans(
     status: str | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    defect: str | None = None,
 ) -> list[dict[str, Any]]:
     """Scans received since ``since`` (all when None), oldest first, each with the score,
     grade and defects of the model version that produced its outcome.
+
+    ``defect``: only scored scans whose current outcome lists that defect, at any rank (the
+    name is taken as given: the caller checks it against the vocabulary).
 
     ``first_defect``: its most probable defect (None: clean, not judged or no score);
     ``defects``: ``{name, probability, frames}`` dicts, most probable first, ``[]`` when
@@ -51,6 +56,8 @@ def list_scans(
         query = query.where(Scan.status == status)
     if since is not None:
         query = query.where(Scan.received_at >= since)
+    if defect is not None:
+        query = query.where(Scan.status == SCORED, _lists_defect(defect))
     if limit is not None:
         # the most recent `limit` rows, still listed oldest first
         query = query.order_by(None).order_by(Scan.id.desc()).limit(limit)
@@ -86,6 +93,20 @@ def list_scans(
             }
         )
     return out
+
+
+def _lists_defect(defect: str) -> ColumnElement[bool]:
+    """The scan's current outcome (its model version) lists ``defect``: answered from the
+    primary key of ``scan_defects`` for each scan."""
+    return (
+        select(ScanDefect.scan_id)
+        .where(
+            ScanDefect.scan_id == Scan.id,
+            ScanDefect.model_version == Scan.model_version,
+            ScanDefect.defect == defect,
+        )
+        .exists()
+    )
 
 
 def scan_defects(

@@ -1,9 +1,11 @@
-"""``usqa scans [--status S] [--since T] [--json]``: list the ledger, one scan per line,
-with its score, grade and first defect (``--json`` also carries every listed defect)."""
+"""``usqa scans [--status S] [--since T] [--defect NAME] [--json]``: list the ledger, one
+scan per line, with its score, grade and first defect (``--json`` also carries every listed
+defect)."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -13,11 +15,12 @@ import db
 from db import queries
 from db.models import STATUSES
 from db.paths import printable
+from model.defects import DEFECTS
 from worker.commands.options import add_database_option
 from worker.errors import ConfigError
 from worker.settings import Settings
 
-__all__ = ["add_parser", "parse_since", "run"]
+__all__ = ["add_parser", "check_defect", "parse_since", "run"]
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -42,6 +45,18 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return value.astimezone(UTC)
 
 
+def check_defect(name: str) -> str:
+    """``name`` if it is one of the defect names the model uses, else ConfigError naming
+    them (and the closest one)."""
+    if name in DEFECTS:
+        return name
+    close = difflib.get_close_matches(name.strip().lower().replace("-", "_"), DEFECTS, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(
+        f"--defect {name!r}: not a defect name; {hint}expected one of {', '.join(DEFECTS)}"
+    )
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "scans",
@@ -57,6 +72,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         metavar="T",
         help="only scans received since T: a date/time (2025-03-01T08:00) or an age (2h, 7d)",
+    )
+    p.add_argument(
+        "--defect",
+        default=None,
+        metavar="NAME",
+        help="only scored scans whose current result lists this defect, at any rank "
+        f"(one of {', '.join(DEFECTS)})",
     )
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only the last N scans")
     p.add_argument("--json", action="store_true", help="one JSON object per scan and line")
@@ -95,10 +117,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     since = parse_since(args.since) if args.since else None
     if args.limit < 0:
         raise ConfigError(f"--limit {args.limit}: expected 0 (all) or more")
+    defect = check_defect(args.defect) if args.defect is not None else None
     db.require_current(settings.database_url)
     with db.session_scope(settings.database_url, readonly=True) as session:
         rows = queries.list_scans(
-            session, status=args.status, since=since, limit=args.limit or None
+            session, status=args.status, since=since, limit=args.limit or None, defect=defect
         )
     out = sys.stdout
     if args.json:
