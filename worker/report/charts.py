@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "TREND_GROUPS",
     "Thresholds",
+    "bucket_of",
+    "bucket_starts",
     "chart_label",
     "distribution_chart",
     "ranking_chart",
@@ -117,27 +119,39 @@ class _Bucket:
     mean: float | None
 
 
+def bucket_starts(since: date, until: date) -> tuple[list[date], bool]:
+    """The first day of every time bucket from ``since`` to ``until``: days, or ISO weeks
+    (Monday first) when the period is longer than 13 weeks; and whether they are weeks."""
+    weekly = (until - since).days + 1 > 91
+    start = since - timedelta(days=since.weekday()) if weekly else since
+    starts = []
+    while start <= until:
+        starts.append(start)
+        start += timedelta(days=7 if weekly else 1)
+    return starts, weekly
+
+
+def bucket_of(day: date, weekly: bool) -> date:
+    """The first day of ``day``'s bucket."""
+    return day - timedelta(days=day.weekday()) if weekly else day
+
+
 def _buckets(days: Sequence[DayGrades], since: date, until: date) -> tuple[list[_Bucket], str]:
     """Days, or ISO weeks (Monday first) when the period is longer than 13 weeks; empty
     buckets included so that gaps show."""
-    weekly = (until - since).days + 1 > 91
-    step = 7 if weekly else 1
-    first = since - timedelta(days=since.weekday()) if weekly else since
+    starts, weekly = bucket_starts(since, until)
     sums: dict[date, list[float]] = {}
     for d in days:
-        key = d.day - timedelta(days=d.day.weekday()) if weekly else d.day
-        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        acc = sums.setdefault(bucket_of(d.day, weekly), [0, 0, 0, 0, 0.0])
         acc[0] += d.scans
         acc[1] += d.good
         acc[2] += d.average
         acc[3] += d.poor
         acc[4] += (d.mean or 0.0) * d.scans
     out = []
-    start = first
-    while start <= until:
+    for start in starts:
         n, g, a, p, total = sums.get(start, [0, 0, 0, 0, 0.0])
         out.append(_Bucket(start, int(n), int(g), int(a), int(p), total / n if n else None))
-        start += timedelta(days=step)
     return out, "week" if weekly else "day"
 
 

@@ -24,6 +24,8 @@ from worker.report.charts import (
     timeline_chart,
     trend_chart,
 )
+from worker.report.defect_page import defect_how_to_read, defect_sections, equipment_box
+from worker.report.defect_text import defects_cell
 from worker.report.text import DIMENSION_LABELS, group_label, shown_text
 
 if TYPE_CHECKING:
@@ -128,8 +130,7 @@ def _worst_table(report: QAReport, thumbnails: Mapping[int, Thumbnail] | None) -
         "<tr><th>Scan id</th><th class=l>Day</th><th>Score</th><th class=l>Grade</th>"
         "<th>Lowest frame</th><th>Frames</th><th class=l>Station</th><th class=l>Transducer</th>"
         "<th class=l>Operator</th><th class=l>Body part</th><th class=l>SOP instance UID</th>"
-        + ("<th class=l>Image</th>" if thumbs else "")
-        + "</tr>"
+        "<th class=l>Defects</th>" + ("<th class=l>Image</th>" if thumbs else "") + "</tr>"
     )
     rows = []
     for w in report.worst:
@@ -145,6 +146,7 @@ def _worst_table(report: QAReport, thumbnails: Mapping[int, Thumbnail] | None) -
             f"<td class=l>{escape(chart_label(w.operator))}</td>",
             f"<td class=l>{escape(chart_label(w.body_part))}</td>",
             f'<td class="uid">{escape(shown_text(w.sop_instance_uid or ""))}</td>',
+            f"<td class=l>{escape(defects_cell(w.defects))}</td>",
         ]
         if thumbs:
             assert thumbnails is not None
@@ -217,7 +219,7 @@ def _how_to_read(report: QAReport, t: Thresholds) -> str:
         "when the file does not say).</li>"
         "<li><b>Failed</b>: the file could not be read; <b>skipped</b>: not an ultrasound "
         "image, or a copy of a scan already scored.</li>"
-        f"{drift}"
+        f"{drift}{defect_how_to_read(report)}"
         "<li>Operators appear as pseudonyms. The report holds no patient names or ids; the "
         "SOP instance UID finds a scan in PACS.</li>"
         "</ul>"
@@ -266,6 +268,7 @@ def _notes(report: QAReport) -> list[str]:
             "included: scores of different models are not comparable.</div>"
         )
     parts.append(_alerts_box(report))
+    parts.append(equipment_box(report))
     return parts
 
 
@@ -357,7 +360,9 @@ def render_html(
     else:
         alerted = _alerted(report)
         parts += _cards(report) + _notes(report) + _chart_sections(report, t, alerted)
-        charts = 4
+        defect_parts, defect_charts = defect_sections(report)
+        parts += defect_parts
+        charts = 4 + defect_charts
         parts += _table_sections(report, alerted, thumbnails)
     parts.append("<h2>How to read this report</h2>")
     parts.append(_how_to_read(report, t))
