@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from db.session import get_engine, is_unavailable, shown_url
+from dicom_io.messages import first_line
 from worker.errors import ConfigError, DatabaseUnavailableError
 
 __all__ = [
@@ -66,7 +67,7 @@ def _config(url: str) -> Config:
 
 
 def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailableError:
-    first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    first = first_line(getattr(exc, "orig", None) or exc, limit=500, kind=False)
     return DatabaseUnavailableError(
         f"{shown_url(url)}: cannot reach the database ({first}); check that the server is "
         "running and USQA_DATABASE_URL is right"

@@ -19,6 +19,9 @@ An escaped name always holds a backslash and a stored-as-is one never does, so t
 never share one text form (``caf\\xe9.png`` spelt with a real backslash is stored as
 ``caf\\\\xe9.png``, the Latin-1 ``café.png`` as ``caf\\xe9.png``).
 
+The escaping is :func:`dicom_io.messages.printable` with backslashes doubled; ``printable``
+itself (re-exported here) is the form for messages that quote a path.
+
 So logs, ``usqa scans`` and reports show the escaped form, and scoring reopens the file from
 the original bytes (:func:`fs_path`). ``disposed_path`` / ``disposed_path_bytes`` follow
 the same rule. A path whose text form is longer than :data:`MAX_TEXT_BYTES` is not stored:
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import os
 import re
+
+from dicom_io.messages import printable
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -46,7 +51,6 @@ __all__ = [
 # a file with the reason instead of failing to record it.
 MAX_TEXT_BYTES = 2048
 
-_SURROGATE_BYTES = range(0xDC80, 0xDD00)  # os.fsdecode's surrogateescape of bytes 0x80-0xFF
 _ESCAPE = re.compile(r"\\(?:\\|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
 
 
@@ -56,29 +60,9 @@ def is_plain(text: str) -> bool:
     return text.isprintable() and "\\" not in text
 
 
-def _escape_char(char: str, *, backslash: bool) -> str:
-    code = ord(char)
-    if char == "\\":
-        return "\\\\" if backslash else char
-    if code in _SURROGATE_BYTES:
-        return f"\\x{code - 0xDC00:02x}"
-    if char.isprintable():
-        return char
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
 def escape(text: str) -> str:
     """The escaped text form of a name (see the module docstring); reversible."""
-    return "".join(_escape_char(c, backslash=True) for c in text)
-
-
-def printable(text: str) -> str:
-    """``text`` safe for one log line, terminal or database column: undecodable bytes and
-    non-printable characters escaped as in :func:`escape`, backslashes kept (not reversible;
-    for messages that quote a path)."""
-    if text.isprintable():
-        return text
-    return "".join(_escape_char(c, backslash=False) for c in text)
+    return printable(text.replace("\\", "\\\\"))
 
 
 def unescape(text: str) -> bytes:

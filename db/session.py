@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
+from dicom_io.messages import first_line
 from worker.errors import ConfigError, DatabaseUnavailableError
 
 __all__ = ["dispose_engines", "get_engine", "is_unavailable", "session_scope", "shown_url"]
@@ -174,7 +175,7 @@ def is_unavailable(exc: BaseException) -> bool:
 
 def _translate(exc: BaseException, url: str) -> BaseException | None:
     """The usqa error to raise instead of ``exc``, or None to let it through."""
-    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else repr(exc)
+    text = first_line(getattr(exc, "orig", None) or exc, limit=500, kind=False)
     if isinstance(exc, sa_exc.OperationalError | sa_exc.ProgrammingError) and (
         "no such table" in text or ("does not exist" in text and "relation" in text)
     ):

@@ -13,10 +13,35 @@ element (``pixeldata``), PNG/JPEG files (``images``), frame decoding and display
 messages (``messages``). It knows nothing of the model, the database or Celery.
 """
 
-from dicom_io.cropbox import CropBox
-from dicom_io.options import ReadOptions
-from dicom_io.reader import read
-from dicom_io.record import ScanHeader
-from dicom_io.scan import Scan
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dicom_io.cropbox import CropBox
+    from dicom_io.options import ReadOptions
+    from dicom_io.reader import read
+    from dicom_io.record import ScanHeader
+    from dicom_io.scan import Scan
 
 __all__ = ["CropBox", "ReadOptions", "Scan", "ScanHeader", "read"]
+
+# The names above are imported on first use, so that ``dicom_io.messages`` (which ``db``
+# and the CLI import for printable text) costs no pydicom, numpy or Pillow import.
+_HOMES = {
+    "CropBox": "dicom_io.cropbox",
+    "ReadOptions": "dicom_io.options",
+    "Scan": "dicom_io.scan",
+    "ScanHeader": "dicom_io.record",
+    "read": "dicom_io.reader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dicom_io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

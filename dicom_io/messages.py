@@ -1,10 +1,15 @@
-"""Small helpers that keep every error message on one line and name the file safely."""
+"""Small helpers that keep every message on one line and name the file safely.
+
+:func:`printable` is usqa's one way to make text printable (a file name, a header value
+or an exception's text in a log line, a reason, a report): ``db.paths`` stores paths in
+its reversible form on top of it, and the log formatter, the ingester and the reports use
+it. It lives here, the lowest package that ``db`` and ``worker`` both import.
+:func:`first_line` is the one summary of an exception for a message."""
 
 from __future__ import annotations
 
 import errno
 import logging
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +21,7 @@ __all__ = [
     "OUT_OF_MEMORY",
     "STALLED_ERRNOS",
     "first_line",
+    "printable",
     "quiet_warnings",
     "shown",
     "stalled",
@@ -24,10 +30,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # os.fsdecode's stand-ins for bytes 0x80-0xFF
+_UNDECODABLE = range(0xDC80, 0xDD00)  # os.fsdecode's stand-ins for bytes 0x80-0xFF
 
 
 OUT_OF_MEMORY = (
@@ -58,18 +61,40 @@ def storage_unavailable(where: str, exc: BaseException) -> FileUnavailableError:
     )
 
 
+def printable(text: str, replace: str | None = None) -> str:
+    """``text`` safe for one log line, terminal, report or database column: each byte that
+    is not valid UTF-8 (``os.fsdecode``'s stand-in) as ``\\xHH``, each other character
+    that is not printable (control, format, separator: ``\\n``, ESC, U+202E) as
+    ``\\uHHHH`` or ``\\UHHHHHHHH``, or as ``replace`` when given; everything else,
+    backslashes too, unchanged (not reversible: :func:`db.paths.escape` is)."""
+    if text.isprintable():
+        return text
+    return "".join(_printable_char(c, replace) for c in text)
+
+
+def _printable_char(char: str, replace: str | None) -> str:
+    code = ord(char)
+    if code in _UNDECODABLE:
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    if replace is not None:
+        return replace
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def shown(path: Path | str) -> str:
-    """The path as the user gave it, with control characters replaced so it stays one line
-    and bytes that are not valid UTF-8 shown as ``\\xHH`` (as the ledger stores them)."""
-    text = _CONTROL.sub("?", str(path))
-    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    """The path as the user gave it, for a message: one line (a character that is not
+    printable shown as ``?``), bytes that are not valid UTF-8 as ``\\xHH`` (as the ledger
+    stores them)."""
+    return printable(str(path), replace="?")
 
 
 def first_line(exc: BaseException, limit: int = 200, kind: bool = True) -> str:
     """A one-line summary of an exception: its type (unless ``kind`` is False) and first
     message line; the type alone when it has no message."""
     text = str(exc).strip().splitlines()
-    message = _CONTROL.sub(" ", text[0]).strip() if text else ""
+    message = printable(text[0], replace=" ").strip() if text else ""
     if len(message) > limit:
         message = message[: limit - 3] + "..."
     name = type(exc).__name__
@@ -85,4 +110,4 @@ def quiet_warnings(name: str) -> Iterator[None]:
         warnings.simplefilter("always")
         yield
     for w in caught:
-        log.debug("%s: %s", name, _CONTROL.sub(" ", str(w.message)))
+        log.debug("%s: %s", name, printable(str(w.message), replace=" "))

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dicom_io.messages import first_line
 from model.defects import DEFECTS
 from model.network import ARCH, GATE, SCORE_ONLY, build_model
 from model.preprocess import Preprocess
@@ -131,9 +132,8 @@ def load_checkpoint(path: Path, device: str = "cpu") -> Checkpoint:
         ) from exc
     except Exception as exc:  # truncated zip, not a torch file at all, ...
         raise ModelError(
-            f"{path}: not a readable model checkpoint ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); expected a file written by "
-            "`usqa train`"
+            f"{path}: not a readable model checkpoint ({first_line(exc)}); expected a file "
+            "written by `usqa train`"
         ) from exc
     if not isinstance(obj, dict) or obj.get("format") not in READABLE_FORMATS:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dicom_io.messages import first_line
 from worker.errors import ModelError
 
 __all__ = ["blank_images", "compile_network"]
@@ -41,10 +42,9 @@ def compile_network(
             for size in sizes:
                 warm_up(compiled, size)
     except Exception as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise ModelError(
             f"USQA_BACKEND=compile: torch.compile could not build the network "
-            f"({type(exc).__name__}: {first}). It needs a C++ compiler (gcc or clang) on "
+            f"({first_line(exc)}). It needs a C++ compiler (gcc or clang) on "
             "this machine; or use USQA_BACKEND=eager"
         ) from exc
     log.info("compiled the network in %.1f s", time.monotonic() - started)

@@ -5,7 +5,7 @@ by the command line. Never log patient names or ids: callers pass pseudonymised 
 
 Every line is one line of printable text: in the text format, control characters and bytes
 that are not valid UTF-8 in a message (a file name with a newline or an escape sequence)
-are escaped as db/paths.py writes them; the JSON format escapes them by itself.
+are escaped by dicom_io.messages.printable; the JSON format escapes them by itself.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from db.paths import printable
+from dicom_io.messages import printable
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 

@@ -17,7 +17,8 @@ import stat
 from dataclasses import dataclass
 
 from db import paths
-from worker.ingest.names import is_ignored_name, shown
+from dicom_io.messages import printable
+from worker.ingest.names import is_ignored_name
 
 __all__ = ["Folder", "Refusal"]
 
@@ -84,7 +85,7 @@ class Folder:
             target = os.path.realpath(path)
             if not self.inside(target):
                 return Refusal(
-                    f"it is a symbolic link to {shown(target)}, outside the drop folder; copy "
+                    f"it is a symbolic link to {printable(target)}, outside the drop folder; copy "
                     "the file in instead"
                 )
             try:

@@ -6,6 +6,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from dicom_io.messages import first_line
+
 __all__ = ["Batcher"]
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class Batcher:
                 log.warning(
                     "could not queue %d scan(s) (%s); retrying, and the ledger keeps them queued",
                     len(chunk),
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    first_line(exc, kind=False),
                 )
             self.unsent.append(chunk)
             self.retry_at = self.clock() + 2.0

@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dicom_io.messages import printable
 from worker.ingest import limits
 from worker.ingest.admission import Folder, Refusal
 from worker.ingest.bounded import Bounded
-from worker.ingest.names import shown
 
 __all__ = ["Candidate", "Candidates", "signature", "stat_or_none"]
 
@@ -75,7 +75,7 @@ class Candidates:
         if self.refused.get(path) == (reason, signature):
             return
         self.refused[path] = (reason, signature)
-        log.warning("refused %s: %s", shown(path), reason)
+        log.warning("refused %s: %s", printable(path), reason)
 
     def refuse_dir(self, path: str, reason: str) -> None:
         self.refuse(path, reason)

@@ -23,7 +23,8 @@ from typing import Any
 import db
 from db import ledger, paths
 from db.models import FAILED, Scan
-from worker.ingest.names import DONE_DIR, FAILED_DIR, shown
+from dicom_io.messages import printable
+from worker.ingest.names import DONE_DIR, FAILED_DIR
 
 __all__ = ["Disposal", "dispose", "dispose_scored"]
 
@@ -62,7 +63,7 @@ def _open_dirs(root: str, parts: list[str], *, create: bool = False) -> int:
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise _RefusedError(
-                        f"{shown(part)} on the way is a symbolic link or not a folder"
+                        f"{printable(part)} on the way is a symbolic link or not a folder"
                     ) from exc
                 raise
             os.close(fd)

@@ -10,10 +10,11 @@ import os
 import time
 from typing import Any
 
+from dicom_io.messages import printable
 from worker.ingest import limits
 from worker.ingest.admission import Folder
 from worker.ingest.candidates import Candidates, Ready
-from worker.ingest.names import DONE_DIR, FAILED_DIR, shown
+from worker.ingest.names import DONE_DIR, FAILED_DIR
 from worker.ingest.recording import recorded_files
 from worker.ingest.walker import Walk
 
@@ -117,7 +118,7 @@ class Finder:
             self._walk_logged = time.monotonic()
             log.info(
                 "walking %s: %d entries so far (%d new files) in %.0f s",
-                shown(walk.top),
+                printable(walk.top),
                 walk.entries,
                 walk.new,
                 time.monotonic() - walk.started,
@@ -133,7 +134,7 @@ class Finder:
         log.log(
             level,
             "walked %s: %d files in %.1f s, %d not recorded yet",
-            shown(walk.top),
+            printable(walk.top),
             walk.files,
             took,
             walk.new,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from db import ledger
+from dicom_io.messages import printable
 from worker.errors import ConfigError, TransientError
 from worker.ingest import limits
 from worker.ingest.admission import Folder
@@ -23,7 +24,6 @@ from worker.ingest.candidates import Candidate, Candidates
 from worker.ingest.disposal import dispose_scored
 from worker.ingest.events import Events, event_filter, inotify_observer
 from worker.ingest.finding import Finder
-from worker.ingest.names import shown
 from worker.ingest.reconciler import reconcile
 from worker.ingest.recording import Recorder
 
@@ -148,7 +148,7 @@ class Ingester:
             self._observer = observer
         log.info(
             "watching %s (%s; files taken after %.1f s without change%s; after scoring: %s)",
-            shown(self.root),
+            printable(self.root),
             f"polling every {self.poll_seconds:.1f} s" if self.settings.polling else "inotify",
             self.settings.stable_seconds,
             ", or once closed or renamed in" if self.candidates.trust_settled else "",
@@ -192,7 +192,7 @@ class Ingester:
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             if message != self._unexpected:
-                log.exception("ingest: unexpected error, going on (%s)", shown(message))
+                log.exception("ingest: unexpected error, going on (%s)", printable(message))
             self._unexpected = message
             return False
         self._unexpected = None
@@ -234,7 +234,7 @@ class Ingester:
             log.warning(
                 "more than %d changes at once in %s: walking the whole folder instead",
                 self._events.limit,
-                shown(self.root),
+                printable(self.root),
             )
             self.finder.next_rescan = 0.0
         for folder in dirs:

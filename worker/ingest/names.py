@@ -1,12 +1,11 @@
-"""Which names in the drop folder are scans, and how a path is shown in a log line."""
+"""Which names in the drop folder are scans (a path in a log line is written with
+:func:`dicom_io.messages.printable`)."""
 
 from __future__ import annotations
 
 import os
 
-from db import paths
-
-__all__ = ["DONE_DIR", "FAILED_DIR", "TEMP_SUFFIXES", "is_ignored_name", "shown"]
+__all__ = ["DONE_DIR", "FAILED_DIR", "TEMP_SUFFIXES", "is_ignored_name"]
 
 TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload", ".swp", ".json")
 DONE_DIR = "done"
@@ -25,10 +24,3 @@ def is_ignored_name(relative: str) -> bool:
         return True
     name = parts[-1].lower()
     return name.endswith(TEMP_SUFFIXES) or name.endswith("~")
-
-
-def shown(path: str) -> str:
-    """A path for a log line or a reason: bytes that are not valid UTF-8 and non-printable
-    characters escaped (``\\xHH``, ``\\uHHHH``: db/paths.py), so nothing reaches a terminal
-    raw and every line stays one line."""
-    return paths.printable(path)

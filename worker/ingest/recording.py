@@ -15,12 +15,12 @@ from typing import Any
 import db
 from db import ledger
 from db.models import Scan
+from dicom_io.messages import first_line, printable
 from worker.errors import TransientError
 from worker.ingest import limits
 from worker.ingest.batcher import Batcher
 from worker.ingest.candidates import Candidates, Ready, signature, stat_or_none
 from worker.ingest.hasher import Hashed, Hasher
-from worker.ingest.names import shown
 from worker.ops import metrics
 
 __all__ = ["FIRST_BATCH_FILES", "Recorder", "recorded_files", "still_there"]
@@ -134,7 +134,7 @@ class Recorder:
             log.warning(
                 "scan %d failed: %s: %s",
                 row.id,
-                shown(path),
+                printable(path),
                 row.reason,
                 extra={"scan_id": row.id, "status": "failed", "reason": row.reason},
             )
@@ -208,10 +208,9 @@ class Recorder:
             except TransientError:
                 raise
             except Exception as one:
-                text = str(one).splitlines()[0] if str(one) else ""
                 self.candidates.refuse(
                     entry.path,
-                    f"it could not be recorded ({type(one).__name__}: {text[:300]})",
+                    f"it could not be recorded ({first_line(one, limit=300)})",
                     signature(st),
                 )
                 continue

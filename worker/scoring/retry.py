@@ -29,6 +29,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dicom_io.messages import first_line
 from worker.errors import ModelError, TransientError
 
 __all__ = ["Backoff", "BatchRetry", "batch_retry", "release_after_error", "scan_retry_delay"]
@@ -79,12 +80,6 @@ def scan_retry_delay(tries: int) -> float:
     return SCAN.delay(tries)
 
 
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
-
-
 def release_after_error(
     database_url: str, scan_ids: Sequence[int], token: str, exc: BaseException
 ) -> None:
@@ -93,12 +88,12 @@ def release_after_error(
     import db
     from db import ledger
 
-    reason = f"retrying after an unexpected error ({describe(exc)})"
+    reason = f"retrying after an unexpected error ({first_line(exc, limit=300)})"
     try:
         with db.session_scope(database_url) as session:
             ledger.release(session, scan_ids, token, reason)
     except Exception as again:
-        log.warning("could not release the batch's scans: %s", describe(again))
+        log.warning("could not release the batch's scans: %s", first_line(again, limit=300))
 
 
 def log_retry(retry: BatchRetry, count: int, exc: BaseException) -> None:
@@ -111,6 +106,6 @@ def log_retry(retry: BatchRetry, count: int, exc: BaseException) -> None:
     }[retry.rule]
     message = "batch of %d scan(s) will be retried in %.0f s because %s: %s"
     if retry.rule == "unexpected":
-        log.error(message, count, retry.delay, what, describe(exc), exc_info=exc)
+        log.error(message, count, retry.delay, what, first_line(exc, limit=300), exc_info=exc)
     else:
-        log.warning(message, count, retry.delay, what, describe(exc))
+        log.warning(message, count, retry.delay, what, first_line(exc, limit=300))

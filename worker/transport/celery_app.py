@@ -25,6 +25,7 @@ import os
 import socket
 from typing import Any
 
+from dicom_io.messages import first_line
 from worker.errors import BrokerUnavailableError
 from worker.scoring import retry
 from worker.settings import Settings
@@ -129,8 +130,8 @@ def send_batch(settings: Settings, scan_ids: list[int], countdown: float | None 
         )
     except (OperationalError, OSError) as exc:
         raise BrokerUnavailableError(
-            f"cannot queue scans on the broker ({str(exc).splitlines()[0]}); check that Redis is "
-            "running and USQA_BROKER_URL is right"
+            f"cannot queue scans on the broker ({first_line(exc, kind=False)}); check that "
+            "Redis is running and USQA_BROKER_URL is right"
         ) from exc
 
 
