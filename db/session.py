@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
-from dicom_io.messages import first_line
+from dicom_io.messages import first_line, shown_url
 from worker.errors import ConfigError, DatabaseUnavailableError
 
 __all__ = ["dispose_engines", "get_engine", "is_unavailable", "session_scope", "shown_url"]
@@ -36,14 +36,6 @@ READONLY = "usqa_readonly"
 
 _engines: dict[tuple[str, int], Engine] = {}
 _lock = threading.Lock()
-
-
-def shown_url(url: str) -> str:
-    """The URL with any password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return "<unparsable database URL>"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

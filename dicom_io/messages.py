@@ -4,12 +4,14 @@
 or an exception's text in a log line, a reason, a report): ``db.paths`` stores paths in
 its reversible form on top of it, and the log formatter, the ingester and the reports use
 it. It lives here, the lowest package that ``db`` and ``worker`` both import.
-:func:`first_line` is the one summary of an exception for a message."""
+:func:`first_line` is the one summary of an exception for a message, :func:`shown_url`
+the one way to hide a password in a URL (a database or a broker)."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ __all__ = [
     "printable",
     "quiet_warnings",
     "shown",
+    "shown_url",
     "stalled",
     "storage_unavailable",
 ]
@@ -32,6 +35,9 @@ log = logging.getLogger(__name__)
 
 _UNDECODABLE = range(0xDC80, 0xDD00)  # os.fsdecode's stand-ins for bytes 0x80-0xFF
 
+
+# scheme://user: (the password, if any, follows)
+_USER_INFO = re.compile(r"[A-Za-z][\w+.-]*://[^:/@;]*:")
 
 OUT_OF_MEMORY = (
     "does not fit in the memory the decoder may use (USQA_DECODER_MEMORY); it may be a "
@@ -88,6 +94,25 @@ def shown(path: Path | str) -> str:
     printable shown as ``?``), bytes that are not valid UTF-8 as ``\\xHH`` (as the ledger
     stores them)."""
     return printable(str(path), replace="?")
+
+
+def shown_url(url: str) -> str:
+    """The URL with any password hidden (``***``), for messages and logs: a database URL,
+    or a broker URL, several of them joined by ``;`` (kombu's failover list) too. The one
+    place usqa hides a password (the database and the broker: ``db.session`` re-exports it).
+    The password ends at the last ``@`` before the host, as redis-py reads it, or at the
+    first ``@``, as SQLAlchemy does, whichever hides more."""
+    return ";".join(_hide_password(part) for part in url.split(";"))
+
+
+def _hide_password(url: str) -> str:
+    head = _USER_INFO.match(url)
+    if head is None:
+        return url
+    rest = url[head.end() :]
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    ends = [at for at in (netloc.rfind("@"), rest.find("@")) if at >= 0]
+    return f"{url[: head.end()]}***{rest[max(ends) :]}" if ends else url
 
 
 def first_line(exc: BaseException, limit: int = 200, kind: bool = True) -> str:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dicom_io.messages import shown_url
 from worker.errors import ConfigError
 
 __all__ = [
@@ -259,18 +260,11 @@ def check_heartbeat(path: Path | None, now: float | None = None) -> Check:
     )
 
 
-def _shown(url: str) -> str:
-    """The broker URL without its password."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url))
-
-
 def check_broker(url: str | None, timeout: float = BROKER_TIMEOUT_SECONDS) -> Check:
     """The broker answers within ``timeout`` seconds (Redis: PING; others: a connection)."""
     if not url:
         return Check("broker", True, "embedded mode (no USQA_BROKER_URL): no broker to reach")
-    shown = _shown(url)
+    shown = shown_url(url)
     try:
         if url.startswith(("redis://", "rediss://", "unix://")):
             import redis

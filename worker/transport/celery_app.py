@@ -25,7 +25,7 @@ import os
 import socket
 from typing import Any
 
-from dicom_io.messages import first_line
+from dicom_io.messages import first_line, shown_url
 from worker.errors import BrokerUnavailableError
 from worker.scoring import retry
 from worker.settings import Settings
@@ -247,17 +247,10 @@ def queue_depth(settings: Settings) -> QueueDepth | None:
         return QueueDepth(int(sum(lengths)), int(unacked))
     except (redis.RedisError, OSError) as exc:
         raise BrokerUnavailableError(
-            f"cannot reach the broker at {_hide(url)} ({exc}); check that Redis is running"
+            f"cannot reach the broker at {shown_url(url)} ({exc}); check that Redis is running"
         ) from exc
     finally:
         client.close()
-
-
-def _hide(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def node_name() -> str:
