@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,14 +33,9 @@ BLIND = "blind0000001"  # a model without a defect head
 _CONTENT = itertools.count()  # every file gets its own content
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        value = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        make: Callable[[], str] = request.getfixturevalue("postgres_database")
-        value = make()
-    db.upgrade(value)
+@pytest.fixture
+def url(any_url: str) -> str:
+    value = any_url
     with db.session_scope(value) as s:
         ledger.ensure_model_version(s, JUDGED, defect_names=DEFECTS)
         ledger.ensure_model_version(s, BLIND)

@@ -21,10 +21,9 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    value = f"sqlite:///{tmp_path / 'ledger.db'}"
-    db.upgrade(value)
-    return value
+def url(sqlite_url: str) -> str:
+    """These tests' name for a fresh SQLite ledger."""
+    return sqlite_url
 
 
 def summary(score: float = 70.0) -> SimpleNamespace:

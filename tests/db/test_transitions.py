@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -37,10 +36,9 @@ ALL_PAIRS = list(itertools.product(STATUSES, STATUSES))
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    value = f"sqlite:///{tmp_path / 'ledger.db'}"
-    db.upgrade(value)
-    return value
+def url(sqlite_url: str) -> str:
+    """These tests' name for a fresh SQLite ledger."""
+    return sqlite_url
 
 
 def scan_in(url: str, status: str, token: str | None = None) -> int:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deploy_files import REPO
+from tests.deploy.deploy_files import REPO
 
 BOOTSTRAP = REPO / "tests" / "bootstrap.sh"
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_files import DEPLOY, REPO, assert_usqa_command, interpolate_defaults, setting_variables
+
+from tests.deploy.deploy_files import (
+    DEPLOY,
+    REPO,
+    assert_usqa_command,
+    interpolate_defaults,
+    setting_variables,
+)
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 GPU = DEPLOY / "docker-compose.gpu.yml"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import dockerfile
 import pytest
-from deploy_files import DEPLOY, REPO, assert_usqa_command, setting_variables
+
+from tests.deploy.deploy_files import DEPLOY, REPO, assert_usqa_command, setting_variables
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 

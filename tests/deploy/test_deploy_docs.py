@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from deploy_files import REPO, assert_usqa_command, usqa_verbs
-
+from tests.deploy.deploy_files import REPO, assert_usqa_command, usqa_verbs
 from worker.cli import COMMAND_MODULES
 
 OPERATIONS = REPO / "docs" / "operations.md"

@@ -14,7 +14,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_files import K8S, assert_usqa_command, load_yaml_docs, setting_variables
+
+from tests.deploy.deploy_files import K8S, assert_usqa_command, load_yaml_docs, setting_variables
 
 K8S_VERSION = "1.30"
 BASE = K8S / "base"

@@ -12,14 +12,21 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
-from deploy_files import DEPLOY, REPO
 
+from tests.deploy.deploy_files import DEPLOY, REPO
 from worker.ops import metrics
 
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "usqa-alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "usqa-dashboard.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "usqa.yml"
+LEDGER_VIEWS = {
+    "qa_scan_scores",
+    "qa_daily_summary",
+    "qa_daily_defects_by_station",
+    "qa_daily_defects_by_operator",
+    "qa_daily_defects_by_transducer",
+}
 OPERATIONS = REPO / "docs" / "operations.md"
 
 
@@ -121,8 +128,31 @@ def test_dashboard_reads_prometheus_and_the_ledger_views() -> None:
             else:
                 sql_panels += 1
                 views = set(re.findall(r"\bFROM\s+([a-z_]+)", target["rawSql"], re.I))
-                assert views <= {"qa_scan_scores", "qa_daily_summary"}, views
-    assert prom_panels >= 8 and sql_panels >= 3
+                assert views <= LEDGER_VIEWS, views
+    assert prom_panels >= 8 and sql_panels >= 9
+
+
+def test_defect_panels_read_the_defect_views_for_the_chosen_defect() -> None:
+    """The defect panels read the qa_daily_defects_* views (only views: the dashboard role
+    reads no table), and the per-group ones follow the dashboard's $defect variable, whose
+    choices are the model's defect names."""
+    from model.defects import DEFECTS
+
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "defect"]
+    assert variable["type"] == "custom" and variable["query"].split(",") == list(DEFECTS)
+    assert variable["current"]["value"] in DEFECTS
+    read = {}
+    for panel in _panels(dashboard):
+        sql = " ".join(t.get("rawSql", "") for t in panel["targets"])
+        read[panel["title"]] = set(re.findall(r"\bFROM\s+(qa_daily_defects_[a-z_]+)", sql))
+        assert ("$defect" in panel["title"]) == ("'$defect'" in sql), panel["title"]
+    assert set().union(*read.values()) == {
+        "qa_daily_defects_by_station",
+        "qa_daily_defects_by_operator",
+        "qa_daily_defects_by_transducer",
+    }
+    assert sum(1 for views in read.values() if views) >= 6
 
 
 def _migrated_sqlite(tmp_path: Path) -> str:
@@ -133,15 +163,23 @@ def _migrated_sqlite(tmp_path: Path) -> str:
     return str(tmp_path / "ledger.db")
 
 
-def _dashboard_sql() -> list[str]:
-    """The SQL of every ledger panel, with Grafana's time filter macro replaced."""
+def _dashboard_sql(defect: str = "low_gain") -> list[str]:
+    """The SQL of every ledger panel, with Grafana's time filter macro replaced and the
+    dashboard's ``$defect`` variable set to ``defect``."""
+    return list(_panel_sql(defect).values())
+
+
+def _panel_sql(defect: str = "low_gain") -> dict[int, str]:
+    """Panel id -> its SQL, as :func:`_dashboard_sql` runs it (one target per panel)."""
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return [
-        re.sub(r"\$__timeFilter\(([^)]*)\)", r"\1 IS NOT NULL", target["rawSql"])
-        for panel in _panels(dashboard)
-        for target in panel["targets"]
-        if "rawSql" in target
-    ]
+    found = {}
+    for panel in _panels(dashboard):
+        sql = [t["rawSql"] for t in panel["targets"] if "rawSql" in t]
+        if sql:
+            [raw] = sql
+            raw = re.sub(r"\$__timeFilter\(([^)]*)\)", r"\1 IS NOT NULL", raw)
+            found[panel["id"]] = raw.replace("$defect", defect)
+    return found
 
 
 def test_dashboard_sql_runs_against_the_views_on_sqlite(tmp_path: Path) -> None:
@@ -149,7 +187,7 @@ def test_dashboard_sql_runs_against_the_views_on_sqlite(tmp_path: Path) -> None:
     path = _migrated_sqlite(tmp_path)
     with sqlite3.connect(path) as conn:
         views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
-        assert {"qa_scan_scores", "qa_daily_summary"} <= views, views
+        assert views >= LEDGER_VIEWS, views
         for sql in _dashboard_sql():
             conn.execute(sql).fetchall()
 
@@ -173,8 +211,69 @@ def test_dashboard_sql_runs_against_the_views_on_postgresql(postgres_database: A
                 .scalars()
                 .all()
             )
-            assert {"qa_scan_scores", "qa_daily_summary"} <= views, views
+            assert views >= LEDGER_VIEWS, views
             for sql in _dashboard_sql():
                 conn.execute(text(sql)).fetchall()
     finally:
         engine.dispose()
+
+
+@pytest.mark.integration
+def test_defect_panels_on_a_seeded_postgresql_ledger(postgres_database: Any) -> None:
+    """The defect panels' figures on PostgreSQL, worked out by hand. All on one day, scores
+    below 45 are poor: scan 1 (A, op-a, L1, 40) lists low_gain; scan 2 (A, op-b, L1, 30)
+    noise then low_gain; scan 3 (B, op-a, L2, 90) is clean; scan 4 (B, op-a, L2) is scored
+    by a model without a defect head, so it is judged for nothing and counts nowhere."""
+    from datetime import date
+    from decimal import Decimal
+
+    from sqlalchemy import create_engine, text
+
+    import db
+    from tests.helpers.ledger import Row, seed
+
+    url = postgres_database()
+    db.upgrade(url)
+    day = date(2025, 3, 1)
+    ledger_rows = [
+        Row(day, 40, station="A", operator="op-a", transducer="L1",
+            defects=(("low_gain", 0.8, 1.0),)),
+        Row(day, 30, station="A", operator="op-b", transducer="L1",
+            defects=(("noise", 0.9, 1.0), ("low_gain", 0.6, 0.5))),
+        Row(day, 90, station="B", operator="op-a", transducer="L2"),
+        Row(day, 20, station="B", operator="op-a", transducer="L2", version="v0",
+            defect_head=False),
+    ]  # fmt: skip
+    seed(url, ledger_rows, start=1)
+
+    def plain(value: Any) -> Any:
+        return round(float(value), 4) if isinstance(value, Decimal | float) else value
+
+    sql = _panel_sql("low_gain")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            got = {
+                pid: [tuple(plain(v) for v in r) for r in conn.execute(text(sql[pid]))]
+                for pid in (21, 22, 23, 24, 25, 26)
+            }
+    finally:
+        engine.dispose()
+    judged_3 = {m: v for _, m, v in got[21]}  # scans 1 2 3 are judged
+    assert (judged_3["low_gain"], judged_3["noise"], judged_3["blur"]) == (0.6667, 0.3333, 0.0)
+    first = {m: v for _, m, v in got[22] if v}
+    assert first == {"low_gain": 0.3333, "noise": 0.3333}
+    assert {m: v for _, m, v in got[23]} == {"A": 1.0, "B": 0.0}
+    assert {m: v for _, m, v in got[24]} == {"op-a": 0.5, "op-b": 1.0}  # op-a: 1 of scans 1 3
+    assert {m: v for _, m, v in got[25]} == {"L1 @ A": 1.0, "L2 @ B": 0.0}
+    # kind, name, defect, judged, listed, listed_share, poor_listed (groups listing it only)
+    assert set(got[26]) == {
+        ("station", "A", "low_gain", 2, 2, 1.0, 2),
+        ("station", "A", "noise", 2, 1, 0.5, 1),
+        ("operator", "op-a", "low_gain", 2, 1, 0.5, 1),
+        ("operator", "op-b", "low_gain", 1, 1, 1.0, 1),
+        ("operator", "op-b", "noise", 1, 1, 1.0, 1),
+        ("probe", "L1 @ A", "low_gain", 2, 2, 1.0, 2),
+        ("probe", "L1 @ A", "noise", 2, 1, 0.5, 1),
+    }
+    assert len(got[26]) == 7 and got[26][0][5] == 1.0  # highest share first

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from deploy_files import DEPLOY
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
@@ -24,6 +23,7 @@ import db
 from db import ledger
 from db.migrate import DASHBOARD_ROLE
 from db.site import check_salt
+from tests.deploy.deploy_files import DEPLOY
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_files import DEPLOY, K8S, load_yaml_docs
 from sqlalchemy.engine import make_url
+
+from tests.deploy.deploy_files import DEPLOY, K8S, load_yaml_docs
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / "usqa.env.example"

@@ -13,7 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from deploy_files import SYSTEMD, assert_usqa_command, setting_variables
+
+from tests.deploy.deploy_files import SYSTEMD, assert_usqa_command, setting_variables
 
 INSTALLED_USQA = "/opt/usqa/venv/bin/usqa"
 SERVICES = ("usqa-ingest.service", "usqa-worker@.service", "usqa-migrate.service")

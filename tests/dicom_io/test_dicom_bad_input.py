@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import base_dataset, build, encapsulated, jpeg_baseline, noise_image, save
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_io import ReadOptions, read
+from tests.helpers.dicom import base_dataset, build, encapsulated, jpeg_baseline, noise_image, save
 from worker.errors import (
     CorruptFileError,
     InputError,

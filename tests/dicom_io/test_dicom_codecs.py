@@ -7,14 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import (
-    build,
-    jpeg_baseline,
-    noise_image,
-    save,
-    smooth_image,
-    to_planar,
-)
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
@@ -33,6 +25,7 @@ from pydicom.uid import (
 )
 
 from dicom_io import ReadOptions, read
+from tests.helpers.dicom import build, jpeg_baseline, noise_image, save, smooth_image, to_planar
 
 ALL = ReadOptions(frames_to_score=0, crop=False)
 

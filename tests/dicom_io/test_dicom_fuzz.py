@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import build, jpeg_baseline, noise_image, region, save, with_regions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -20,6 +19,7 @@ from pydicom.uid import (
 )
 
 from dicom_io import ReadOptions, read
+from tests.helpers.dicom import build, jpeg_baseline, noise_image, region, save, with_regions
 from worker.errors import InputError
 
 OPTIONS = ReadOptions(frames_to_score=3, pseudonym_salt="fuzz")

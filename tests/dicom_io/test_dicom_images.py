@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import build, noise_image, save, smooth_image
 from PIL import Image, ImageOps
 
 from dicom_io import ReadOptions, read
+from tests.helpers.dicom import build, noise_image, save, smooth_image
 from worker.errors import CorruptFileError
 
 WHOLE = ReadOptions(crop=False)

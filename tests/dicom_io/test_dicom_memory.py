@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import encapsulated, smooth_image
 from PIL import Image
 from pydicom.uid import JPEGBaseline8Bit
 
 from dicom_io import ReadOptions, read
+from tests.helpers.dicom import encapsulated, smooth_image
 
 FRAMES, ROWS, COLUMNS = 500, 600, 800
 WHOLE_CINE_BYTES = FRAMES * ROWS * COLUMNS * 3  # 720 MB as uint8, 2.9 GB as float32

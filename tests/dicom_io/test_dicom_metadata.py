@@ -9,10 +9,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from dicom_factory import OPERATOR, PATIENT_ID, PATIENT_NAME, build, noise_image, save
 
 from dicom_io import ReadOptions, read
 from dicom_io.metadata import METADATA_KEYS, pseudonym
+from tests.helpers.dicom import OPERATOR, PATIENT_ID, PATIENT_NAME, build, noise_image, save
 
 
 def generated(tmp_path: Path) -> Path:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import build, region, save, with_regions
 from PIL import Image, ImageDraw
 
 from dicom_io import CropBox, ReadOptions, read
 from dicom_io.borders import find_box
+from tests.helpers.dicom import build, region, save, with_regions
 
 ROWS, COLUMNS = 300, 400
 

@@ -1,9 +1,8 @@
-"""Helpers of the worker and integration tests: tiny real files, test settings, polling, and
-an ingester driven tick by tick."""
+"""Tiny real input files, test settings, `usqa` subprocesses, and an ingester driven tick by
+tick (the worker and integration tests)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -16,13 +15,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydicom.data import get_testdata_file
-from sqlalchemy import select, update
 
-import db
 from db.models import Scan
+from tests.helpers.ledger import scans
+from tests.helpers.poll import until
 from worker.ingest import Ingester
 from worker.settings import Settings, load_settings
 
+# the fault-injection sitecustomize (for PYTHONPATH of a subprocess under USQA_TEST_FAULTS=1)
 FAULTS = Path(__file__).resolve().parents[1] / "integration" / "faults"
 
 
@@ -60,39 +60,6 @@ def make_settings(url: str, weights: Path, **overrides: Any) -> Settings:
     return load_settings(values, environ={})
 
 
-def receive(url: str, path: Path) -> int:
-    """Record ``path`` in the ledger as the ingester would; its scan id."""
-    import db
-    from db import ledger
-
-    st = path.stat()
-    with db.session_scope(url) as s:
-        return ledger.record_received(
-            s,
-            path=str(path),
-            size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        ).id
-
-
-def until(
-    condition: Callable[[], bool], timeout: float = 10.0, step: Callable[[], Any] = lambda: None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        step()
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def scans(url: str) -> list[Scan]:
-    with db.session_scope(url, readonly=True) as s:
-        return list(s.scalars(select(Scan).order_by(Scan.id)).all())
-
-
 class Drop:
     """An ingester on ``tmp_path/drop`` driven tick by tick, recording what it sends."""
 
@@ -105,11 +72,20 @@ class Drop:
         settings = make_settings(url, weights, **overrides)
         self.ingester = Ingester(root, settings, self.sent.append)
 
+    def ticking(self, condition: Callable[[], bool]) -> Callable[[], bool]:
+        """``condition``, checked after one more tick of the ingester (for ``until``)."""
+
+        def check() -> bool:
+            self.ingester.tick()
+            return condition()
+
+        return check
+
     def settle(self, count: int, timeout: float = 10.0) -> list[Scan]:
         until(
-            lambda: len(scans(self.url)) >= count and self.ingester.idle,
+            self.ticking(lambda: len(scans(self.url)) >= count and self.ingester.idle),
             timeout,
-            self.ingester.tick,
+            f"{count} scans recorded and the ingester idle",
         )
         for _ in range(3):  # and nothing more arrives
             self.ingester.tick()
@@ -119,11 +95,6 @@ class Drop:
     @property
     def sent_ids(self) -> list[int]:
         return [i for batch in self.sent for i in batch]
-
-
-def finish_all(url: str, status: str = "scored") -> None:
-    with db.session_scope(url) as s:
-        s.execute(update(Scan).values(status=status, finished_at=db.models.utcnow()))
 
 
 def env_for(tmp_path: Path, weights: Path) -> dict[str, str]:

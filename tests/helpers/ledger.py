@@ -1,4 +1,4 @@
-"""Seed a ledger for the report tests through the db package's own helpers, the way the
+"""Seed and read a ledger for the tests through the db package's own helpers, the way the
 worker fills it: record the file, set its header metadata, claim it, write its outcome."""
 
 from __future__ import annotations
@@ -9,13 +9,16 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 
 import db
 from db import ledger
-from db.models import Scan, ScanScore
+from db.models import Scan, ScanDefect, ScanScore
 from model.defects import DEFECTS, DefectCall
 
 
@@ -143,6 +146,47 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
                 now=received + timedelta(minutes=1),
             )
     return ids
+
+
+def supersede(url: str, scan_id: int, version: str, defect: str) -> None:
+    """Give scan ``scan_id`` an earlier result by model version ``version``, a poor score
+    that listed ``defect`` first: what a rescored scan keeps in the ledger. The scan's
+    outcome stays with its current model version, so no figure may count this result."""
+    with db.session_scope(url) as s:
+        ledger.ensure_model_version(s, version, defect_names=DEFECTS)
+        scan = s.get(Scan, scan_id)
+        assert scan is not None and scan.model_version != version, scan_id
+        s.add(
+            ScanScore(
+                scan_id=scan_id, model_version=version, sha256=scan.sha256, score=20.0,
+                mean_score=20.0, min_score=20.0, p10_score=20.0, grade="poor",
+                first_defect=defect, frames_scored=1, aggregate="mean",
+                scored_at=scan.received_at,
+            )
+        )  # fmt: skip
+        s.flush()
+        s.add(
+            ScanDefect(
+                scan_id=scan_id, model_version=version, defect=defect, rank=1,
+                probability=0.9, frame_share=1.0,
+            )
+        )  # fmt: skip
+
+
+def plain(value: Any) -> Any:
+    """A database value as plain Python: dates as ISO text, numbers as floats rounded to
+    4 places (NUMERIC on PostgreSQL, REAL on SQLite)."""
+    if isinstance(value, Decimal | float):
+        return round(float(value), 4)
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat()[:10]
+    return value
+
+
+def query_rows(url: str, sql: str) -> list[dict[str, Any]]:
+    """The rows of ``sql``, read-only, as dicts of :func:`plain` values."""
+    with db.session_scope(url, readonly=True) as s:
+        return [{k: plain(v) for k, v in r.items()} for r in s.execute(text(sql)).mappings()]
 
 
 def _received(row: Row, i: int) -> datetime:
@@ -299,3 +343,28 @@ def realistic_rows(
 
 def scores_of(rows: Sequence[Row]) -> list[float]:
     return [r.score for r in rows if r.status == "scored" and r.score is not None]
+
+
+def receive(url: str, path: Path) -> int:
+    """Record ``path`` in the ledger as the ingester would; its scan id."""
+    st = path.stat()
+    with db.session_scope(url) as s:
+        return ledger.record_received(
+            s,
+            path=str(path),
+            size_bytes=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        ).id
+
+
+def scans(url: str) -> list[Scan]:
+    """Every row of the ledger, by id."""
+    with db.session_scope(url, readonly=True) as s:
+        return list(s.scalars(select(Scan).order_by(Scan.id)).all())
+
+
+def finish_all(url: str, status: str = "scored") -> None:
+    """Every scan finished with ``status`` (as if scored), behind the ledger's back."""
+    with db.session_scope(url) as s:
+        s.execute(update(Scan).values(status=status, finished_at=db.models.utcnow()))

@@ -5,7 +5,6 @@ processes, and a real drop folder."""
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,11 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker"))  # usqa_files
-
-from fault_stack import Stack, ensure_redis, foreign_consumers
-
-import db
+from tests.integration.fault_stack import Stack, ensure_redis, foreign_consumers
 
 
 @pytest.fixture(scope="session")
@@ -66,10 +61,9 @@ def broker(fault_redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def stack(
-    tmp_path: Path, postgres_database: Callable[[], str], broker: str, random_weights: Path
+    tmp_path: Path, postgres_ledger: Callable[[], str], broker: str, random_weights: Path
 ) -> Iterator[Stack]:
-    url = postgres_database()
-    db.upgrade(url)
+    url = postgres_ledger()
     services = Stack(tmp_path, url, broker, random_weights)
     try:
         yield services

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from sqlalchemy import func, select
 
 import db
 from db.models import ACTIVE, TERMINAL, Scan, ScanScore, WorkerProcess
+from tests.helpers.poll import until
 
-FAULTS = Path(__file__).resolve().parent / "faults"
 STARTUP_REFERENCE_S = 20.0  # a worker's start-up to its first heartbeat on an idle CI machine
 STARTUP_LIMIT_S = 900.0  # the most a worker may take to start, however loaded the machine
 REDIS_RESTART = [
@@ -33,16 +32,6 @@ REDIS_RESTART = [
     "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
     "--logfile", "/var/log/redis/ci.log",
 ]  # fmt: skip
-
-
-def until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _stop_with_parent() -> None:

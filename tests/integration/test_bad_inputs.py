@@ -5,25 +5,17 @@ files beside them are scored."""
 from __future__ import annotations
 
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fault_stack import Stack
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
-from usqa_files import write_png
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dicom_io"))
-from dicom_factory import (
-    build,
-    encapsulated,
-    jpeg_baseline,
-    noise_image,
-    save,
-)
+from tests.helpers.dicom import build, encapsulated, jpeg_baseline, noise_image, save
+from tests.helpers.files import write_png
+from tests.integration.fault_stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import pydicom
 import pytest
 import redis
-from fault_stack import (
-    FAULTS,
+
+from tests.helpers.files import FAULTS, copy_dicom, write_png
+from tests.helpers.poll import until
+from tests.integration.fault_stack import (
     Stack,
     ensure_postgres,
     ensure_redis,
     restart_postgres,
     restart_redis_empty,
-    until,
 )
-from usqa_files import copy_dicom, write_png
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_stack import Stack, until
-from usqa_files import write_png
 
+from tests.helpers.files import write_png
+from tests.helpers.poll import until
+from tests.integration.fault_stack import Stack
 from worker.ops.health import read_beat
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_stack import FAULTS, Stack, until
-from usqa_files import write_png
+
+from tests.helpers.files import FAULTS, write_png
+from tests.helpers.poll import until
+from tests.integration.fault_stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-from fault_stack import Stack, until
 
 import db
 from db.models import WorkerProcess
+from tests.helpers.poll import until
+from tests.integration.fault_stack import Stack
 
 pytestmark = pytest.mark.integration
 

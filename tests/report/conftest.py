@@ -1,17 +1,15 @@
-"""Fixtures of the report tests: a ledger on SQLite and on PostgreSQL, and a small ledger
-whose figures are worked out by hand in the tests (see HAND)."""
+"""Fixtures of the report tests: a small ledger, on SQLite and on PostgreSQL, whose figures
+are worked out by hand in the tests (see HAND)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
-from report_seed import Row, seed
 
-import db
+from tests.helpers.ledger import Row, seed
 
 D0, D1, D2 = date(2025, 2, 27), date(2025, 3, 1), date(2025, 3, 2)
 A = {"station": "A", "manufacturer": "M1", "model_name": "X1"}
@@ -50,22 +48,10 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty ledger at the current schema, on each database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        make: Callable[[], str] = request.getfixturevalue("postgres_database")
-        url = make()
-    db.upgrade(url)
-    return url
-
-
 @pytest.fixture
-def hand_url(empty_url: str) -> str:
+def hand_url(any_url: str) -> str:
     """The HAND ledger, on each database; scan ids 1..13 are the row numbers. Row 12 (v0)
     is scored earliest (its day is the first), so v1 is the current model version."""
-    ids = seed(empty_url, HAND, start=1)
+    ids = seed(any_url, HAND, start=1)
     assert ids == list(range(1, 14))
-    return empty_url
+    return any_url

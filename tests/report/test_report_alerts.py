@@ -8,12 +8,12 @@ import random
 from datetime import date, timedelta
 
 import pytest
-from report_seed import Row, bulk_seed
 from scipy.stats import ttest_ind
 
 import db
 from db.qa.drift import DriftRule, check_drift
 from db.qa.stats import WindowStats, fisher_rise_p, welch_drop_p
+from tests.helpers.ledger import Row, bulk_seed
 from worker.cli import main
 
 UNTIL = date(2025, 6, 30)
@@ -106,14 +106,14 @@ def test_rule_rejects_nonsense() -> None:
 
 
 @pytest.mark.integration
-def test_seeded_drop_fires_and_steady_stations_do_not(empty_url: str) -> None:
+def test_seeded_drop_fires_and_steady_stations_do_not(any_url: str) -> None:
     rng = random.Random(11)
     rows = station_rows(rng, "S-DROP", base=(75, 8), recent=(60, 8))
     for k in range(4):
         rows += station_rows(rng, f"S-STEADY-{k}", base=(75, 8), recent=(75, 8))
-    bulk_seed(empty_url, rows)
-    assert drift(empty_url) == [("S-DROP", "mean score")]
-    with db.session_scope(empty_url, readonly=True) as s:
+    bulk_seed(any_url, rows)
+    assert drift(any_url) == [("S-DROP", "mean score")]
+    with db.session_scope(any_url, readonly=True) as s:
         result = check_drift(s, ["station", "operator"], until=UNTIL, model_version="v1")
     assert {(a.dimension, a.group) for a in result.alerts} == {
         ("station", "S-DROP"), ("operator", "op-S-DROP")
@@ -129,7 +129,7 @@ def test_seeded_drop_fires_and_steady_stations_do_not(empty_url: str) -> None:
 
 
 @pytest.mark.integration
-def test_noise_small_drops_and_small_groups_do_not_fire(empty_url: str) -> None:
+def test_noise_small_drops_and_small_groups_do_not_fire(any_url: str) -> None:
     rng = random.Random(5)
     rows: list[Row] = []
     for k in range(12):  # the same distribution in both windows: noise only
@@ -140,9 +140,9 @@ def test_noise_small_drops_and_small_groups_do_not_fire(empty_url: str) -> None:
     )
     # a large drop on too few recent scans (10 < 30): not tested at all
     rows += station_rows(rng, "FEW", base=(75, 5), recent=[40.0] * 10)
-    bulk_seed(empty_url, rows)
-    assert drift(empty_url) == []
-    with db.session_scope(empty_url, readonly=True) as s:
+    bulk_seed(any_url, rows)
+    assert drift(any_url) == []
+    with db.session_scope(any_url, readonly=True) as s:
         result = check_drift(s, ["station"], until=UNTIL, model_version="v1")
     outcomes = {c.group: c.outcome for c in result.checks}
     assert outcomes["FEW"] == "too few scans" and outcomes["SMALL"] == "ok"
@@ -151,33 +151,33 @@ def test_noise_small_drops_and_small_groups_do_not_fire(empty_url: str) -> None:
     assert 1.5 < small.baseline.mean - small.recent.mean < 5
     assert welch_drop_p(small.baseline, small.recent) < 1e-6  # "significant", yet no alert
     # the same ledger with a lower bar: the small drop fires, the noise still does not
-    assert drift(empty_url, mean_drop=1.5) == [("SMALL", "mean score")]
-    assert drift(empty_url, min_scans=5) == [("FEW", "mean score"), ("FEW", "poor share")]
+    assert drift(any_url, mean_drop=1.5) == [("SMALL", "mean score")]
+    assert drift(any_url, min_scans=5) == [("FEW", "mean score"), ("FEW", "poor share")]
 
 
 @pytest.mark.integration
-def test_poor_share_rise_without_a_mean_drop(empty_url: str) -> None:
+def test_poor_share_rise_without_a_mean_drop(any_url: str) -> None:
     rng = random.Random(8)
     # before: all near 70; now: three in four near 80, one in four poor (near 35):
     # the mean moves by about 2 points, the poor share by 25 points
     recent = [round(rng.gauss(80, 3), 2) if i % 4 else round(rng.gauss(35, 3), 2)
               for i in range(48)]  # fmt: skip
-    bulk_seed(empty_url, station_rows(rng, "BIMODAL", base=(70, 4), recent=recent))
-    assert drift(empty_url) == [("BIMODAL", "poor share")]
+    bulk_seed(any_url, station_rows(rng, "BIMODAL", base=(70, 4), recent=recent))
+    assert drift(any_url) == [("BIMODAL", "poor share")]
 
 
 @pytest.mark.integration
-def test_cli_alerts_exit_codes(empty_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_alerts_exit_codes(any_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     rng = random.Random(2)
     rows: list[Row] = []
     for k in range(4):
         rows += station_rows(rng, f"S-OK-{k}", base=(75, 8), recent=(75, 8))
-    bulk_seed(empty_url, rows)
-    base = ["report", "--database-url", empty_url, "--alerts"]
+    bulk_seed(any_url, rows)
+    base = ["report", "--database-url", any_url, "--alerts"]
     assert main(base) == 0
     assert capsys.readouterr().out.strip() == "No drift alerts."
     # one station of five drops 15 points: its probes are shared, so they drop ~3 (no alert)
-    bulk_seed(empty_url, station_rows(rng, "S-BAD", base=(75, 8), recent=(60, 8)))
+    bulk_seed(any_url, station_rows(rng, "S-BAD", base=(75, 8), recent=(60, 8)))
     assert main(base) == 3
     out = capsys.readouterr().out
     assert out.startswith("Drift alerts (2):")  # the station and its operator

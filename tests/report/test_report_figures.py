@@ -12,10 +12,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from report_seed import Row, seed
 
 import db
 from db.qa.report import build_report
+from tests.helpers.ledger import Row, seed
 from worker.cli import main
 
 pytestmark = pytest.mark.integration
@@ -135,11 +135,11 @@ def test_cli_outputs_agree(
 
 
 def test_empty_database_says_no_data(
-    empty_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    any_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_csv, out_html = tmp_path / "r.csv", tmp_path / "r.html"
     code = main(
-        ["report", "--database-url", empty_url, "--csv", str(out_csv), "--html", str(out_html)]
+        ["report", "--database-url", any_url, "--csv", str(out_csv), "--html", str(out_html)]
     )
     assert code == 0
     text = capsys.readouterr().out
@@ -147,9 +147,9 @@ def test_empty_database_says_no_data(
     assert out_csv.read_text().count("\n") == 1  # the header only
     page = out_html.read_text()
     assert "No data." in page and 'data-charts="0"' in page
-    assert main(["report", "--database-url", empty_url, "--json"]) == 0
+    assert main(["report", "--database-url", any_url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["no_data"].startswith("No scans in the database")
-    assert main(["report", "--database-url", empty_url, "--alerts"]) == 0
+    assert main(["report", "--database-url", any_url, "--alerts"]) == 0
     assert "No drift alerts" in capsys.readouterr().out
 
 
@@ -159,10 +159,10 @@ def test_period_without_scans_says_so(hand_url: str, capsys: pytest.CaptureFixtu
     assert "No data: No scans were received for 2024-01-01 to 2024-01-31" in capsys.readouterr().out
 
 
-def test_single_scan(empty_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    seed(empty_url, [Row(date(2025, 3, 1), 42.5, station="US-1")])
+def test_single_scan(any_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed(any_url, [Row(date(2025, 3, 1), 42.5, station="US-1")])
     html = tmp_path / "one.html"
-    assert main(["report", "--database-url", empty_url, "--html", str(html)]) == 0
+    assert main(["report", "--database-url", any_url, "--html", str(html)]) == 0
     text = capsys.readouterr().out
     assert "1 scans scored: mean score 42.5, median 42.5" in text
     assert "Only one scored scan in this period: too few for intervals or trends." in text

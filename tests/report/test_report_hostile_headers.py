@@ -22,12 +22,12 @@ from matplotlib.text import Text
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from report_seed import Row, seed
 
 import db
 import worker.report.charts as charts
 from db.qa.report import build_report
 from dicom_io import ReadOptions, read
+from tests.helpers.ledger import Row, seed
 from worker.cli import main
 from worker.report.text import FORMULA_STARTS, csv_cell, report_csv, shown_text
 
@@ -88,11 +88,10 @@ def hostile_file(folder: Path, stem: str, name: str, seed_value: int) -> Path:
 
 
 @pytest.fixture
-def hostile_url(tmp_path: Path) -> str:
+def hostile_url(tmp_path: Path, sqlite_url: str) -> str:
     """A ledger with three scored scans per hostile name, each from a real DICOM file
     whose header carries the name; metadata as dicom_io reads it."""
-    url = f"sqlite:///{tmp_path / 'hostile.db'}"
-    db.upgrade(url)
+    url = sqlite_url
     rows = []
     for i, name in enumerate(ALL_NAMES):
         for k in range(3):

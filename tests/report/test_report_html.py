@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from report_seed import Row, bulk_seed, realistic_rows
 
-import db
+from tests.helpers.ledger import Row, bulk_seed, realistic_rows
 from worker.cli import main
 
 pytestmark = pytest.mark.integration
@@ -85,9 +84,8 @@ def render(tmp_path: Path, url: str, *args: str) -> tuple[Path, str]:
     return page, page.read_text(encoding="utf-8")
 
 
-def test_report_renders_in_chromium(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    db.upgrade(url)
+def test_report_renders_in_chromium(tmp_path: Path, sqlite_url: str) -> None:
+    url = sqlite_url
     rows = realistic_rows(UNTIL, days=45, per_day=40)
     dicom = get_testdata_file("examples_ybr_color.dcm")  # pydicom's real ultrasound cine
     assert dicom is not None
@@ -120,9 +118,8 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     assert near(pixels, POOR_RGB) > 200  # the alerted station and poor bars
 
 
-def test_no_data_report_renders_in_chromium(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    db.upgrade(url)
+def test_no_data_report_renders_in_chromium(tmp_path: Path, sqlite_url: str) -> None:
+    url = sqlite_url
     page, html = render(tmp_path, url)
     check_offline(html)
     assert "No scans in the database yet" in html and 'data-charts="0"' in html

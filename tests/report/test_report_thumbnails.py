@@ -15,12 +15,12 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from report_seed import Row, seed
 from sqlalchemy import text
 
 import db
 from db.qa.queries import scan_files
 from dicom_io import ReadOptions
+from tests.helpers.ledger import Row, seed
 from worker.cli import main
 from worker.report.thumbnails import GONE, REPLACED, thumbnails
 
@@ -62,9 +62,10 @@ def scored(url: str, paths: list[Path]) -> list[int]:
     return seed(url, rows, start=1)
 
 
-def test_only_the_scored_content_gets_a_thumbnail(drop: Path, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    db.upgrade(url)
+def test_only_the_scored_content_gets_a_thumbnail(
+    drop: Path, tmp_path: Path, sqlite_url: str
+) -> None:
+    url = sqlite_url
     names = ["same", "replaced", "edited", "deleted", "fifo", "moved", "renamed-away"]
     paths = [drop / f"{n}.dcm" for n in names]
     for k, p in enumerate(paths):
@@ -124,9 +125,8 @@ def test_only_the_scored_content_gets_a_thumbnail(drop: Path, tmp_path: Path) ->
     assert html.count(REPLACED) == 4 and html.count(GONE) == 1
 
 
-def test_a_thumbnail_stays_when_nothing_changed(drop: Path, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    db.upgrade(url)
+def test_a_thumbnail_stays_when_nothing_changed(drop: Path, sqlite_url: str) -> None:
+    url = sqlite_url
     path = drop / "cine.dcm"
     shutil.copy(example("examples_ybr_color.dcm"), path)
     [scan_id] = scored(url, [path])

@@ -3,7 +3,6 @@ hand (tests/report/conftest.py), and the migrations that create, change and drop
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import inspect, text
 
 import db
 from db.migrate import _config
+from tests.helpers.ledger import query_rows
 
 pytestmark = pytest.mark.integration
 
@@ -31,20 +31,6 @@ DAILY_COLUMNS = [
 ]  # fmt: skip
 
 
-def plain(value: Any) -> Any:
-    """Database values as plain Python: dates as ISO text, numbers as rounded floats."""
-    if isinstance(value, Decimal | float):
-        return round(float(value), 4)
-    if hasattr(value, "isoformat") and not isinstance(value, str):
-        return value.isoformat()[:10]
-    return value
-
-
-def rows(url: str, sql: str) -> list[dict[str, Any]]:
-    with db.session_scope(url, readonly=True) as s:
-        return [{k: plain(v) for k, v in r.items()} for r in s.execute(text(sql)).mappings()]
-
-
 def daily(*values: Any) -> dict[str, Any]:
     return dict(zip(DAILY_COLUMNS, values, strict=True))
 
@@ -52,7 +38,7 @@ def daily(*values: Any) -> dict[str, Any]:
 def test_views_exist_with_their_columns(hand_url: str) -> None:
     with db.get_engine(hand_url).connect() as conn:
         assert set(inspect(conn).get_view_names()) >= VIEWS
-    [scan] = rows(hand_url, "SELECT * FROM qa_scan_scores WHERE scan_id = 1")
+    [scan] = query_rows(hand_url, "SELECT * FROM qa_scan_scores WHERE scan_id = 1")
     assert list(scan) == [
         "scan_id", "day", "received_at", "scored_at", "acquired_at", "study_at",
         "study_instance_uid", "series_instance_uid", "sop_instance_uid", "modality",
@@ -65,7 +51,7 @@ def test_views_exist_with_their_columns(hand_url: str) -> None:
 
 
 def test_scan_scores_one_row_per_scored_scan(hand_url: str) -> None:
-    got = rows(
+    got = query_rows(
         hand_url,
         "SELECT scan_id, day, score, min_frame_score, p10_frame_score, grade, is_good, "
         "is_average, is_poor, model_version, station_name, sop_instance_uid "
@@ -90,18 +76,18 @@ def test_scan_scores_one_row_per_scored_scan(hand_url: str) -> None:
         "average",
     )
     assert got[9]["model_version"] == "v0" and got[9]["is_poor"] == 1
-    assert "path" not in rows(hand_url, "SELECT * FROM qa_scan_scores")[0]  # no file names
+    assert "path" not in query_rows(hand_url, "SELECT * FROM qa_scan_scores")[0]  # no file names
 
 
 def test_scan_outcomes_every_scan_and_status(hand_url: str) -> None:
-    got = rows(hand_url, "SELECT status, COUNT(*) AS n FROM qa_scan_outcomes GROUP BY status")
+    got = query_rows(hand_url, "SELECT status, COUNT(*) AS n FROM qa_scan_outcomes GROUP BY status")
     assert {r["status"]: r["n"] for r in got} == {
         "scored": 10, "failed": 1, "skipped": 1, "queued": 1
     }  # fmt: skip
 
 
 def test_daily_summary_by_hand(hand_url: str) -> None:
-    got = rows(
+    got = query_rows(
         hand_url,
         f"SELECT day, station_name, manufacturer, model_name, {', '.join(DAILY_COLUMNS)} "
         "FROM qa_daily_summary ORDER BY day, station_name",
@@ -133,7 +119,7 @@ def test_daily_summary_by_hand(hand_url: str) -> None:
 
 
 def test_daily_by_operator_by_hand(hand_url: str) -> None:
-    got = rows(
+    got = query_rows(
         hand_url,
         "SELECT day, operator, received, scans, mean_score, median_score, good, average, "
         "poor, poor_share, failed, skipped, pending FROM qa_daily_by_operator",
@@ -158,7 +144,7 @@ def test_daily_by_operator_by_hand(hand_url: str) -> None:
 
 
 def test_daily_by_transducer_and_body_part(hand_url: str) -> None:
-    probes = rows(
+    probes = query_rows(
         hand_url,
         "SELECT transducer, SUM(scans) AS scans, MIN(min_score) AS low "
         "FROM qa_daily_by_transducer GROUP BY transducer",
@@ -166,7 +152,7 @@ def test_daily_by_transducer_and_body_part(hand_url: str) -> None:
     assert {r["transducer"]: (r["scans"], r["low"]) for r in probes} == {
         "L1": (5, 50.0), "L2": (3, 30.0), None: (2, 10.0)
     }  # fmt: skip
-    parts = rows(
+    parts = query_rows(
         hand_url,
         "SELECT body_part, median_score FROM qa_daily_by_body_part "
         "WHERE day = '2025-03-01' AND body_part = 'BREAST'",
@@ -175,7 +161,7 @@ def test_daily_by_transducer_and_body_part(hand_url: str) -> None:
 
 
 def test_model_versions_view(hand_url: str) -> None:
-    got = rows(
+    got = query_rows(
         hand_url, "SELECT model_version, scans, mean_score FROM qa_model_versions ORDER BY 1"
     )
     assert got == [
@@ -186,7 +172,7 @@ def test_model_versions_view(hand_url: str) -> None:
 
 def test_round_works_on_both_databases(hand_url: str) -> None:
     """Scores and shares are NUMERIC on PostgreSQL, so ROUND(x, n) works as on SQLite."""
-    got = rows(
+    got = query_rows(
         hand_url,
         "SELECT ROUND(mean_score, 1) AS m, ROUND(poor_share, 2) AS p, ROUND(score, 1) AS s "
         "FROM qa_daily_summary d JOIN qa_scan_scores s ON s.day = d.day "
@@ -206,11 +192,11 @@ def test_downgrade_drops_the_views_and_upgrade_restores_them(hand_url: str) -> N
         assert conn.execute(text("SELECT COUNT(*) FROM scans")).scalar() == 13  # data kept
     db.upgrade(hand_url)
     assert db.current_revision(hand_url) == db.head_revision()
-    assert len(rows(hand_url, "SELECT * FROM qa_scan_scores")) == 10
+    assert len(query_rows(hand_url, "SELECT * FROM qa_scan_scores")) == 10
 
 
 def test_scan_scores_first_defect(hand_url: str) -> None:
-    got = rows(hand_url, "SELECT scan_id, first_defect FROM qa_scan_scores ORDER BY scan_id")
+    got = query_rows(hand_url, "SELECT scan_id, first_defect FROM qa_scan_scores ORDER BY scan_id")
     assert {r["scan_id"]: r["first_defect"] for r in got if r["first_defect"]} == {
         3: "low_gain",
         10: "dead_elements",
@@ -218,13 +204,13 @@ def test_scan_scores_first_defect(hand_url: str) -> None:
 
 
 def test_downgrade_to_0002_restores_its_view_and_keeps_the_scores(hand_url: str) -> None:
-    before = rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
+    before = query_rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
     cfg = _config(hand_url)
     with db.get_engine(hand_url).begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0002")
     assert db.current_revision(hand_url) == "0002"
-    after = rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
+    after = query_rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
     assert after == [{k: v for k, v in r.items() if k != "first_defect"} for r in before]
     with db.get_engine(hand_url).connect() as conn:
         schema = inspect(conn)
@@ -237,5 +223,5 @@ def test_downgrade_to_0002_restores_its_view_and_keeps_the_scores(hand_url: str)
             assert column not in {c["name"] for c in schema.get_columns(table)}, table
         assert set(schema.get_view_names()) >= VIEWS
     db.upgrade(hand_url)  # the defects are gone with the downgrade; the columns come back
-    again = rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
+    again = query_rows(hand_url, "SELECT * FROM qa_scan_scores ORDER BY scan_id")
     assert again == [{**r, "first_defect": None} for r in before]

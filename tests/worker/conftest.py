@@ -1,5 +1,5 @@
-"""Fixtures of the worker tests: settings on a fresh ledger, a shared random-weights scorer,
-and tiny real files (PNG images, pydicom's real ultrasound DICOM)."""
+"""Fixtures of the worker tests: a shared random-weights scorer and started scoring
+contexts on it (the ledgers come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from usqa_files import make_settings
 
-import db
+from tests.helpers.files import make_settings
 from worker.scoring import ScoringContext
 
 
@@ -20,25 +19,6 @@ def scorer(random_weights: Path) -> Any:
     from model import Scorer
 
     return Scorer.load(random_weights, precision="fp32", threads=1)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'usqa.db'}"
-    db.upgrade(url)
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, upgraded ledger on SQLite, then on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'usqa.db'}"
-    else:
-        make: Callable[[], str] = request.getfixturevalue("postgres_database")
-        url = make()
-    db.upgrade(url)
-    return url
 
 
 @pytest.fixture

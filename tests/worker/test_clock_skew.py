@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from usqa_files import make_settings, receive, write_png
 
 import db
 import db.clock
 import db.models
 from db import ledger
 from db.models import PROCESSING, Scan
+from tests.helpers.files import make_settings, write_png
+from tests.helpers.ledger import receive
 from worker.ingest.reconciler import reconcile
 
 pytestmark = pytest.mark.integration
@@ -31,10 +32,8 @@ LEDGER_MODULES = [
 
 
 @pytest.fixture
-def pg_url(postgres_database: Callable[[], str]) -> str:
-    url = postgres_database()
-    db.upgrade(url)
-    return url
+def pg_url(postgres_ledger: Callable[[], str]) -> str:
+    return postgres_ledger()
 
 
 @pytest.fixture

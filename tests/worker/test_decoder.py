@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from usqa_files import write_png
 
 from model.preprocess import Preprocess
+from tests.helpers.files import write_png
 from worker.decoding import Decoder, read_options
 from worker.errors import (
     DecoderCrashedError,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +17,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import generate_uid
-from usqa_files import make_settings, receive, write_png
 
 import db
 from db.models import Scan
+from tests.helpers.files import make_settings, write_png
+from tests.helpers.ledger import receive
 from worker.decoding import Decoder, protocol
 from worker.decoding import client as decoder_module
 from worker.errors import CorruptFileError
@@ -35,15 +35,6 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "hunter2",
     "REDIS_PASSWORD": "hunter2",
 }
-
-
-def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _address_limit(pid: int) -> str:

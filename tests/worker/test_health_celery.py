@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.poll import until
 from worker.ops.health import check_heartbeat, read_beat
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,16 +42,6 @@ APP = textwrap.dedent(
         return seconds
     """
 )
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _beat_or_none(path: Path) -> Any:
@@ -105,20 +95,23 @@ def celery_worker(tmp_path: Path, redis_url: str) -> Iterator[tuple[subprocess.P
 @pytest.mark.integration
 def test_heartbeat_step_tracks_idle_busy_and_frozen(celery_worker: Any) -> None:
     proc, heartbeat, send = celery_worker
-    beat = _wait(lambda: _beat_or_none(heartbeat), 60, "the first heartbeat")
+    beat = until(lambda: _beat_or_none(heartbeat), 60, "the first heartbeat", interval=0.1)
     assert beat.role == "worker" and beat.pid == proc.pid and beat.busy_since is None
     assert check_heartbeat(heartbeat).ok
 
     # A task that overruns its limit: healthy while within it, then stuck (beats still fresh).
     send(7.0)
-    busy = _wait(
+    busy = until(
         lambda: (b := _beat_or_none(heartbeat)) is not None and b.busy_since is not None and b,
         30,
         "a beat showing the task in hand",
+        interval=0.1,
     )
     assert busy.busy_limit == pytest.approx(4.0)
-    _wait(lambda: "stuck on one task" in check_heartbeat(heartbeat).detail, 15, "stuck")
-    done = _wait(
+    until(
+        lambda: "stuck on one task" in check_heartbeat(heartbeat).detail, 15, "stuck", interval=0.1
+    )
+    done = until(
         lambda: (
             (b := _beat_or_none(heartbeat)) is not None
             and b.busy_since is None
@@ -127,6 +120,7 @@ def test_heartbeat_step_tracks_idle_busy_and_frozen(celery_worker: Any) -> None:
         ),
         30,
         "the task to finish",
+        interval=0.1,
     )
     assert done.scans_done == 1
     assert check_heartbeat(heartbeat).ok
@@ -143,11 +137,13 @@ def test_heartbeat_step_tracks_idle_busy_and_frozen(celery_worker: Any) -> None:
     # Freeze the worker's main process: alive, but its loop no longer turns.
     os.kill(proc.pid, signal.SIGSTOP)
     try:
-        _wait(lambda: not check_heartbeat(heartbeat).ok, 10, "the heartbeat to go stale")
+        until(
+            lambda: not check_heartbeat(heartbeat).ok, 10, "the heartbeat to go stale", interval=0.1
+        )
         assert "stopped or hangs" in check_heartbeat(heartbeat).detail
     finally:
         os.kill(proc.pid, signal.SIGCONT)
-    _wait(lambda: check_heartbeat(heartbeat).ok, 10, "the heartbeat to come back")
+    until(lambda: check_heartbeat(heartbeat).ok, 10, "the heartbeat to come back", interval=0.1)
 
     # A clean stop removes the heartbeat: a stopped worker is not healthy.
     proc.send_signal(signal.SIGTERM)

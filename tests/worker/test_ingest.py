@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
-from usqa_files import Drop, finish_all, make_settings, scans, until, write_png
 
 import db
 from db.models import Scan
+from tests.helpers.files import Drop, make_settings, write_png
+from tests.helpers.ledger import finish_all, scans
+from tests.helpers.poll import until
 from worker.ingest import Batcher, Ingester, is_ignored_name
 
 
@@ -174,7 +176,11 @@ def test_after_scoring_policies(
     drop.settle(2)
     with db.session_scope(sqlite_url) as s:
         s.execute(update(Scan).where(Scan.path == str(bad)).values(status="failed"))
-    until(lambda: all(r.disposed_at is not None for r in scans(sqlite_url)), 10, drop.ingester.tick)
+    until(
+        drop.ticking(lambda: all(r.disposed_at is not None for r in scans(sqlite_url))),
+        10,
+        "every scored file disposed of",
+    )
     assert not good.exists() and not bad.exists()
     assert not (drop.root / "x" / "good.png.json").exists()
     got = {Path(r.path).name: r for r in scans(sqlite_url)}
@@ -206,14 +212,14 @@ def test_the_live_observer_sees_new_files_and_folders(
     thread = threading.Thread(target=ingester.run, args=(stop,))
     thread.start()
     try:
-        until(lambda: ingester.idle, 10)
+        until(lambda: ingester.idle, 10, "the ingester to be idle")
         write_png(tmp_path / "drop" / "new.png", 1)
         staged = tmp_path / "staging"
         write_png(staged / "a.png", 2)
         write_png(staged / "deep" / "b.png", 3)
         staged.rename(tmp_path / "drop" / "arrived")  # a whole folder moved in
-        until(lambda: len(scans(sqlite_url)) == 3, 15)
-        until(lambda: sum(len(b) for b in sent) == 3, 5)
+        until(lambda: len(scans(sqlite_url)) == 3, 15, "3 scans recorded")
+        until(lambda: sum(len(b) for b in sent) == 3, 5, "3 scan ids sent")
     finally:
         stop.set()
         thread.join(10)
@@ -236,7 +242,7 @@ class Live:
 
     def __enter__(self) -> Live:
         self.thread.start()
-        until(lambda: self.ingester.idle, 10)
+        until(lambda: self.ingester.idle, 10, "the ingester to be idle")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -252,7 +258,7 @@ def test_a_file_renamed_in_is_taken_without_the_stability_window(
     with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=30) as live:
         dropped = time.monotonic()
         staged.rename(tmp_path / "drop" / "a.png")
-        until(lambda: bool(live.sent), 5)
+        until(lambda: bool(live.sent), 5, "a batch sent")
     assert live.sent[0][0] - dropped < 2.0  # a 30 s window would still be running
     [row] = scans(sqlite_url)
     assert row.path == str(tmp_path / "drop" / "a.png")
@@ -267,7 +273,7 @@ def test_without_settle_on_close_the_window_applies(
     ) as live:
         dropped = time.monotonic()
         staged.rename(tmp_path / "drop" / "a.png")
-        until(lambda: bool(live.sent), 10)
+        until(lambda: bool(live.sent), 10, "a batch sent")
     assert live.sent[0][0] - dropped >= 1.5
 
 
@@ -287,7 +293,7 @@ def test_a_file_still_open_for_writing_waits_for_its_close(
                 time.sleep(0.4)  # several ingester ticks between writes
                 assert not live.sent, "taken while its writer still had it open"
         closed = time.monotonic()
-        until(lambda: bool(live.sent), 5)
+        until(lambda: bool(live.sent), 5, "a batch sent")
     assert live.sent[0][0] - closed < 2.0
     [row] = scans(sqlite_url)
     assert row.size_bytes == len(source)
@@ -302,11 +308,11 @@ def test_a_file_appended_after_its_close_is_recorded_again(
     target = tmp_path / "drop" / "grow.png"
     with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=5) as live:
         target.write_bytes(first)
-        until(lambda: len(scans(sqlite_url)) == 1, 5)
+        until(lambda: len(scans(sqlite_url)) == 1, 5, "1 scan recorded")
         with target.open("ab") as fh:
             fh.write(b"trailing bytes written after a first close")
-        until(lambda: len(scans(sqlite_url)) == 2, 5)
-        until(lambda: sum(len(ids) for _, ids in live.sent) == 2, 5)
+        until(lambda: len(scans(sqlite_url)) == 2, 5, "2 scans recorded")
+        until(lambda: sum(len(ids) for _, ids in live.sent) == 2, 5, "2 scan ids sent")
     rows = scans(sqlite_url)
     assert [r.size_bytes for r in rows] == [len(first), target.stat().st_size]
     assert rows[0].sha256 != rows[1].sha256
@@ -324,7 +330,7 @@ def test_reading_files_in_the_folder_sends_the_ingester_no_events(
         dispatch = events.dispatch
         events.dispatch = lambda event: (seen.append(event.event_type), dispatch(event))  # type: ignore[method-assign]
         png = write_png(tmp_path / "drop" / "a.png", 1)
-        until(lambda: bool(live.sent), 5)
+        until(lambda: bool(live.sent), 5, "a batch sent")
         assert "closed" in seen  # the write was seen
         seen.clear()
         for _ in range(5):
@@ -345,7 +351,7 @@ def test_names_that_are_not_utf8_arriving_live_are_recorded_escaped(
         for i, name in enumerate(names):
             staged = write_png(tmp_path / f"staged{i}.png", i)
             os.rename(staged, os.path.join(root, name))
-        until(lambda: len(scans(sqlite_url)) == 2, 15)
+        until(lambda: len(scans(sqlite_url)) == 2, 15, "2 scans recorded")
     rows = {bytes(r.path_bytes or b""): r for r in scans(sqlite_url)}
     assert set(rows) == {os.path.join(root, n) for n in names}
     assert rows[os.path.join(root, names[0])].path == str(tmp_path / "drop" / "caf\\xe9.png")

@@ -10,11 +10,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from usqa_files import Drop, finish_all, scans, until, write_png
+
+from tests.helpers.files import Drop, write_png
+from tests.helpers.ledger import finish_all, scans
+from tests.helpers.poll import until
 
 
 def disposed(drop: Drop) -> None:
-    until(lambda: all(r.disposed_at is not None for r in scans(drop.url)), 10, drop.ingester.tick)
+    until(
+        drop.ticking(lambda: all(r.disposed_at is not None for r in scans(drop.url))),
+        10,
+        "every scored file disposed of",
+    )
 
 
 def said(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:

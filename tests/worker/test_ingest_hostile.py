@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from usqa_files import Drop, copy_dicom, env_for, make_settings, scans, until, usqa, write_png
 
-import db
 from db import paths
 from db.models import TERMINAL
+from tests.helpers.files import Drop, copy_dicom, env_for, make_settings, usqa, write_png
+from tests.helpers.ledger import scans
+from tests.helpers.poll import until
 from worker.ingest.admission import Folder
 from worker.logs import TextFormatter
 from worker.service import run_embedded
@@ -182,15 +183,14 @@ def test_a_hostile_drop_folder_with_delete_after_scoring(
 
 def test_a_row_the_database_cannot_index_is_refused_not_retried_for_ever(
     tmp_path: Path,
-    postgres_database: Callable[[], str],
+    postgres_ledger: Callable[[], str],
     random_weights: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without the length check in admission, PostgreSQL refuses the row (index row size,
     SQLSTATE 54): that is the file's fault, not an outage. The file is refused with the
     database's reason and the ingester records the others, instead of pausing for ever."""
-    url = postgres_database()
-    db.upgrade(url)
+    url = postgres_ledger()
     monkeypatch.setattr(paths, "MAX_TEXT_BYTES", 1 << 20)
     drop = Drop(url, tmp_path / "drop", random_weights)
     rng = random.Random(1)
@@ -220,7 +220,7 @@ def test_a_folder_swapped_for_a_link_before_its_file_is_taken_is_refused(
     write_png(tmp_path / "outside" / "a.png", 2)
     (drop.root / "x").rename(tmp_path / "moved-away")
     (drop.root / "x").symlink_to(tmp_path / "outside")
-    until(lambda: str(path) in drop.ingester.refused, 20, drop.ingester.tick)
+    until(drop.ticking(lambda: str(path) in drop.ingester.refused), 20, "the file refused")
     reason, _ = drop.ingester.refused[str(path)]
     assert "symbolic link to a folder" in reason
     assert drop.settle(0) == []

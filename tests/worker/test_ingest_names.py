@@ -20,10 +20,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from usqa_files import Drop, scans, write_png
 
-import db
 from db import paths
+from tests.helpers.files import Drop, write_png
+from tests.helpers.ledger import scans
 from worker.cli import main
 from worker.logs import TextFormatter
 from worker.scoring import process_scans
@@ -53,12 +53,11 @@ def check_text_form(path: bytes) -> str:
 
 def test_any_name_is_recorded_once_scored_and_shown_escaped(
     tmp_path: Path,
-    postgres_database: Callable[[], str],
+    postgres_ledger: Callable[[], str],
     random_weights: Path,
     pipeline_for: Callable[..., Any],
 ) -> None:
-    url = postgres_database()
-    db.upgrade(url)
+    url = postgres_ledger()
     drop = Drop(url, tmp_path / "drop", random_weights)
     pipeline = pipeline_for(url)
     log = io.StringIO()

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from usqa_files import Drop, scans, until
 
 import db
 from db import ledger
+from tests.helpers.files import Drop
+from tests.helpers.ledger import scans
+from tests.helpers.poll import until
 from worker.ingest import limits
 
 FILES = 4000
@@ -69,15 +71,16 @@ def test_a_restart_over_many_kept_files_is_bounded_and_logs_progress(
     drop = Drop(sqlite_url, root, random_weights, rescan_seconds=3600)
     ticks: list[float] = []
 
-    def tick() -> None:
+    def ticked() -> bool:
         started = time.monotonic()
         drop.ingester.tick()
         ticks.append(time.monotonic() - started)
         assert len(drop.ingester.known) <= REMEMBERED
         assert len(drop.ingester.pending) <= limits.MAX_PENDING
+        return drop.ingester._passes >= 1
 
     with caplog.at_level(logging.INFO, logger="worker.ingest"):
-        until(lambda: drop.ingester._passes >= 1, 120, tick)
+        until(ticked, 120, "one full pass over the folder")
 
     assert len(scans(sqlite_url)) == FILES, "nothing recorded again"
     assert not drop.ingester.pending and drop.sent == []

@@ -213,12 +213,11 @@ def test_queue_depth_watcher_follows_its_reader() -> None:
         metrics.shutdown()
 
 
-def test_ledger_queue_depth_counts_queued_scans(tmp_path) -> None:
+def test_ledger_queue_depth_counts_queued_scans(sqlite_url: str) -> None:
     import db
     from db import ledger
 
-    url = f"sqlite:///{tmp_path / 'usqa.db'}"
-    db.upgrade(url)
+    url = sqlite_url
     assert metrics.ledger_queue_depth(url) == 0
     with db.session_scope(url) as session:
         for i in range(3):

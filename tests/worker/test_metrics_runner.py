@@ -15,7 +15,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from sqlalchemy import select
 
 import db
 from db.models import Scan
+from tests.helpers.poll import until
 from worker.ops import metrics
 from worker.ops.health import check_heartbeat
 from worker.settings import load_settings
@@ -146,22 +146,11 @@ def test_embedded_runner_metrics_count_what_was_scored(
     assert not heartbeat.exists(), "a clean stop removes the heartbeat file"
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.mark.integration
 def test_scaled_worker_endpoint_adds_up_its_pool_processes(
-    tmp_path: Path, random_weights: Path, postgres_database: Callable[[], str], redis_url: str
+    tmp_path: Path, random_weights: Path, postgres_ledger: Callable[[], str], redis_url: str
 ) -> None:
-    url = postgres_database()
-    db.upgrade(url)
+    url = postgres_ledger()
     # A Redis database of its own: no other test's worker may take these tasks.
     broker = redis_url.rsplit("/", 1)[0] + "/13"
     import redis
@@ -201,7 +190,7 @@ def test_scaled_worker_endpoint_adds_up_its_pool_processes(
             return len(rows) == 5 and all(r.status in ("scored", "failed", "skipped") for r in rows)
 
         try:
-            _wait(finished, 120, "every dropped file to reach a terminal row")
+            until(finished, 120, "every dropped file to reach a terminal row", interval=0.2)
         except BaseException:
             for log_file in logs.iterdir():
                 print(log_file.name, log_file.read_text()[-3000:])
@@ -209,10 +198,11 @@ def test_scaled_worker_endpoint_adds_up_its_pool_processes(
         worker = _scrape(worker_port)
         _check_counts(worker, received=False, scored=True)
         # Both pool processes may have scored; the parent's endpoint shows the sum either way.
-        ingest = _wait(
+        ingest = until(
             lambda: (s := _scrape(ingest_port)) and _get(s, "usqa_scans_received_total") == 5 and s,
             30,
             "the ingester's counts",
+            interval=0.2,
         )
         _check_counts(ingest, received=True, scored=False)
         assert _get(ingest, "usqa_queue_depth") >= 0

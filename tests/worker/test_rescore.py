@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from usqa_files import make_settings, write_png
 
 import db
 from db import ledger
 from db.models import Scan, ScanScore
+from tests.helpers.files import make_settings, write_png
 from worker.cli import main
 from worker.commands.rescore import parse_bound
 from worker.scoring import ScoringContext, process_scans

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from celery.exceptions import Retry, SoftTimeLimitExceeded
-from usqa_files import FAULTS, make_settings, receive, write_png
 
 import db
 from db.models import Scan
+from tests.helpers.files import FAULTS, make_settings, write_png
+from tests.helpers.ledger import receive
 from worker.scoring import ScoringContext, retry
 from worker.scoring import batch as scoring_batch
 from worker.transport import celery_app

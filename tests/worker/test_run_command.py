@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from usqa_files import copy_dicom, env_for, usqa, write_png
 
+from tests.helpers.files import copy_dicom, env_for, usqa, write_png
 from worker.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -5,7 +5,6 @@ scoring process started with another salt, or none, warns; on SQLite and Postgre
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,15 +63,10 @@ def test_the_fingerprint_reveals_nothing_and_tells_salts_apart() -> None:
     assert GOOD not in fp and fp not in GOOD
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        found = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        make: Callable[[], str] = request.getfixturevalue("postgres_database")
-        found = make()
-    db.upgrade(found)
-    return found
+@pytest.fixture
+def url(any_url: str) -> str:
+    """These tests' name for a fresh ledger on each database."""
+    return any_url
 
 
 @pytest.mark.integration

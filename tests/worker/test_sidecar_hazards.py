@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from usqa_files import receive, write_png
 
 import db
 from db.models import Scan
 from dicom_io import read
 from dicom_io.metadata import MAX_SIDECAR_BYTES
+from tests.helpers.files import write_png
+from tests.helpers.ledger import receive
 from worker.errors import InputError
 from worker.scoring import ScoringContext, process_scans
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from usqa_files import FAULTS, make_settings, receive, write_png
 
 import db
 from db.models import Scan
+from tests.helpers.files import FAULTS, make_settings, write_png
+from tests.helpers.ledger import receive
+from tests.helpers.poll import until
 from worker.scoring import ScoringContext
 from worker.transport import celery_app
 from worker.transport.embedded import Runner
@@ -26,15 +27,6 @@ from worker.transport.embedded import Runner
 pytestmark = pytest.mark.integration
 
 LIMIT_S = 120.0  # the most any step may take, however loaded the machine (polled, not slept)
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + LIMIT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {LIMIT_S:.0f} s waiting for {what}")
 
 
 def _statuses(url: str) -> dict[str, str]:
@@ -46,8 +38,7 @@ def _statuses(url: str) -> dict[str, str]:
 def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     if request.node.callspec.params["mode"] == "embedded":
         return sqlite_url
-    fresh: str = request.getfixturevalue("postgres_database")()
-    db.upgrade(fresh)
+    fresh: str = request.getfixturevalue("postgres_ledger")()
     return fresh
 
 
@@ -98,8 +89,9 @@ def test_other_files_are_committed_while_a_slow_one_still_decodes(
     worker = threading.Thread(target=batch, daemon=True)
     worker.start()
     try:
-        _until(
+        until(
             lambda: all(_statuses(url)[p.name] == "scored" for p in fast),
+            LIMIT_S,
             "the fast files' rows to be committed",
         )
         assert _statuses(url)[slow.name] == "processing"

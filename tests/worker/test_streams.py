@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import select
-from usqa_files import make_settings, write_png
 
 import db
 from db import ledger
 from db.models import Scan, ScanScore
 from model import Scorer
+from tests.helpers.files import make_settings, write_png
+from tests.helpers.poll import until
 from worker.decoding import Decoder
 from worker.scoring import BatchResult, ScoringContext, process_scans
 from worker.scoring.inference import InferenceQueue
@@ -29,15 +30,6 @@ from worker.transport import embedded as runner_module
 from worker.transport.embedded import Runner
 
 CINE = str(get_testdata_file("examples_ybr_color.dcm"))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +123,12 @@ class FakeBatches:
             self.running += 1
             self.most = max(self.most, self.running)
         try:
-            assert wait_for(lambda: gate.is_set() or self.release.is_set())
+            until(
+                lambda: gate.is_set() or self.release.is_set(),
+                30,
+                "the gate or the release",
+                interval=0.01,
+            )
         finally:
             with self.lock:
                 self.running -= 1
@@ -155,16 +152,17 @@ def test_the_runner_scores_two_batches_at_once(
     try:
         before = time.time()
         runner.submit([1])
-        assert wait_for(lambda: len(fake.batches) == 1)
+        until(lambda: len(fake.batches) == 1, 30, "the first batch", interval=0.01)
         oldest = runner.busy_since
         assert oldest is not None and before <= oldest <= fake.started[0]
         runner.submit([2])
-        assert wait_for(lambda: len(fake.batches) == 2)  # while the first is still in hand
+        # the second batch starts while the first is still in hand
+        until(lambda: len(fake.batches) == 2, 30, "the second batch", interval=0.01)
         assert fake.running == 2 and fake.batches == [[1], [2]]
         assert runner.busy_since == oldest  # the oldest batch in hand
         assert not runner.idle
         fake.release.set()
-        assert wait_for(lambda: runner.idle)
+        until(lambda: runner.idle, 30, "the runner to be idle", interval=0.01)
         assert runner.busy_since is None and runner.batches == 2 and runner.failed == 0
     finally:
         fake.release.set()
@@ -179,13 +177,13 @@ def test_stop_lets_both_batches_in_hand_finish(
     runner = Runner(ScoringContext(make_settings(sqlite_url, random_weights), batches=2))
     runner.start()
     runner.submit([1])
-    assert wait_for(lambda: fake.running == 1)
+    until(lambda: fake.running == 1, 30, "one stream running", interval=0.01)
     runner.submit([2])
-    assert wait_for(lambda: fake.running == 2)
+    until(lambda: fake.running == 2, 30, "two streams running", interval=0.01)
     stopper = threading.Thread(target=runner.stop, daemon=True)
     stopper.start()
     fake.open("usqa-runner-0")  # one batch ends; the other thread's is still in hand
-    assert wait_for(lambda: fake.running == 1)
+    until(lambda: fake.running == 1, 30, "one stream running", interval=0.01)
     time.sleep(0.2)
     assert stopper.is_alive() and runner.busy_since is not None
     fake.release.set()
@@ -205,12 +203,12 @@ def test_a_runner_with_one_decoder_scores_one_batch_at_a_time(
     runner.start()
     try:
         runner.submit([1])
-        assert wait_for(lambda: len(fake.batches) == 1)
+        until(lambda: len(fake.batches) == 1, 30, "the first batch", interval=0.01)
         runner.submit([2])
         time.sleep(0.3)
         assert fake.batches == [[1]] and not runner.idle  # the second waits for the first
         fake.release.set()
-        assert wait_for(lambda: runner.idle)
+        until(lambda: runner.idle, 30, "the runner to be idle", interval=0.01)
     finally:
         fake.release.set()
         runner.stop(timeout=10)
@@ -228,7 +226,7 @@ def test_the_runner_merges_fresh_work_up_to_its_size(
     runner.submit([500, 501], token="retry-token")  # a retry keeps its own batch
     runner.start()
     try:
-        assert wait_for(lambda: runner.idle)
+        until(lambda: runner.idle, 30, "the runner to be idle", interval=0.01)
     finally:
         runner.stop(timeout=10)
     assert sorted(map(len, fake.batches)) == [2, 36, 64]

@@ -10,11 +10,12 @@ from pathlib import Path
 import pydicom
 import pytest
 from sqlalchemy import func, select, update
-from usqa_files import FAULTS, copy_dicom, make_settings, receive, write_png
 
 import db
 from db import ledger
 from db.models import FrameScore, ModelVersion, Scan, ScanScore, WorkerProcess
+from tests.helpers.files import FAULTS, copy_dicom, make_settings, write_png
+from tests.helpers.ledger import receive
 from worker.scoring import RETRY, ScoringContext, process_scans
 
 pytestmark = pytest.mark.integration
@@ -262,7 +263,7 @@ def test_a_batch_is_written_in_a_few_statements(
 
 
 def test_a_conflict_in_the_batch_write_falls_back_to_one_scan_at_a_time(
-    postgres_database: Callable[[], str],
+    postgres_ledger: Callable[[], str],
     tmp_path: Path,
     pipeline_for: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
@@ -270,8 +271,7 @@ def test_a_conflict_in_the_batch_write_falls_back_to_one_scan_at_a_time(
     """Another worker scores a copy of one file between our duplicate check and our write
     (PostgreSQL: SQLite's single writer rules this race out): the batch write fails on the
     unique constraint, and scan by scan the copy is skipped while the others are scored."""
-    any_url = postgres_database()
-    db.upgrade(any_url)
+    any_url = postgres_ledger()
     paths = [write_png(tmp_path / f"{i}.png", i) for i in range(3)]
     ids = [receive(any_url, p) for p in paths]
     twin = receive(any_url, paths[1])  # the same content, received twice

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from usqa_files import copy_dicom, make_settings, receive, write_png
 
 import db
 from db import queries
 from db.models import FrameScore, ModelVersion, Scan, ScanDefect, ScanScore
+from tests.helpers.files import copy_dicom, make_settings, write_png
+from tests.helpers.ledger import receive
 from worker.scoring import ScoringContext, process_scans
 
 pytestmark = pytest.mark.integration
