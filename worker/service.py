@@ -155,6 +155,9 @@ def _prepare_embedded(settings: Settings) -> None:
 def _serve_metrics(settings: Settings) -> None:
     if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
         metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
+        from worker.ops import quality  # the ledger's quality alerts as gauges
+
+        quality.watch_quality_alerts(settings.database_url)
 
 
 def _resume_queued(settings: Settings, submit: Callable[[list[int]], None]) -> None:

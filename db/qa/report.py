@@ -38,7 +38,7 @@ from db.qa.queries import (
 )
 from db.qa.rows import DEFAULT_DAYS, DEFECT, Period, ScoreRows
 
-__all__ = ["ALL_VERSIONS", "QAReport", "build_report"]
+__all__ = ["ALL_VERSIONS", "QAReport", "build_report", "check_alerts"]
 
 ALL_VERSIONS = "all"
 
@@ -205,3 +205,32 @@ def build_report(
         model_version=version,
     )
     return report
+
+
+def check_alerts(
+    session: Session,
+    dimensions: Sequence[str],
+    *,
+    today: date,
+    rule: DriftRule | None = None,
+    probe_rule: ProbeRule | None = None,
+) -> tuple[DriftResult, EquipmentResult] | None:
+    """Only the alerts of a default report (for monitoring): drift over ``dimensions`` and
+    probe faults, for the windows ending on the latest day with scans (up to ``today``),
+    among the scans of the current model version. None when nothing was scored yet."""
+    until = resolve_period(session, since=None, until=None, today=today, default_days=1)
+    version = current_model_version(session)
+    if until is None or version is None:
+        return None
+    rule, probe_rule = rule or DriftRule(), probe_rule or ProbeRule()
+    end = until.until
+    rows = fetch_scores(session, min(rule.windows(end)[0], probe_rule.since(end)), end)
+    drift = detect_drift(rows, dimensions, until=end, rule=rule, model_version=version)
+    equipment = detect_probe_faults(
+        rows,
+        listing(session, rows, probe_rule.defect),
+        until=end,
+        rule=probe_rule,
+        model_version=version,
+    )
+    return drift, equipment

@@ -243,3 +243,30 @@ def test_html_with_defects_opens_in_chromium(defect_url: str, tmp_path: Path) ->
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'data-charts-rendered="6"' in dom.stdout
     assert console_lines(dom.stderr) == []
+
+
+def test_alerts_as_prometheus_gauges(any_url: str) -> None:
+    from prometheus_client import generate_latest
+
+    from worker.ops import metrics, quality
+
+    rows, listed = month(random.Random(17))
+    seed_defects(any_url, bulk_seed(any_url, rows), listed)
+    quality.refresh(any_url)
+    exposed = generate_latest(metrics.metrics().registry).decode()
+    series = [
+        line for line in exposed.splitlines() if line.startswith(("usqa_quality", "usqa_probe"))
+    ]
+    assert (
+        'usqa_quality_alerts{defect="low_gain",dimension="station",group="S1",kind="defect"} 1.0'
+        in series
+    )
+    assert 'usqa_probe_fault_share{defect="dead_elements",station="S3",transducer="C5-1"} 1.0' in (
+        series
+    )
+    assert sum(line.startswith("usqa_quality_alerts{") for line in series) == 1
+    assert sum(line.startswith("usqa_probe_fault_share{") for line in series) == 1
+    quality.publish(None)  # no data: the series go away, the timestamp stays
+    exposed = generate_latest(metrics.metrics().registry).decode()
+    assert "usqa_quality_alerts{" not in exposed and "usqa_probe_fault_share{" not in exposed
+    assert "usqa_quality_alerts_checked_timestamp_seconds" in exposed

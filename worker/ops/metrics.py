@@ -12,6 +12,8 @@ What is counted (every name starts with ``usqa_``)::
     inference_seconds                    histogram: model time per inference batch
     frames_scored_total                  frames through the model
     model_info{version}                  1 for the model version a process scores with
+    quality_alerts{kind,dimension,group,defect}  1 per drift alert (worker.ops.quality)
+    probe_fault_share{station,transducer,defect} share of a suspected probe fault's scans
 
 Processes. ``usqa run`` and ``usqa ingest`` are one process each: the metrics live in that
 process and :func:`serve` starts a small HTTP server thread. ``usqa worker`` runs a Celery
@@ -38,18 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker.errors import (
-    ConfigError,
-    CorruptFileError,
-    DecoderCrashedError,
-    DecodeTimeoutError,
-    InputError,
-    LimitExceededError,
-    NoPixelDataError,
-    SkipScan,
-    UnreadableFileError,
-    UnsupportedFileError,
-)
+from worker.errors import ConfigError
+from worker.ops.reasons import FAILED_REASONS, GRADES, SKIPPED_REASONS, reason_class
 
 __all__ = [
     "FAILED_REASONS",
@@ -68,50 +60,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Reason classes: a short fixed set, so the number of time series stays small.
-FAILED_REASONS = (
-    "unreadable",  # missing, no permission, changed or removed before scoring
-    "unsupported",  # not DICOM/PNG/JPEG, or a codec we cannot decode
-    "corrupt",  # truncated or inconsistent content
-    "limit",  # over the pixel, frame or size budget
-    "no_pixels",  # a DICOM object without an image
-    "decode_timeout",  # decoding ran past USQA_DECODE_TIMEOUT
-    "decoder_crash",  # the decoding process died on this file every time
-    "attempts",  # transient problems until the attempt cap
-    "scoring",  # the model could not score its frames
-    "other",
-)
-SKIPPED_REASONS = ("duplicate", "policy", "not_ultrasound", "other")
-GRADES = ("good", "average", "poor")
-
 # Seconds: from a fraction of a second (embedded, idle) to an hour (a large backlog).
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 INFERENCE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-_INPUT_CLASSES: tuple[tuple[type[BaseException], str], ...] = (
-    (DecodeTimeoutError, "decode_timeout"),
-    (UnreadableFileError, "unreadable"),
-    (UnsupportedFileError, "unsupported"),
-    (LimitExceededError, "limit"),
-    (NoPixelDataError, "no_pixels"),
-    (CorruptFileError, "corrupt"),
-)
-
-
-def reason_class(error: BaseException | None = None, *, status: str = "failed") -> str:
-    """The reason class of a terminal outcome, from the exception that caused it."""
-    if status == "skipped":
-        return "policy" if isinstance(error, SkipScan) else "other"
-    if error is None:
-        return "other"
-    if isinstance(error, DecoderCrashedError):
-        return "decoder_crash"
-    for cls, name in _INPUT_CLASSES:
-        if isinstance(error, cls):
-            return name
-    if isinstance(error, InputError):
-        return "corrupt"
-    return "other"
 
 
 @dataclass
@@ -397,6 +348,9 @@ def shutdown() -> None:
     _queue_thread = None
     _queue_reader = None
     _stop_server()
+    from worker.ops.quality import stop  # late: quality builds on this module
+
+    stop()
     if _multiprocess_dir is not None and _multiprocess_dir.startswith(tempfile.gettempdir()):
         shutil.rmtree(_multiprocess_dir, ignore_errors=True)
     _multiprocess_dir = None
