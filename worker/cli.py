@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "health",
     "db",
     "report",
+    "explain",
 )
 
 

@@ -6,6 +6,9 @@ shown only while it is still the content that was scored: a regular file (never 
 device: opened without blocking) whose size and sha256 are those the ledger recorded on
 arrival, and that did not change (device, inode, size, mtime) while it was read. A file
 replaced or rewritten since, at its drop-folder path or in ``done/``, is not shown.
+
+With an ``explain`` function (:mod:`worker.report.overlays`), the same verified frame also
+gets its saliency overlay: where the evidence for the score and the first defect lies.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import io
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,18 @@ from db.qa.queries import ScannedFile
 from dicom_io import ReadOptions, read
 from worker.errors import InputError
 
-__all__ = ["GONE", "NOT_READ", "REPLACED", "Thumbnail", "thumbnail", "thumbnails", "verified"]
+__all__ = [
+    "GONE",
+    "NOT_READ",
+    "REPLACED",
+    "Explain",
+    "Frames",
+    "Thumbnail",
+    "read_verified",
+    "thumbnail",
+    "thumbnails",
+    "verified",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +56,18 @@ NOT_READ = "file could not be read"
 
 @dataclasses.dataclass(frozen=True)
 class Thumbnail:
-    """A scan's image as a PNG data URI, or None with the reason shown instead."""
+    """A scan's image as a PNG data URI, or None with the reason shown instead; and, when
+    asked for, its saliency overlay (a PNG data URI, or None) with its one-line legend (or
+    why there is none)."""
 
     uri: str | None
     note: str = ""
+    overlay: str | None = None
+    legend: str = ""
+
+
+# A frame -> (its overlay as a PNG data URI or None, the legend or why there is none).
+Explain = Callable[[np.ndarray], tuple[str | None, str]]
 
 
 def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -74,41 +96,79 @@ def _png(frame: np.ndarray, size: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def thumbnail(
-    path: Path, options: ReadOptions, expected: ScannedFile, size: int = SIZE
-) -> Thumbnail:
-    """One frame of the scan at ``path``, if the file there is still the scored one."""
+@dataclasses.dataclass(frozen=True)
+class Frames:
+    """What :func:`read_verified` read: the selected frames ``(index, frame)``, or none
+    and ``note`` saying why (GONE, REPLACED or NOT_READ, with the reader's ``error``);
+    ``skip_reason``: the reader's reason not to score the file (then no frame is read)."""
+
+    frames: list[tuple[int, np.ndarray]]
+    note: str = ""
+    error: str = ""
+    skip_reason: str | None = None
+
+
+def read_verified(path: Path, options: ReadOptions, expected: ScannedFile | None) -> Frames:
+    """The selected frames (``options.frames_to_score``) of the file at ``path``, read
+    only if it is still the ``expected`` content and did not change while read (None:
+    a file the ledger does not know, read as it is)."""
+    before: os.stat_result | None = None
+    if expected is not None:
+        try:
+            before = verified(path, expected)
+        except OSError as exc:
+            log.info("not read: %s: %s", shown(path.name), exc.strerror or exc)
+            return Frames([], GONE, str(exc.strerror or exc))
+        if before is None:
+            log.info("not read: %s is not the file that was scored any more", shown(path.name))
+            return Frames([], REPLACED)
     try:
-        before = verified(path, expected)
-    except OSError as exc:
-        log.info("no thumbnail: %s: %s", shown(path.name), exc.strerror or exc)
-        return Thumbnail(None, GONE)
-    if before is None:
-        log.info("no thumbnail: %s is not the file that was scored any more", shown(path.name))
-        return Thumbnail(None, REPLACED)
-    try:
-        scan = read(path, dataclasses.replace(options, frames_to_score=1))
-        frame = next(iter(scan.iter_frames()), None)
+        scan = read(path, options)
+        frames = [] if scan.skip_reason else list(scan.iter_frames())
         after = path.stat()
     except (InputError, OSError) as exc:
-        log.info("no thumbnail for a scan: %s", exc)
-        return Thumbnail(None, NOT_READ)
-    if _identity(after) != _identity(before):
-        log.info("no thumbnail: %s changed while it was read", shown(path.name))
-        return Thumbnail(None, REPLACED)
-    if frame is None:
-        return Thumbnail(None, NOT_READ)
-    return Thumbnail(_png(frame[1], size))
+        log.info("a scan could not be read: %s", exc)
+        return Frames([], NOT_READ, str(exc))
+    if before is not None and _identity(after) != _identity(before):
+        log.info("not read: %s changed while it was read", shown(path.name))
+        return Frames([], REPLACED)
+    if scan.skip_reason:
+        return Frames([], skip_reason=scan.skip_reason)
+    if not frames:
+        return Frames([], NOT_READ, "no frame was selected")
+    return Frames(frames)
 
 
-def thumbnails(files: Mapping[int, ScannedFile], options: ReadOptions) -> dict[int, Thumbnail]:
+def thumbnail(
+    path: Path,
+    options: ReadOptions,
+    expected: ScannedFile,
+    size: int = SIZE,
+    explain: Explain | None = None,
+) -> Thumbnail:
+    """One frame of the scan at ``path``, if the file there is still the scored one; with
+    its overlay from ``explain`` when given."""
+    got = read_verified(path, dataclasses.replace(options, frames_to_score=1), expected)
+    if not got.frames:
+        return Thumbnail(None, got.note or NOT_READ)
+    frame = got.frames[0][1]
+    if explain is None:
+        return Thumbnail(_png(frame, size))
+    overlay, legend = explain(frame)
+    return Thumbnail(_png(frame, size), overlay=overlay, legend=legend)
+
+
+def thumbnails(
+    files: Mapping[int, ScannedFile], options: ReadOptions, explain: Explain | None = None
+) -> dict[int, Thumbnail]:
     """A thumbnail per scan id, trying each known location of its file in turn (moved to
-    ``done/``, then where it arrived); the first that is still the scored content wins."""
+    ``done/``, then where it arrived); the first that is still the scored content wins.
+    ``explain``: also its saliency overlay (see :class:`Thumbnail`)."""
     out: dict[int, Thumbnail] = {}
     for scan_id, expected in files.items():
         out[scan_id] = Thumbnail(None, GONE)
         for candidate in expected.paths:
-            found = thumbnail(Path(candidate), options, expected)
+            found = thumbnail(Path(candidate), options, expected, explain=explain)
             if found.uri is not None:
                 out[scan_id] = found
                 break
