@@ -58,6 +58,9 @@ th{background:#f0f3f7;font-weight:600} td:first-child,th:first-child{text-align:
 td.l,th.l{text-align:left} tr.total td{font-weight:600;border-top:2px solid #c5cfdb}
 img.chart{width:100%;height:auto;display:block;margin:8px 0}
 img.thumb{max-width:160px;max-height:120px;display:block}
+.images{display:flex;gap:8px;align-items:flex-start} figure.overlay{margin:0;max-width:340px}
+img.overlay{max-width:330px;max-height:120px;display:block}
+figure.overlay figcaption{white-space:normal;font-size:11px;color:#6b7785}
 .uid{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11.5px;word-break:break-all;
   text-align:left} ul{margin:6px 0 6px 20px;padding:0} li{margin:3px 0}
 footer{color:#6b7785;font-size:12px;margin-top:32px}
@@ -74,6 +77,12 @@ window.addEventListener("load", function () {
     else { console.error("chart did not render: " + img.alt); }
   });
   document.body.setAttribute("data-charts-rendered", String(ok));
+  var overlays = 0;
+  document.querySelectorAll("img.thumb, img.overlay").forEach(function (img) {
+    if (img.complete && img.naturalWidth > 0) { overlays += img.classList.contains("overlay"); }
+    else { console.error("image did not render: " + img.alt); }
+  });
+  document.body.setAttribute("data-overlays-rendered", String(overlays));
 });
 """
 
@@ -124,6 +133,25 @@ def _group_table(report: QAReport, alerted: set[str | None]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _image_cell(scan_id: int, thumb: Thumbnail | None) -> str:
+    """The thumbnail of a scan and, beside it, its saliency overlay with the legend (or
+    the note saying why there is none)."""
+    if thumb is None or not thumb.uri:
+        note = thumb.note if thumb is not None and thumb.note else "file no longer available"
+        return f"<td class=l>{escape(note)}</td>"
+    image = f'<img class="thumb" alt="scan {scan_id}" src="{escape(thumb.uri)}">'
+    if thumb.overlay:
+        legend = escape(shown_text(thumb.legend))
+        image += (
+            f'<figure class="overlay"><img class="overlay" alt="scan {scan_id}: where the '
+            f'evidence lies" title="{legend}" src="{escape(thumb.overlay)}">'
+            f"<figcaption>{legend}</figcaption></figure>"
+        )
+    elif thumb.legend:
+        image += f'<div class="sub">{escape(shown_text(thumb.legend))}</div>'
+    return f'<td class=l><div class="images">{image}</div></td>'
+
+
 def _worst_table(report: QAReport, thumbnails: Mapping[int, Thumbnail] | None) -> str:
     thumbs = thumbnails is not None
     head = (
@@ -150,14 +178,7 @@ def _worst_table(report: QAReport, thumbnails: Mapping[int, Thumbnail] | None) -
         ]
         if thumbs:
             assert thumbnails is not None
-            thumb = thumbnails.get(w.scan_id)
-            uri = thumb.uri if thumb is not None else None
-            note = thumb.note if thumb is not None and thumb.note else "file no longer available"
-            cells.append(
-                f'<td class=l><img class="thumb" alt="scan {w.scan_id}" src="{escape(uri)}"></td>'
-                if uri
-                else f"<td class=l>{escape(note)}</td>"
-            )
+            cells.append(_image_cell(w.scan_id, thumbnails.get(w.scan_id)))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
