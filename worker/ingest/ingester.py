@@ -26,6 +26,7 @@ from worker.ingest.events import Events, event_filter, inotify_observer
 from worker.ingest.finding import Finder
 from worker.ingest.reconciler import reconcile
 from worker.ingest.recording import Recorder
+from worker.logs import Outage
 
 __all__ = ["Ingester"]
 
@@ -83,7 +84,7 @@ class Ingester:
         self._observer: Any = None
         self._next_reconcile = 0.0
         self._next_disposal = 0.0
-        self._db_failing = False
+        self._database = Outage(log)
         self._unexpected: str | None = None
 
     # --- what it holds ----------------------------------------------------------------
@@ -218,13 +219,13 @@ class Ingester:
             self.recorder.record_hashed()
             self.batcher.flush()
             self._after_scoring(now)
-            if self._db_failing:
-                log.info("the database is reachable again")
-            self._db_failing = False
+            self._database.recovered("the database is reachable again")
         except TransientError as exc:
-            if not self._db_failing:
-                log.warning("ingest paused: %s", exc)
-            self._db_failing = True
+            self._database.failed("ingest paused: %s", exc)
+
+    @property
+    def _db_failing(self) -> bool:  # tests/worker/test_ingest_hostile.py reads it
+        return self._database.down
 
     def _note_events(self) -> tuple[set[str], dict[str, bool]]:
         """The paths events named since the last tick, and inotify's last word on each;

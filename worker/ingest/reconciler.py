@@ -16,6 +16,7 @@ from typing import Any
 import db
 from db import ledger
 from db.models import PROCESSING
+from worker.logs import log_outcome
 from worker.ops import metrics
 
 __all__ = ["reconcile"]
@@ -53,12 +54,7 @@ def reconcile(
                 last = scan.reason or "the process scoring it stopped before finishing"
                 reason = f"gave up after {scan.attempts} attempts; last problem: {last}"
                 if ledger.give_up(session, scan, reason, now):
-                    log.warning(
-                        "scan %d failed: %s",
-                        scan.id,
-                        reason,
-                        extra={"scan_id": scan.id, "status": "failed", "reason": reason},
-                    )
+                    log_outcome(log, scan.id, "failed", reason=reason)
                     metrics.scan_finished("failed", reason="attempts", received_at=scan.received_at)
             else:
                 again.append(scan)

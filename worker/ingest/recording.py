@@ -21,6 +21,7 @@ from worker.ingest import limits
 from worker.ingest.batcher import Batcher
 from worker.ingest.candidates import Candidates, Ready, signature, stat_or_none
 from worker.ingest.hasher import Hashed, Hasher
+from worker.logs import log_outcome
 from worker.ops import metrics
 
 __all__ = ["FIRST_BATCH_FILES", "Recorder", "recorded_files", "still_there"]
@@ -131,13 +132,7 @@ class Recorder:
         kept, received = self._insert_or_refuse(entries, insert)
         for (entry, st), row in zip(kept, received, strict=True):
             path = entry.path
-            log.warning(
-                "scan %d failed: %s: %s",
-                row.id,
-                printable(path),
-                row.reason,
-                extra={"scan_id": row.id, "status": "failed", "reason": row.reason},
-            )
+            log_outcome(log, row.id, "failed", reason=row.reason, where=printable(path))
             self.candidates.mark_known(path, st)
             metrics.scan_finished("failed", reason="limit")
         self.recorded += len(received)
@@ -226,12 +221,7 @@ class Recorder:
         queued = [row.id for row in received if row.duplicate_of is None]
         for row in received:
             if row.duplicate_of is not None:
-                log.info(
-                    "scan %d skipped: %s",
-                    row.id,
-                    row.reason,
-                    extra={"scan_id": row.id, "status": "skipped", "reason": row.reason},
-                )
+                log_outcome(log, row.id, "skipped", reason=row.reason)
         for entry, st in fresh:
             self.candidates.mark_known(entry.path, st)
         self.recorded += len(received)

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from dicom_io.messages import shown_url
 from worker.errors import ConfigError
+from worker.logs import Outage
 
 __all__ = [
     "Beat",
@@ -90,7 +91,7 @@ class HeartbeatFile:
         self.interval = float(interval)
         self.busy_limit = busy_limit
         self.hostname = socket.gethostname()
-        self._failing = False
+        self._outage = Outage(log)
         self._last_write = float("-inf")
         self._ready_sent = False
 
@@ -129,13 +130,9 @@ class HeartbeatFile:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(asdict(beat), fh)
             Path(tmp).replace(self.path)
-            if self._failing:
-                log.info("heartbeat file %s written again", self.path)
-            self._failing = False
+            self._outage.recovered("heartbeat file %s written again", self.path)
         except OSError as exc:
-            if not self._failing:
-                log.warning("cannot write heartbeat file %s: %s", self.path, exc.strerror)
-            self._failing = True
+            self._outage.failed("cannot write heartbeat file %s: %s", self.path, exc.strerror)
         stuck = (
             busy_since is not None
             and self.busy_limit is not None

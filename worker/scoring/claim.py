@@ -9,7 +9,7 @@ from db import ledger
 from db.models import FAILED, Scan
 from worker.ops import metrics
 from worker.scoring.context import ScoringContext
-from worker.scoring.outcome_log import log_outcome
+from worker.scoring.outcome_log import log_scan_outcome
 
 __all__ = ["claim_batch"]
 
@@ -36,7 +36,7 @@ def claim_batch(context: ScoringContext, ids: Sequence[int], token: str) -> list
                 )
                 reason = f"gave up after {settings.max_attempts} attempts; last problem: {last}"
                 ledger.finish(session, scan.id, token, ledger.Outcome(FAILED, reason))
-                log_outcome(scan, FAILED, reason=reason)
+                log_scan_outcome(scan, FAILED, reason=reason)
                 metrics.scan_finished(FAILED, reason="attempts", received_at=scan.received_at)
             else:
                 usable.append(scan)

@@ -16,6 +16,7 @@ import db
 from db import ledger
 from worker.decoding import Decoder
 from worker.errors import UsqaError
+from worker.logs import Outage
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class ScoringContext:
         self._registered = False
         self._stop = threading.Event()
         self._beat_thread: threading.Thread | None = None
-        self._beat_failing = False
+        self._beat_outage = Outage(log)
         self._lock = threading.Lock()
 
     # --- the model ------------------------------------------------------------------
@@ -165,13 +166,9 @@ class ScoringContext:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
                 self.beat()
-                if self._beat_failing:
-                    log.info("heartbeat restored")
-                self._beat_failing = False
+                self._beat_outage.recovered("heartbeat restored")
             except UsqaError as exc:
-                if not self._beat_failing:
-                    log.warning("heartbeat not recorded: %s", exc)
-                self._beat_failing = True
+                self._beat_outage.failed("heartbeat not recorded: %s", exc)
             except Exception:  # the heartbeat must never die
                 log.exception("heartbeat failed")
 

@@ -3,55 +3,39 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from db.models import FAILED, SCORED, SKIPPED, Scan
-from dicom_io.messages import shown
+from worker.logs import log_outcome
 from worker.ops import metrics
 from worker.scoring.context import ScoringContext
 from worker.scoring.work import BatchResult, ScanWork
 
-__all__ = ["log_outcome", "report_outcomes"]
+__all__ = ["log_scan_outcome", "report_outcomes"]
 
 log = logging.getLogger(__name__)
 
 
-def log_outcome(
+def log_scan_outcome(
     scan: Scan, status: str, *, reason: str | None = None, work: ScanWork | None = None
 ) -> None:
-    extra: dict[str, Any] = {
-        "scan_id": scan.id,
-        "file": shown(Path(scan.path).name),
-        "sha256": scan.sha256[:12],
-        "status": status,
-    }
+    """The outcome line (:func:`worker.logs.log_outcome`) of a scan scoring finished; a
+    scored one names its score, grade, frames, first defect and timings."""
+    scored = None
     if status == SCORED and work is not None and work.summary is not None:
-        extra.update(
-            score=round(float(work.summary.score), 2),
-            grade=work.summary.grade,
-            frames=work.summary.frames_scored,
-            model_version=scan.model_version,
-            decode_ms=round(work.decode_ms, 1),
-            inference_ms=round(work.inference_ms, 1),
-            first_defect=work.summary.first_defect,
-            defects=[d.name for d in work.summary.defects],
-        )
-        log.info(
-            "scan %d scored %.1f (%s, %d frame%s%s): %s",
-            scan.id,
-            extra["score"],
-            extra["grade"],
-            extra["frames"],
-            "" if extra["frames"] == 1 else "s",
-            f", {extra['first_defect']}" if extra["first_defect"] else "",
-            extra["file"],
-            extra=extra,
-        )
-        return
-    extra["reason"] = None if reason is None else shown(reason)
-    level = logging.WARNING if status == FAILED else logging.INFO
-    log.log(level, "scan %d %s: %s", scan.id, status, extra["reason"], extra=extra)
+        scored = {
+            "score": round(float(work.summary.score), 2),
+            "grade": work.summary.grade,
+            "frames": work.summary.frames_scored,
+            "model_version": scan.model_version,
+            "decode_ms": round(work.decode_ms, 1),
+            "inference_ms": round(work.inference_ms, 1),
+            "first_defect": work.summary.first_defect,
+            "defects": [d.name for d in work.summary.defects],
+        }
+    log_outcome(
+        log, scan.id, status, reason=reason, file=scan.path, sha256=scan.sha256, scored=scored
+    )
 
 
 def report_outcomes(
@@ -62,7 +46,7 @@ def report_outcomes(
         status = result.statuses.get(work.scan.id)
         if status in (SCORED, SKIPPED, FAILED):
             work.scan.model_version = context.model_version
-            log_outcome(
+            log_scan_outcome(
                 work.scan,
                 status,
                 reason=None if work.outcome is None else work.outcome.reason,
