@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from worker.errors import ConfigError
 
-__all__ = ["ReadOptions"]
+__all__ = ["ReadOptions", "ReadSettings"]
+
+
+class ReadSettings(Protocol):
+    """The settings :meth:`ReadOptions.from_settings` reads (``worker.settings.Settings``
+    has them)."""
+
+    @property
+    def max_pixels(self) -> int: ...
+    @property
+    def max_frames(self) -> int: ...
+    @property
+    def max_samples(self) -> int: ...
+    @property
+    def frames_to_score(self) -> int: ...
+    @property
+    def modalities(self) -> tuple[str, ...]: ...
+    @property
+    def pseudonym_salt(self) -> str | None: ...
+    @property
+    def crop(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -44,8 +64,8 @@ class ReadOptions:
         object.__setattr__(self, "modalities", cleaned)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ReadOptions:
-        """Build from any object with the same attribute names (``worker.settings.Settings``)."""
+    def from_settings(cls, settings: ReadSettings) -> ReadOptions:
+        """Build from the settings (``worker.settings.Settings``)."""
         return cls(
             max_pixels=int(settings.max_pixels),
             max_frames=int(settings.max_frames),

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 from model.defects import DEFAULT_THRESHOLD, DEFECTS, DefectCall, frame_first_defects, scan_defects
 from worker.errors import ConfigError, InputError
 
-__all__ = ["AGGREGATES", "Grading", "ScanScore"]
+__all__ = ["AGGREGATES", "Grading", "GradingSettings", "ScanScore"]
 
 AGGREGATES = ("mean", "min", "p10")
 DEFAULT_GATE_THRESHOLD = 0.5
@@ -55,6 +55,23 @@ class ScanScore:
         return self.defects[0].name if self.defects else None
 
 
+class GradingSettings(Protocol):
+    """The settings :meth:`Grading.from_settings` reads (``worker.settings.Settings`` has
+    them; ``defect_threshold`` and ``not_ultrasound_threshold`` may be missing on an older
+    settings-like object, and then take their defaults)."""
+
+    @property
+    def good_threshold(self) -> float: ...
+    @property
+    def average_threshold(self) -> float: ...
+    @property
+    def aggregate(self) -> str: ...
+    @property
+    def defect_threshold(self) -> float: ...
+    @property
+    def not_ultrasound_threshold(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Grading:
     """Grade thresholds, how frame scores are aggregated, the defect threshold and the
@@ -82,7 +99,7 @@ class Grading:
                 raise ConfigError(f"{name} {value}: expected a probability above 0, at most 1")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Grading:
+    def from_settings(cls, settings: GradingSettings) -> Grading:
         """Read ``good_threshold``, ``average_threshold``, ``aggregate``,
         ``defect_threshold`` and ``not_ultrasound_threshold`` off settings."""
         return cls(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ __all__ = [
     "SHIPPED_WEIGHTS",
     "Assessment",
     "Scorer",
+    "ScorerSettings",
     "bf16_supported",
     "plan_streams",
 ]
@@ -33,6 +34,26 @@ log = logging.getLogger(__name__)
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "usqa-resnet18-graded.pt"
 BACKENDS = ("eager", "compile")
+
+
+class ScorerSettings(Protocol):
+    """The settings :meth:`Scorer.from_settings` reads (``worker.settings.Settings`` has
+    them)."""
+
+    @property
+    def weights(self) -> Path | None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def inference_streams(self) -> int: ...
+    @property
+    def backend(self) -> str: ...
 
 
 def bf16_supported(device: str) -> bool:
@@ -200,7 +221,7 @@ class Scorer:
         return cls(checkpoint, device, bf16, batch_size, streams, backend)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Scorer:
+    def from_settings(cls, settings: ScorerSettings) -> Scorer:
         """Read ``weights``, ``device``, ``precision``, ``threads``, ``batch_size`` and
         ``inference_streams``."""
         return cls.load(
