@@ -69,6 +69,22 @@ def test_every_defect_has_a_method_and_a_reason() -> None:
     assert METHODS["score"].name == METHODS["shadowing"].name == GRADCAM
 
 
+def test_a_strip_is_filled_from_its_neighbours_and_a_square_with_grey() -> None:
+    from model.saliency import _boxes, _covered
+
+    x = torch.full((3, 256, 256), 0.5)
+    x[:, :, 100:102] = -2.0  # a dead-element streak 2 px wide
+    strips = _boxes(256, "strip")
+    assert len(strips) == 32 and all(y1 - y0 == 256 and x1 - x0 == 8 for y0, y1, x0, x1 in strips)
+    at = next(i for i, (_, _, x0, x1) in enumerate(strips) if x0 <= 100 and x1 >= 102)
+    filled = _covered(x, [strips[at]], "strip")[0]
+    assert torch.allclose(filled, torch.full_like(filled, 0.5))  # the streak is gone, no edge
+    squares = _boxes(256, "square")
+    assert len(squares) == 49
+    covered = _covered(x, squares[:1], "square")[0]
+    assert (covered[:, :64, :64] == 0).all() and torch.equal(covered[:, 64:], x[:, 64:])
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_the_heatmap_lies_on_the_shadowed_side(
