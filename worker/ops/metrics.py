@@ -148,6 +148,9 @@ def _build() -> _Metrics:
         m.failed.labels(reason=reason)
     for reason in SKIPPED_REASONS:
         m.skipped.labels(reason=reason)
+    from worker.ops.quality import register  # late: quality builds on this module
+
+    register(registry)  # the ledger's quality alerts, on the same registry
     return m
 
 

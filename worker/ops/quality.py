@@ -27,7 +27,15 @@ from typing import Any
 
 from worker.ops import metrics
 
-__all__ = ["ALERT_DIMENSIONS", "publish", "refresh", "stop", "watch_quality_alerts"]
+__all__ = [
+    "ALERT_DIMENSIONS",
+    "gauges",
+    "publish",
+    "refresh",
+    "register",
+    "stop",
+    "watch_quality_alerts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +55,40 @@ _thread: threading.Thread | None = None
 _stop = threading.Event()
 
 
-def gauges() -> _Gauges:
-    """The three gauges, registered on the worker metrics' registry on first use."""
+def register(registry: Any) -> None:
+    """Create the three gauges on ``registry`` (the worker metrics' own, called when it is
+    built: :func:`worker.ops.metrics.metrics`)."""
     global _gauges
-    with _lock:
-        if _gauges is None:
-            from prometheus_client import Gauge
+    from prometheus_client import Gauge
 
-            registry = metrics.metrics().registry
-            _gauges = _Gauges(
-                alerts=Gauge(
-                    "usqa_quality_alerts",
-                    "1 per current quality drift alert (usqa report --alerts).",
-                    ["kind", "dimension", "group", "defect"],
-                    registry=registry,
-                    multiprocess_mode="max",
-                ),
-                probes=Gauge(
-                    "usqa_probe_fault_share",
-                    "Suspected probe faults: share of the probe's scans listing the defect.",
-                    ["station", "transducer", "defect"],
-                    registry=registry,
-                    multiprocess_mode="max",
-                ),
-                checked=Gauge(
-                    "usqa_quality_alerts_checked_timestamp_seconds",
-                    "Unix time the quality alerts were last computed.",
-                    registry=registry,
-                    multiprocess_mode="max",
-                ),
-            )
+    _gauges = _Gauges(
+        alerts=Gauge(
+            "usqa_quality_alerts",
+            "1 per current quality drift alert (usqa report --alerts).",
+            ["kind", "dimension", "group", "defect"],
+            registry=registry,
+            multiprocess_mode="max",
+        ),
+        probes=Gauge(
+            "usqa_probe_fault_share",
+            "Suspected probe faults: share of the probe's scans listing the defect.",
+            ["station", "transducer", "defect"],
+            registry=registry,
+            multiprocess_mode="max",
+        ),
+        checked=Gauge(
+            "usqa_quality_alerts_checked_timestamp_seconds",
+            "Unix time the quality alerts were last computed.",
+            registry=registry,
+            multiprocess_mode="max",
+        ),
+    )
+
+
+def gauges() -> _Gauges:
+    """The three gauges of this process (built with the worker metrics)."""
+    metrics.metrics()
+    assert _gauges is not None
     return _gauges
 
 
