@@ -10,13 +10,14 @@ T = TypeVar("T")
 
 
 def until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float = 60.0,
     what: str = "the condition",
     interval: float = 0.05,
 ) -> T:
     """Poll ``condition`` every ``interval`` seconds until it returns a true value, and
-    return that value; fail (AssertionError) naming ``what`` after ``timeout`` seconds."""
+    return that value; fail (AssertionError) naming ``what`` after ``timeout`` seconds.
+    A condition that gives ``X | None`` (None: not yet) makes ``until`` give the ``X``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

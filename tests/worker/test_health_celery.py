@@ -102,7 +102,9 @@ def test_heartbeat_step_tracks_idle_busy_and_frozen(celery_worker: Any) -> None:
     # A task that overruns its limit: healthy while within it, then stuck (beats still fresh).
     send(7.0)
     busy = until(
-        lambda: (b := _beat_or_none(heartbeat)) is not None and b.busy_since is not None and b,
+        lambda: (
+            b if (b := _beat_or_none(heartbeat)) is not None and b.busy_since is not None else None
+        ),
         30,
         "a beat showing the task in hand",
         interval=0.1,
@@ -113,10 +115,11 @@ def test_heartbeat_step_tracks_idle_busy_and_frozen(celery_worker: Any) -> None:
     )
     done = until(
         lambda: (
-            (b := _beat_or_none(heartbeat)) is not None
+            b
+            if (b := _beat_or_none(heartbeat)) is not None
             and b.busy_since is None
             and b.scans_done >= 1
-            and b
+            else None
         ),
         30,
         "the task to finish",

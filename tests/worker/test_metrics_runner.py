@@ -199,7 +199,11 @@ def test_scaled_worker_endpoint_adds_up_its_pool_processes(
         _check_counts(worker, received=False, scored=True)
         # Both pool processes may have scored; the parent's endpoint shows the sum either way.
         ingest = until(
-            lambda: (s := _scrape(ingest_port)) and _get(s, "usqa_scans_received_total") == 5 and s,
+            lambda: (
+                s
+                if (s := _scrape(ingest_port)) and _get(s, "usqa_scans_received_total") == 5
+                else None
+            ),
             30,
             "the ingester's counts",
             interval=0.2,
