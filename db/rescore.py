@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from db.ledger import file_location, has_score, rescore_requeue, restore_scored
 from db.models import SCORED, TERMINAL, Scan
+from worker.errors import ConfigError
 
 __all__ = [
     "RANGE_COLUMNS",
@@ -47,10 +48,13 @@ def rescore_candidates(
     ``model_version``, received (or acquired, ``by="acquired"``) in ``since`` <= t <
     ``until``, oldest first. Copies of another scan (``duplicate_of`` set) are left out: their
     original is re-scored instead. ``since``/``until`` are aware UTC for ``received`` and
-    naive scanner-local time for ``acquired``."""
+    naive scanner-local time for ``acquired``. ConfigError when no status is terminal."""
     wanted = [s for s in statuses if s in TERMINAL]
     if not wanted:
-        raise ValueError(f"statuses {list(statuses)!r}: expected some of {', '.join(TERMINAL)}")
+        raise ConfigError(
+            f"statuses {list(statuses)!r}: expected some of {', '.join(TERMINAL)}",
+            setting="statuses",
+        )
     column = RANGE_COLUMNS[by]
     query = select(Scan).where(
         Scan.status.in_(wanted),

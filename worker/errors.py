@@ -23,7 +23,9 @@ tell "this file is bad" (never retried, the scan ends ``failed``) from "a server
     │                                           ESTALE): its scan is retried, as above
     ├── ModelError                          weights missing, wrong shape or unsafe to load (a
     │                                       scoring batch that meets it is retried)
-    └── ConfigError                         a setting has a value we cannot use (exit 2)
+    ├── ConfigError                         a setting has a value we cannot use (exit 2)
+    └── InternalError                       usqa broke its own rule: a bug to report
+        └── DisallowedMoveError             a scan status move outside db.ledger's MOVES
 
 Every error carries optional context (``path``: the file; ``setting``: the setting at
 fault) and a dict form (:meth:`UsqaError.to_dict`, :func:`from_dict`) in which it crosses
@@ -45,8 +47,10 @@ __all__ = [
     "DatabaseUnavailableError",
     "DecodeTimeoutError",
     "DecoderCrashedError",
+    "DisallowedMoveError",
     "FileUnavailableError",
     "InputError",
+    "InternalError",
     "LimitExceededError",
     "ModelError",
     "NoPixelDataError",
@@ -150,6 +154,16 @@ class ModelError(UsqaError):
 
 class ConfigError(UsqaError):
     """A setting has a value usqa cannot use. The operator must fix the configuration."""
+
+
+class InternalError(UsqaError):
+    """usqa asked itself for something its own rules forbid: a bug in usqa, not in a file
+    or a setting. Nothing to retry or fix locally; report it."""
+
+
+class DisallowedMoveError(InternalError):
+    """A scan status move outside :data:`db.ledger.transitions.MOVES` was asked for (raised
+    before any SQL)."""
 
 
 def from_dict(data: dict[str, Any]) -> UsqaError:

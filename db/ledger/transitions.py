@@ -30,7 +30,7 @@ from db.clock import db_now
 from db.ledger.lookups import has_score
 from db.ledger.workers import holder_alive
 from db.models import FAILED, PROCESSING, QUEUED, SCORED, SKIPPED, STATUSES, Scan, utcnow
-from worker.errors import UsqaError
+from worker.errors import DisallowedMoveError
 
 __all__ = [
     "ALLOWED",
@@ -71,10 +71,6 @@ ALLOWED: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 
 _CHUNK = 500  # ids per UPDATE
-
-
-class DisallowedMoveError(UsqaError):
-    """A status move outside :data:`MOVES` was asked for: a bug in usqa, not in a file."""
 
 
 @dataclass(frozen=True)
