@@ -130,6 +130,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="lowest-scoring scans to list (default 20)",
     )
+    _add_drift_options(p)
+    _add_probe_options(p)
+    add_database_option(p)
+    return p
+
+
+def _add_drift_options(p: argparse.ArgumentParser) -> None:
     drift = p.add_argument_group("drift alerts")
     drift.add_argument(
         "--alerts",
@@ -188,9 +195,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="P",
         help=f"family-wise significance level (default {default.p_value:g})",
     )
-    _add_probe_options(p)
-    add_database_option(p)
-    return p
 
 
 def _add_probe_options(p: argparse.ArgumentParser) -> None:
