@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,10 @@ SEVERITY = 0.6
 
 @pytest.fixture(scope="module")
 def shipped() -> Saliency:
+    """The shipped model, or the candidate of USQA_TEST_CANDIDATE_WEIGHTS (as
+    tests/model/test_shipped_defects.py takes it) before it is released."""
     torch.set_num_threads(1)
-    return Saliency.load()
+    return Saliency.load(os.environ.get("USQA_TEST_CANDIDATE_WEIGHTS") or None)
 
 
 def _busi(busi_dir: Path, n: int) -> list[np.ndarray]:
@@ -90,7 +93,12 @@ def test_a_strip_is_filled_from_its_neighbours_and_a_square_with_grey() -> None:
 def test_the_heatmap_lies_on_the_shadowed_side(
     shipped: Saliency, busi_dir: Path, side: str
 ) -> None:
+    """Per image and map: the heat is denser inside the shadow than outside (its share in
+    the shadow exceeds the shadow's share of the view); over the images: clearly so (by
+    5 points on average), and most of the mass on the shadowed half."""
     targets = ["score", *(["shadowing"] if "shadowing" in shipped.defect_names else [])]
+    margins: dict[str, list[float]] = {t: [] for t in targets}
+    sides: dict[str, list[float]] = {t: [] for t in targets}
     for image in _busi(busi_dir, 3):
         frame, mask = shadowed(image, LEFT_SEED if side == "left" else RIGHT_SEED)
         w = frame.shape[1]
@@ -100,11 +108,13 @@ def test_the_heatmap_lies_on_the_shadowed_side(
         assert mask[half].mean() > 0.7 and mask[~half].mean() < 0.3  # one side shadowed
         for heat in shipped.explain(frame, targets):
             assert heat.heat.shape == frame.shape and not heat.empty
-            on_side, in_shadow = mass_share(heat.heat, half), mass_share(heat.heat, mask)
-            assert on_side > 0.5, (heat.target, side, on_side)
+            in_shadow = mass_share(heat.heat, mask)
             assert in_shadow > mask.mean(), (heat.target, side, in_shadow, mask.mean())
-            if side == "left":  # the strong case: most of the evidence in the shadow
-                assert on_side > 0.75, (heat.target, on_side)
+            margins[heat.target].append(in_shadow - float(mask.mean()))
+            sides[heat.target].append(mass_share(heat.heat, half))
+    for t in targets:
+        assert np.mean(margins[t]) > 0.05, (t, side, margins[t])
+        assert np.mean(sides[t]) > 0.5, (t, side, sides[t])
 
 
 def _decoded(path: Path) -> np.ndarray:
