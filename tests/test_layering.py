@@ -2,7 +2,7 @@
 
 * ``dicom_io``, ``model`` and ``db`` import nothing from ``worker`` but ``worker.errors``;
   ``worker.errors`` imports nothing of usqa;
-* ``db`` never imports torch or ``model`` (one known exception, :data:`DB_READS_MODEL`);
+* ``db`` never imports torch or ``model`` (the worker passes the defect vocabulary in);
 * no SQL in ``worker/``: no SQLAlchemy import and no statement run on a session outside
   ``worker/commands/db.py`` (worker code opens a transaction with ``db.session_scope`` and
   hands the session to ``db`` functions);
@@ -22,10 +22,6 @@ pytestmark = pytest.mark.fast
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("worker", "dicom_io", "model", "db")
-# db.ledger checks every defect name it writes against the vocabulary, which lives in
-# model/defects.py (pure Python, no torch). Moving the vocabulary to a home both may import
-# is open work (issue 16); until then this is the one model import db has.
-DB_READS_MODEL = {("db.ledger.versions", "model.defects")}
 SESSION_CALLS = {"execute", "scalar", "scalars", "query", "begin_nested", "add", "add_all"}
 
 
@@ -108,7 +104,6 @@ def test_db_never_imports_torch_or_the_model() -> None:
         if _within(module, "db")
         for name, line in _imports(module, top_level_only=False)
         if any(_within(name, p) for p in ("torch", "torchvision", "model"))
-        and (module, name) not in DB_READS_MODEL
     ]
     assert not found, found
 

@@ -2,12 +2,13 @@
 ``frame_scores``, together with the move to ``scored`` (made by
 :func:`db.ledger.transitions.mark_scored`), one scan at a time or a batch at once.
 
-Defect names are checked against the vocabulary before anything is written. Every function
+Defect names are checked against the vocabulary the caller passes (``vocabulary``: the
+worker's :data:`model.defects.DEFECTS`) before anything is written. Every function
 takes an open session and never commits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,14 +59,15 @@ def write_score(
     inference_ms: float | None = None,
     now: datetime | None = None,
     frame_rows: list[dict[str, Any]] | None = None,
+    vocabulary: Collection[str] | None = None,
 ) -> bool:
     """Mark ``scan`` ``scored`` and insert its scan and frame scores, if this worker still
     holds it. ``summary`` is a model ``ScanScore``: its ``defects`` (most probable first)
     become the ``scan_defects`` rows and ``first_defect``, its ``frame_defects`` (aligned
     with the frames sorted by index) the frames' ``first_defect``; a summary without them
     stores NULL and no defect rows. ModelError (before anything is written) for a defect
-    name outside :data:`model.defects.DEFECTS`, a repeated one, or frame defects that do
-    not match the frames. The unique constraints of
+    name outside ``vocabulary`` (None: not checked), a repeated one, or frame defects that
+    do not match the frames. The unique constraints of
     ``scan_scores`` raise IntegrityError if the content or SOP instance already has a score
     for this model version (the caller turns that into a ``skipped`` duplicate).
 
@@ -74,8 +76,8 @@ def write_score(
     now = now or utcnow()
     entry = ScoreEntry(scan, summary, frame_scores, decode_ms, inference_ms)
     # built first: they refuse bad defects before anything is written
-    rows = _frame_rows(entry, model_version)
-    defects = _defect_rows(entry, model_version)
+    rows = _frame_rows(entry, model_version, vocabulary)
+    defects = _defect_rows(entry, model_version, vocabulary)
     if not mark_scored(session, [scan.id], token, model_version=model_version, now=now):
         return False
     session.add(ScanScore(**_score_values(entry, model_version, aggregate, now)))
@@ -95,6 +97,7 @@ def write_scores(
     model_version: str,
     aggregate: str,
     now: datetime | None = None,
+    vocabulary: Collection[str] | None = None,
 ) -> bool:
     """:func:`write_score` for many scans in a few statements: only when this worker still
     holds every one of them (else nothing is written and False is returned, so the caller
@@ -104,8 +107,8 @@ def write_scores(
         return True
     now = now or utcnow()
     # built first: they refuse bad defects before anything is written
-    frames = [row for e in entries for row in _frame_rows(e, model_version)]
-    defects = [row for e in entries for row in _defect_rows(e, model_version)]
+    frames = [row for e in entries for row in _frame_rows(e, model_version, vocabulary)]
+    defects = [row for e in entries for row in _defect_rows(e, model_version, vocabulary)]
     ids = [e.scan.id for e in entries]
     held = session.scalars(
         select(Scan.id)
@@ -141,13 +144,14 @@ def try_write_scores(
     model_version: str,
     aggregate: str,
     now: datetime | None = None,
+    vocabulary: Collection[str] | None = None,
 ) -> bool:
     """:func:`write_scores` in a savepoint: False, with nothing written, when a claim was
     lost or a content or SOP instance already has a score from ``model_version`` (then
     write them one by one with :func:`try_write_score`)."""
     try:
         with session.begin_nested():
-            return write_scores(session, token, entries, model_version, aggregate, now)
+            return write_scores(session, token, entries, model_version, aggregate, now, vocabulary)
     except IntegrityError:  # a duplicate was scored meanwhile
         return False
 
@@ -161,6 +165,7 @@ def try_write_score(
     aggregate: str,
     frame_rows: list[dict[str, Any]] | None = None,
     now: datetime | None = None,
+    vocabulary: Collection[str] | None = None,
 ) -> ScoreWrite:
     """:func:`write_score` in a savepoint; when its content or SOP instance was scored by
     ``model_version`` meanwhile (by another worker), nothing is written and that scan is
@@ -180,6 +185,7 @@ def try_write_score(
                 inference_ms=entry.inference_ms,
                 now=now,
                 frame_rows=frame_rows,
+                vocabulary=vocabulary,
             )
     except IntegrityError:
         hit = find_scored_duplicate(
@@ -234,13 +240,15 @@ def _defects(entry: ScoreEntry) -> Sequence[Any]:
     return tuple(getattr(entry.summary, "defects", None) or ())
 
 
-def _defect_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
+def _defect_rows(
+    entry: ScoreEntry, model_version: str, vocabulary: Collection[str] | None
+) -> list[dict[str, Any]]:
     """The ``scan_defects`` rows of one scan, ranked from 1; ModelError for an unknown or
     repeated name."""
     calls = _defects(entry)
     names = [str(c.name) for c in calls]
     where = f"scan {entry.scan.id} ({entry.scan.path})"
-    check_defect_names(names, where)
+    check_defect_names(names, where, vocabulary)
     check_once(names, where)
     return [
         {
@@ -255,7 +263,7 @@ def _defect_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
     ]
 
 
-def _frame_defects(entry: ScoreEntry) -> Sequence[str | None]:
+def _frame_defects(entry: ScoreEntry, vocabulary: Collection[str] | None) -> Sequence[str | None]:
     """Per frame (sorted by index), its first defect; all None when the summary has none.
     ModelError when the list does not match the frames or names an unknown defect."""
     found = tuple(getattr(entry.summary, "frame_defects", None) or ())
@@ -267,11 +275,13 @@ def _frame_defects(entry: ScoreEntry) -> Sequence[str | None]:
             f"{len(entry.frame_scores)} frame scores; expected one per scored frame, in "
             "frame order (the model package is inconsistent)"
         )
-    check_defect_names(found, f"scan {entry.scan.id} ({entry.scan.path}) frames")
+    check_defect_names(found, f"scan {entry.scan.id} ({entry.scan.path}) frames", vocabulary)
     return found
 
 
-def _frame_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
+def _frame_rows(
+    entry: ScoreEntry, model_version: str, vocabulary: Collection[str] | None
+) -> list[dict[str, Any]]:
     """The ``frame_scores`` rows of one scan, by frame index."""
     frames = sorted(entry.frame_scores)
     return [
@@ -282,7 +292,7 @@ def _frame_rows(entry: ScoreEntry, model_version: str) -> list[dict[str, Any]]:
             "score": float(v),
             "first_defect": defect,
         }
-        for (i, v), defect in zip(frames, _frame_defects(entry), strict=True)
+        for (i, v), defect in zip(frames, _frame_defects(entry, vocabulary), strict=True)
     ]
 
 

@@ -1,17 +1,17 @@
 """The ``model_versions`` table, and the check that every defect name written to the
-ledger is one of the vocabulary of :data:`model.defects.DEFECTS`."""
+ledger is one of the vocabulary the caller passes (the worker passes
+:data:`model.defects.DEFECTS`; db imports nothing of ``model``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import ModelVersion, utcnow
-from model.defects import DEFECTS
 from worker.errors import ModelError
 
 __all__ = ["check_defect_names", "check_once", "ensure_model_version"]
@@ -19,13 +19,18 @@ __all__ = ["check_defect_names", "check_once", "ensure_model_version"]
 log = logging.getLogger(__name__)
 
 
-def check_defect_names(names: Iterable[str | None], where: str) -> None:
-    """Raise ModelError unless every name (None aside) is in :data:`model.defects.DEFECTS`."""
-    unknown = sorted({n for n in names if n is not None and n not in DEFECTS})
+def check_defect_names(
+    names: Iterable[str | None], where: str, vocabulary: Collection[str] | None
+) -> None:
+    """Raise ModelError unless every name (None aside) is in ``vocabulary`` (the worker's
+    :data:`model.defects.DEFECTS`; None: not checked)."""
+    if vocabulary is None:
+        return
+    unknown = sorted({n for n in names if n is not None and n not in vocabulary})
     if unknown:
         raise ModelError(
             f"{where}: unknown defect name(s) {', '.join(map(repr, unknown))}; expected "
-            f"names from model.defects.DEFECTS ({', '.join(DEFECTS)}); the model and this "
+            f"names from model.defects.DEFECTS ({', '.join(vocabulary)}); the model and this "
             "usqa disagree on the vocabulary: use weights trained for this usqa version"
         )
 
@@ -39,12 +44,14 @@ def check_once(names: Sequence[str], where: str) -> None:
         )
 
 
-def _defect_names_json(version: str, names: Sequence[str] | None) -> str | None:
+def _defect_names_json(
+    version: str, names: Sequence[str] | None, vocabulary: Collection[str] | None
+) -> str | None:
     """The ``model_versions.defect_names`` value: a JSON list, or None (no defect head)."""
     if not names:
         return None
     where = f"model version {version}"
-    check_defect_names(names, where)
+    check_defect_names(names, where, vocabulary)
     check_once(names, where)
     return json.dumps(list(names))
 
@@ -57,14 +64,16 @@ def ensure_model_version(
     architecture: str | None = None,
     weights_name: str | None = None,
     defect_names: Sequence[str] | None = None,
+    vocabulary: Collection[str] | None = None,
 ) -> None:
     """Make sure ``model_versions`` has a row for ``version`` (safe under races).
 
     ``defect_names``: the defects the model judges, in its output order (None or empty: it
     has no defect head). Stored on a new row, or on an existing row that has none yet; a
     row that already names other defects keeps them (a warning is logged). ModelError for a
-    name outside :data:`model.defects.DEFECTS` or a repeated one."""
-    names = _defect_names_json(version, defect_names)
+    name outside ``vocabulary`` (the worker passes :data:`model.defects.DEFECTS`; None: not
+    checked) or a repeated one."""
+    names = _defect_names_json(version, defect_names, vocabulary)
     now = utcnow()
     row = session.get(ModelVersion, version)
     if row is not None:

@@ -9,11 +9,11 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from alembic import command
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import delete, event, inspect, select, text
 
 import db
 from db import ledger, queries
@@ -87,6 +87,7 @@ def write(url: str, scan: Scan, result: Any, version: str = JUDGED, **kw: Any) -
             aggregate="mean",
             summary=result,
             frame_scores=frames,
+            vocabulary=DEFECTS,  # as the worker passes it: db imports nothing of model
             **kw,
         )
 
@@ -132,8 +133,8 @@ def test_a_scans_defects_are_stored_ranked_and_listed(url: str) -> None:
 def test_a_graded_summary_is_written_as_the_model_summarises_it(url: str) -> None:
     [scan] = claimed(url, 1)
     probabilities = [[0.0] * len(DEFECTS) for _ in range(3)]
-    for row, p in zip(probabilities, (0.9, 0.8, 0.2), strict=True):
-        row[DEFECTS.index("no_signal")] = p
+    for frame, p in zip(probabilities, (0.9, 0.8, 0.2), strict=True):
+        frame[DEFECTS.index("no_signal")] = p
     result = Grading().summarise([70.0, 72.0, 71.0], probabilities)
     assert write(url, scan, result, frame_scores=[(0, 70.0), (1, 72.0), (2, 71.0)])
     row = listed(url)[scan.id]
@@ -222,7 +223,8 @@ def test_bad_defects_are_refused_before_anything_is_written(url: str, bad: Summa
     with pytest.raises(ModelError, match="defect"):
         write(url, one, bad)
     with db.session_scope(url) as s, pytest.raises(ModelError, match="defect"):
-        ledger.write_scores(s, "t", [ledger.ScoreEntry(two, bad, [(0, 40.0)])], JUDGED, "mean")
+        entries = [ledger.ScoreEntry(two, bad, [(0, 40.0)])]
+        ledger.write_scores(s, "t", entries, JUDGED, "mean", vocabulary=DEFECTS)
     with db.session_scope(url, readonly=True) as s:
         assert set(s.scalars(select(Scan.status))) == {"processing"}
         assert s.scalar(select(ScanScore.id)) is None
@@ -237,14 +239,16 @@ def test_model_versions_keep_the_defect_names_they_judge(
         ledger.ensure_model_version(s, "later0000001", defect_names=["blur", "noise"])  # filled
         ledger.ensure_model_version(s, "later0000001", defect_names=["blur"])  # kept, warned
         with pytest.raises(ModelError, match=r"'speckle'.*model\.defects\.DEFECTS"):
-            ledger.ensure_model_version(s, "bad000000001", defect_names=["blur", "speckle"])
+            ledger.ensure_model_version(
+                s, "bad000000001", defect_names=["blur", "speckle"], vocabulary=DEFECTS
+            )
         with pytest.raises(ModelError, match="twice"):
             ledger.ensure_model_version(s, "bad000000001", defect_names=["blur", "blur"])
     with db.session_scope(url, readonly=True) as s:
         names = dict(s.execute(select(ModelVersion.version, ModelVersion.defect_names)).all())
-    assert json.loads(names[JUDGED]) == list(DEFECTS)
+    assert json.loads(cast(str, names[JUDGED])) == list(DEFECTS)
     assert names[BLIND] is None and "bad000000001" not in names
-    assert json.loads(names["later0000001"]) == ["blur", "noise"]
+    assert json.loads(cast(str, names["later0000001"])) == ["blur", "noise"]
     assert "keeping the ledger's" in caplog.text
 
 
@@ -270,9 +274,9 @@ def test_deleting_a_scan_deletes_its_defects(url: str) -> None:
     [scan] = claimed(url, 1)
     assert write(url, scan, summary(("blur", 0.9, 1.0)))
     with db.session_scope(url) as s:
-        s.execute(ScanScore.__table__.delete())
-        s.execute(FrameScore.__table__.delete())
-        s.execute(Scan.__table__.delete())
+        s.execute(delete(ScanScore))
+        s.execute(delete(FrameScore))
+        s.execute(delete(Scan))
     with db.session_scope(url, readonly=True) as s:
         assert s.scalar(select(ScanDefect.scan_id)) is None
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import db
 from db import ledger
+from model.defects import DEFECTS
 from worker.decoding import Decoder
 from worker.errors import UsqaError
 from worker.logs import Outage
@@ -138,6 +139,7 @@ class ScoringContext:
                 architecture=str(meta.get("arch")) if meta.get("arch") else None,
                 weights_name=weights.name if weights is not None else "shipped",
                 defect_names=list(getattr(scorer, "defect_names", ())) or None,
+                vocabulary=DEFECTS,
             )
         self._registered = True
 

@@ -9,6 +9,7 @@ import db
 from db import ledger
 from db.models import SCORED
 from dicom_io.messages import shown
+from model.defects import DEFECTS
 from worker.scoring.context import ScoringContext
 from worker.scoring.outcomes import INTERRUPTED, attempt_cap_outcome, duplicate_outcome
 from worker.scoring.work import RETRY, BatchResult, ScanWork
@@ -138,9 +139,8 @@ def write_scores(
         return
     version = context.model_version
     aggregate = context.settings.aggregate
-    written = ledger.try_write_scores(
-        session, token, [score_entry(w) for w in works], version, aggregate
-    )
+    entries = [score_entry(w) for w in works]
+    written = ledger.try_write_scores(session, token, entries, version, aggregate, None, DEFECTS)
     if written:
         for work in works:
             result.statuses[work.scan.id] = SCORED
@@ -169,6 +169,7 @@ def write_one(
         model_version=version,
         aggregate=aggregate,
         frame_rows=frame_rows,
+        vocabulary=DEFECTS,
     )
     if outcome.duplicate is not None:  # scored meanwhile by another worker
         work.outcome = duplicate_outcome(scan, *outcome.duplicate)
