@@ -24,7 +24,9 @@ __all__ = [
     "DefectDay",
     "DefectFigures",
     "DefectReport",
+    "GroupDefectDay",
     "daily_defects",
+    "daily_group_defects",
     "defect_figures",
     "defect_table",
 ]
@@ -92,6 +94,24 @@ class DefectDay:
         return {"day": self.day.isoformat(), "judged": self.judged, "first_defect": self.first}
 
 
+@dataclass(frozen=True)
+class GroupDefectDay:
+    """Judged scans of one group on one day and their first defects."""
+
+    day: date
+    group: str | None
+    judged: int
+    first: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "group": self.group,
+            "judged": self.judged,
+            "first_defect": self.first,
+        }
+
+
 @dataclass
 class DefectReport:
     """The report's defect figures: the vocabulary, all scans, per group and per day."""
@@ -100,6 +120,7 @@ class DefectReport:
     overall: DefectFigures = field(default_factory=lambda: DefectFigures(None))
     groups: dict[str | None, DefectFigures] = field(default_factory=dict)
     days: list[DefectDay] = field(default_factory=list)
+    group_days: list[GroupDefectDay] = field(default_factory=list)
 
     @property
     def judged(self) -> bool:
@@ -113,6 +134,7 @@ class DefectReport:
             "overall": self.overall.to_dict(self.names),
             "groups": [g.to_dict(self.names) for g in self.groups.values()],
             "days": [d.to_dict() for d in self.days],
+            "group_days": [d.to_dict() for d in self.group_days],
         }
 
 
@@ -173,4 +195,29 @@ def daily_defects(rows: ScoreRows, keep: NDArray[np.bool_]) -> list[DefectDay]:
     for i, ordinal in enumerate(uniq):
         first = {n: int(table[i, j]) for j, n in enumerate(rows.defect_names) if table[i, j]}
         out.append(DefectDay(date.fromordinal(int(ordinal)), int(table[i].sum()), first))
+    return out
+
+
+def daily_group_defects(
+    rows: ScoreRows, keep: NDArray[np.bool_], dimension: str
+) -> list[GroupDefectDay]:
+    """Judged scans and their first defects per day and group of ``dimension`` among
+    ``keep``, by day then group (pairs without a judged scan left out)."""
+    require_dimension(dimension)
+    codes, labels = rows.codes[dimension], rows.labels[dimension]
+    judged = keep & rows.judged
+    out: list[GroupDefectDay] = []
+    if not judged.any():
+        return out
+    key = rows.day[judged] * (len(labels) + 1) + codes[judged]
+    uniq, inverse = np.unique(key, return_inverse=True)
+    names = rows.defect_names
+    table = defect_table(inverse.astype(np.int32), rows.defect[judged], uniq.size, len(names))
+    for i, k in enumerate(uniq):
+        ordinal, code = divmod(int(k), len(labels) + 1)
+        first = {n: int(table[i, j]) for j, n in enumerate(names) if table[i, j]}
+        out.append(
+            GroupDefectDay(date.fromordinal(ordinal), labels[code], int(table[i].sum()), first)
+        )
+    out.sort(key=lambda g: (g.day, g.group is None, g.group or ""))
     return out

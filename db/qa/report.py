@@ -15,7 +15,13 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
-from db.qa.defects import DefectFigures, DefectReport, daily_defects, defect_figures
+from db.qa.defects import (
+    DefectFigures,
+    DefectReport,
+    daily_defects,
+    daily_group_defects,
+    defect_figures,
+)
 from db.qa.drift import DriftResult, DriftRule, detect_drift
 from db.qa.equipment import EquipmentResult, ProbeRule, detect_probe_faults
 from db.qa.figures import (
@@ -136,6 +142,7 @@ def _defect_report(rows: ScoreRows, keep: NDArray[np.bool_], dimension: str) -> 
         overall=overall or DefectFigures(None),
         groups={} if dimension == DEFECT else defect_figures(rows, keep, dimension),
         days=daily_defects(rows, keep),
+        group_days=[] if dimension == DEFECT else daily_group_defects(rows, keep, dimension),
     )
 
 

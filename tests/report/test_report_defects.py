@@ -235,13 +235,13 @@ def test_html_with_defects_opens_in_chromium(defect_url: str, tmp_path: Path) ->
     assert main(["report", "--database-url", defect_url, "--html", str(page)]) == 0
     html = page.read_text(encoding="utf-8")
     check_offline(html)
-    assert 'data-charts="6"' in html and html.count('<img class="chart"') == 6
+    assert 'data-charts="7"' in html and html.count('<img class="chart"') == 7
     assert "1 suspected probe fault(s)</b>" in html and "Probe C5-1 on station S3" in html
     assert "low_gain as first defect rose" in html
     assert "<th class=l>Defects</th>" in html
     dom = browse(page, tmp_path, "--dump-dom", "--window-size=1280,2000")
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'data-charts-rendered="6"' in dom.stdout
+    assert 'data-charts-rendered="7"' in dom.stdout
     assert console_lines(dom.stderr) == []
 
 

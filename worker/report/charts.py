@@ -34,6 +34,7 @@ __all__ = [
     "bucket_starts",
     "chart_label",
     "distribution_chart",
+    "legend",
     "ranking_chart",
     "shown_groups",
     "timeline_chart",
@@ -99,6 +100,20 @@ def _style(ax: Axes) -> None:
     ax.tick_params(colors=INK, labelsize=9)
     ax.grid(axis="x", color="#e4e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
+
+
+def legend(ax: Axes, handles: Sequence[tuple[Any, str]]) -> None:
+    """A legend right of the axes with exactly ``handles`` (artist, label): explicit
+    entries, as matplotlib would drop a label that starts with "_"."""
+    if handles:
+        ax.legend(
+            [h for h, _ in handles],
+            [label for _, label in handles],
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+            fontsize=9,
+        )
 
 
 def _bands(ax: Axes, t: Thresholds, *, vertical: bool) -> None:
@@ -268,15 +283,7 @@ def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> st
         color=INK,
         fontsize=12,
     )
-    if handles:  # explicit entries: matplotlib would drop a label that starts with "_"
-        ax.legend(
-            [h for h, _ in handles],
-            [label for _, label in handles],
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
-            frameon=False,
-            fontsize=9,
-        )
+    legend(ax, handles)
     _style(ax)
     ax.grid(axis="y", color="#e4e7eb")
     fig.autofmt_xdate(rotation=0, ha="center")

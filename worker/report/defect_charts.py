@@ -12,17 +12,29 @@ from db.qa.report import QAReport
 from worker.report.charts import (
     INK,
     MAX_CHART_GROUPS,
+    MUTED,
+    POOR,
+    TREND_GROUPS,
     _figure,
+    _periods,
     _png,
     _style,
     bucket_of,
     bucket_starts,
     chart_label,
+    legend,
     plain_text,
 )
 from worker.report.text import DIMENSION_LABELS
 
-__all__ = ["DEFECT_COLORS", "defect_color", "defect_group_chart", "defect_time_chart"]
+__all__ = [
+    "DEFECT_COLORS",
+    "defect_color",
+    "defect_group_chart",
+    "defect_time_chart",
+    "defect_trend_chart",
+    "trend_pairs",
+]
 
 # One colour per defect of the vocabulary (model/defects.py order), distinguishable in print.
 DEFECT_COLORS = (
@@ -41,18 +53,6 @@ DEFECT_COLORS = (
 
 def defect_color(names: list[str], name: str) -> str:
     return DEFECT_COLORS[names.index(name) % len(DEFECT_COLORS)]
-
-
-def _legend(ax: Any, handles: list[tuple[Any, str]]) -> None:
-    if handles:  # explicit entries: a label starting with "_" is not dropped
-        ax.legend(
-            [h for h, _ in handles],
-            [label for _, label in handles],
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
-            frameon=False,
-            fontsize=9,
-        )
 
 
 @plain_text
@@ -83,7 +83,7 @@ def defect_group_chart(report: QAReport) -> str:
     ax.set_xlabel("share of judged scans with this first defect (%)", color=INK)
     label = DIMENSION_LABELS[report.dimension].lower()
     ax.set_title(f"First defects per {label}", loc="left", color=INK, fontsize=12)
-    _legend(ax, handles)
+    legend(ax, handles)
     _style(ax)
     return _png(fig)
 
@@ -121,7 +121,75 @@ def defect_time_chart(report: QAReport) -> str:
     ax.set_ylabel("share of judged scans (%)", color=INK)
     unit = "week" if weekly else "day"
     ax.set_title(f"First defects per {unit}, all scans", loc="left", color=INK, fontsize=12)
-    _legend(ax, handles)
+    legend(ax, handles)
+    _style(ax)
+    ax.grid(axis="y", color="#e4e7eb")
+    fig.autofmt_xdate(rotation=0, ha="center")
+    return _png(fig)
+
+
+def trend_pairs(
+    report: QAReport,
+) -> tuple[list[tuple[str | None, str]], set[tuple[str | None, str]]]:
+    """The (group, defect) lines of the trend chart: those with a drift alert of the
+    report's grouping, then the most frequent first defects of the groups, at most
+    TREND_GROUPS; and the alerted ones."""
+    alerted = {
+        (a.group, a.defect)
+        for a in (report.drift.alerts if report.drift else [])
+        if a.defect and a.dimension == report.dimension
+    }
+    common = sorted(
+        ((f.first.get(n, 0), g, n) for g, f in report.defects.groups.items() for n in f.first),
+        key=lambda t: (-t[0], t[1] is None, t[1] or "", t[2]),
+    )
+    pairs = sorted(alerted, key=lambda p: (p[0] is None, p[0] or "", p[1]))
+    pairs += [(g, n) for k, g, n in common if k and (g, n) not in alerted]
+    return pairs[:TREND_GROUPS], alerted
+
+
+@plain_text
+def defect_trend_chart(report: QAReport) -> str:
+    """Share of a group's judged scans with one first defect per 7-day period (the last
+    period is the drift check's recent window): alerted pairs in red."""
+    assert report.period is not None
+    periods = _periods(report.period.since, report.period.until)
+    pairs, alerted = trend_pairs(report)
+    fig = _figure(11, 4.2)
+    ax = fig.subplots()
+    handles: list[tuple[Any, str]] = []
+    top = 10.0
+    for group, name in pairs:
+        xs: list[Any] = []  # dates: matplotlib converts them
+        ys: list[float] = []
+        for start, end in periods:
+            days = [
+                d for d in report.defects.group_days if d.group == group and start <= d.day <= end
+            ]
+            n = sum(d.judged for d in days)
+            if n:
+                xs.append(end)
+                ys.append(sum(d.first.get(name, 0) for d in days) / n * 100)
+        if not xs:
+            continue
+        hot = (group, name) in alerted
+        color = POOR if hot else defect_color(report.defects.names, name)
+        (line,) = ax.plot(
+            xs, ys, "-o", color=color, linewidth=2.6 if hot else 1.4, markersize=4,
+            linestyle="-" if hot else "--",
+        )  # fmt: skip
+        handles.append((line, f"{chart_label(group)}: {name}" + (" (ALERT)" if hot else "")))
+        top = max(top, *ys)
+    ax.set_ylim(0, min(100.0, top * 1.15))
+    ax.set_ylabel("share of judged scans (%)", color=INK)
+    label = DIMENSION_LABELS[report.dimension].lower()
+    ax.set_title(
+        f"First defect share per {label}, 7-day periods ending {report.period.until}",
+        loc="left",
+        color=INK if handles else MUTED,
+        fontsize=12,
+    )
+    legend(ax, handles)
     _style(ax)
     ax.grid(axis="y", color="#e4e7eb")
     fig.autofmt_xdate(rotation=0, ha="center")

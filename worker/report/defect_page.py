@@ -9,7 +9,8 @@ from html import escape
 
 from db.qa.report import QAReport
 from db.qa.rows import DEFECT
-from worker.report.defect_charts import defect_group_chart, defect_time_chart
+from worker.report.charts import TREND_GROUPS
+from worker.report.defect_charts import defect_group_chart, defect_time_chart, defect_trend_chart
 from worker.report.defect_text import judged_note, top_defects
 from worker.report.text import DIMENSION_LABELS, group_label, shown_text
 
@@ -67,6 +68,11 @@ def defect_sections(report: QAReport) -> tuple[list[str], int]:
     parts = ["<h2>Defects</h2>", f'<p class="sub">{escape(judged_note(report))}</p>']
     if not d.judged:
         return parts, 0
+    if not d.overall.ranked():
+        parts.append(
+            f'<p class="sub">None of the {d.overall.judged} judged scans lists a defect.</p>'
+        )
+        return parts, 0
     parts.append(
         f'<p class="sub">All scans: {escape(top_defects(d.overall, limit=5))}. Each scan counts '
         "once, by its first defect (the most probable one it lists).</p>"
@@ -80,6 +86,15 @@ def defect_sections(report: QAReport) -> tuple[list[str], int]:
     parts.append(
         f'<img class="chart" alt="first defects over time" src="{defect_time_chart(report)}">'
     )
+    if report.dimension != DEFECT and d.group_days:
+        parts.append(
+            '<p class="sub">Per group over time: the share of one first defect in each 7-day '
+            "period (the last one is the period the drift check looks at); a defect with an "
+            f"alert is drawn in red, then the most frequent, at most {TREND_GROUPS} lines.</p>"
+            f'<img class="chart" alt="first defect share per group over time" '
+            f'src="{defect_trend_chart(report)}">'
+        )
+        charts += 1
     parts.append(_table(report))
     return parts, charts
 
