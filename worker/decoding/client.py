@@ -38,7 +38,7 @@ import numpy as np
 from dicom_io.metadata import pseudonymise
 from dicom_io.record import ScanHeader
 from worker.decoding.protocol import HEAD, MAX_JSON, rebuild_error, send, widen_pipe
-from worker.decoding.sandbox import child_environment
+from worker.decoding.sandbox import decoder_environment
 from worker.errors import CorruptFileError, DecoderCrashedError, DecodeTimeoutError
 
 __all__ = ["Decoder", "read_options"]
@@ -120,7 +120,7 @@ class Decoder:
             stdout=subprocess.PIPE,
             stderr=None,  # its warnings go to our stderr
             close_fds=True,
-            env=_child_env(),
+            env=decoder_environment(),
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._buffer.clear()
@@ -392,25 +392,3 @@ class Decoder:
                 "samples] matching the bytes, within USQA_MAX_PIXELS; the frame is refused"
             )
         return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
-
-
-# glibc hands each freed block over 128 KiB back to the kernel, so every decoded frame and its
-# float copies fault in fresh pages: about 0.3 ms of a 2.5 ms PNG. The child keeps them.
-_CHILD_MALLOC = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
-}
-
-
-# The child decodes one file at a time on one thread. Left alone, numpy's and scipy's
-# OpenBLAS each start a thread per core for the grey conversion, threads that spin beside
-# the inference streams after every frame.
-_CHILD_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _child_env() -> dict[str, str]:
-    """The harmless part of our environment (:func:`worker.decoding.sandbox.child_environment`:
-    no database URL, broker URL or salt), glibc settings that keep freed frame buffers in
-    the child (an operator's own MALLOC_* settings win), and one thread for its numerical
-    libraries (always: the operator's thread settings are for inference)."""
-    return child_environment({**_CHILD_MALLOC, **os.environ}, _CHILD_THREADS)
