@@ -1,5 +1,6 @@
 """The ledger: SQLAlchemy models, the engine/session factory, Alembic migrations, and the
-ledger and query helpers (see ../shared/DESIGN.md). Never imports torch."""
+ledger and query helpers (see ../shared/DESIGN.md). Never imports torch or ``model``: the
+worker passes in what db needs of the model (the defect vocabulary)."""
 
 from db.migrate import current_revision, head_revision, require_current, upgrade
 from db.models import Base, FrameScore, ModelVersion, Scan, ScanDefect, ScanScore, WorkerProcess
