@@ -270,3 +270,22 @@ def test_alerts_as_prometheus_gauges(any_url: str) -> None:
     exposed = generate_latest(metrics.metrics().registry).decode()
     assert "usqa_quality_alerts{" not in exposed and "usqa_probe_fault_share{" not in exposed
     assert "usqa_quality_alerts_checked_timestamp_seconds" in exposed
+
+
+def test_probe_rule_first_seen_skips_an_isolated_early_call() -> None:
+    import numpy as np
+
+    from db.qa.equipment import ProbeRule, _probe_alert
+
+    # 4 scans a day for 20 days; one call on day 1, then every scan from day 16 on
+    days = np.repeat(np.arange(1, 21), 4)
+    hit = days >= 16
+    hit[0] = True
+    rule = ProbeRule()
+    # from day 1 the share is 21/80 (26 %, under 30 %); from day 16 it is 20/20
+    assert _probe_alert(rule, days, hit) == (16, 20, 5, 20, 20)
+    assert _probe_alert(ProbeRule(min_days=6), days, hit) is None  # 5 days, and day 1 alone
+    assert _probe_alert(ProbeRule(min_share=0.25), days, hit) == (1, 20, 6, 21, 80)
+    with pytest.raises(ValueError, match="share"):
+        ProbeRule(min_share=0)
+    assert main(["report", "--probe-min-share", "0", "--database-url", "sqlite://"]) == 2
