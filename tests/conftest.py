@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.weights import head_checkpoint, random_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BUSI = SHARED / "datasets" / "busi"
@@ -91,7 +93,7 @@ class PostgresSchemas:
         with self.admin.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            raw.execute(dump.replace(name, clone))  # type: ignore[attr-defined]
+            raw.execute(dump.replace(name, clone))
         return self._url_of(clone)
 
     def _dump(self, name: str) -> str | None:
@@ -197,43 +199,7 @@ def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A usqa checkpoint with random (seeded) weights, for pipeline tests that do not care
     about score values."""
-    import torch
-
-    from model import Preprocess, build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "random.pt"
-    save_checkpoint(
-        path,
-        build_model(init="none"),
-        {"target_scale": 100.0, "preprocess": Preprocess().to_dict()},
-    )
-    return path
-
-
-def head_checkpoint(
-    path: Path, defects: dict[str, float] | None = None, gate: float = -8.0, score: float = 0.6
-) -> Path:
-    """A checkpoint with every output whose answers do not depend on the image: the score
-    ``score`` x 100, each defect's logit from ``defects`` (others -8: probability 0.0003) and
-    the not-ultrasound logit ``gate``. For pipeline tests of the defect and gate paths."""
-    import torch
-
-    from model import Preprocess, build_model, save_checkpoint
-    from model.network import OUTPUTS
-
-    torch.manual_seed(0)
-    net = build_model(init="none", outputs=OUTPUTS)
-    with torch.no_grad():
-        net.fc.weight.zero_()
-        net.fc.bias.fill_(-8.0)
-        net.fc.bias[0] = score
-        for name, logit in (defects or {}).items():
-            net.fc.bias[OUTPUTS.index(name)] = logit
-        net.fc.bias[OUTPUTS.index("not_ultrasound")] = gate
-    meta = {"target_scale": 100.0, "preprocess": Preprocess().to_dict(), "outputs": list(OUTPUTS)}
-    save_checkpoint(path, net, meta)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("weights") / "random.pt", seed=0)
 
 
 @pytest.fixture(scope="session")

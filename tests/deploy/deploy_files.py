@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from worker.cli import COMMAND_MODULES, build_parser
 from worker.settings import Settings

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tests.deploy.deploy_files import (
     DEPLOY,
@@ -46,11 +46,11 @@ def _env_example() -> dict[str, str]:
     return out
 
 
-def test_every_service_is_there(services) -> None:
+def test_every_service_is_there(services: dict[str, Any]) -> None:
     assert {"redis", "postgres", "migrate", "ingest", "worker", "flower"} <= set(services)
 
 
-def test_redis_keeps_the_queue_on_disk_and_never_evicts(services) -> None:
+def test_redis_keeps_the_queue_on_disk_and_never_evicts(services: dict[str, Any]) -> None:
     redis = services["redis"]
     conf_mount = next(
         v for v in redis["volumes"] if v.endswith(":/usr/local/etc/redis/redis.conf:ro")
@@ -70,7 +70,7 @@ def test_redis_keeps_the_queue_on_disk_and_never_evicts(services) -> None:
     assert "healthcheck" in redis
 
 
-def test_postgres_has_a_named_volume(services, compose) -> None:
+def test_postgres_has_a_named_volume(services: dict[str, Any], compose: dict[str, Any]) -> None:
     volumes = services["postgres"]["volumes"]
     assert "postgres-data:/var/lib/postgresql/data" in volumes
     assert "postgres-data" in compose["volumes"]
@@ -78,7 +78,7 @@ def test_postgres_has_a_named_volume(services, compose) -> None:
     assert "healthcheck" in services["postgres"]
 
 
-def test_migration_runs_once_and_gates_the_others(services) -> None:
+def test_migration_runs_once_and_gates_the_others(services: dict[str, Any]) -> None:
     migrate = services["migrate"]
     assert migrate["command"] == ["db", "upgrade"]
     assert migrate["restart"] == "no"
@@ -89,7 +89,7 @@ def test_migration_runs_once_and_gates_the_others(services) -> None:
         assert deps["redis"]["condition"] == "service_healthy", name
 
 
-def test_usqa_services_run_real_usqa_commands(services) -> None:
+def test_usqa_services_run_real_usqa_commands(services: dict[str, Any]) -> None:
     for name in USQA_SERVICES:
         argv = [interpolate_defaults(str(a)) for a in services[name]["command"]]
         assert_usqa_command(argv, f"compose service {name}")
@@ -102,7 +102,9 @@ def test_usqa_services_run_real_usqa_commands(services) -> None:
         assert_usqa_command(test[2:], f"compose {name} healthcheck")
 
 
-def test_workers_scale_and_share_the_drop_folder_with_the_ingester(services) -> None:
+def test_workers_scale_and_share_the_drop_folder_with_the_ingester(
+    services: dict[str, Any],
+) -> None:
     worker = services["worker"]
     assert "container_name" not in worker, "a fixed container name forbids --scale worker=N"
     assert "ports" not in worker, "published ports clash when workers are scaled"
@@ -114,7 +116,7 @@ def test_workers_scale_and_share_the_drop_folder_with_the_ingester(services) -> 
     )
 
 
-def test_containers_are_locked_down(services) -> None:
+def test_containers_are_locked_down(services: dict[str, Any]) -> None:
     for name in USQA_SERVICES:
         svc = services[name]
         assert svc["read_only"] is True, name
@@ -128,7 +130,7 @@ def test_containers_are_locked_down(services) -> None:
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
 
 
-def test_bind_mounted_files_exist(services) -> None:
+def test_bind_mounted_files_exist(services: dict[str, Any]) -> None:
     for name, svc in services.items():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
@@ -136,7 +138,7 @@ def test_bind_mounted_files_exist(services) -> None:
                 assert (DEPLOY / source).exists(), f"{name}: {source} missing"
 
 
-def test_secrets_are_only_in_the_uncommitted_env_file(services) -> None:
+def test_secrets_are_only_in_the_uncommitted_env_file(services: dict[str, Any]) -> None:
     # Compose passes secrets through env_file only: no literal password in the compose file.
     text = COMPOSE.read_text(encoding="utf-8").lower()
     for word in ("password=", "password:", "requirepass "):
@@ -154,7 +156,7 @@ def test_secrets_are_only_in_the_uncommitted_env_file(services) -> None:
     assert result.returncode == 0, "deploy/usqa.env is not in .gitignore"
 
 
-def test_env_example_names_real_settings_and_what_compose_reads(compose) -> None:
+def test_env_example_names_real_settings_and_what_compose_reads(compose: dict[str, Any]) -> None:
     env = _env_example()
     usqa = {k for k in env if k.startswith("USQA_")}
     assert usqa <= setting_variables(), f"not usqa settings: {usqa - setting_variables()}"

@@ -7,7 +7,7 @@ import fnmatch
 import tomllib
 from pathlib import Path
 
-import dockerfile
+import dockerfile  # type: ignore[import-not-found]
 import pytest
 
 from tests.deploy.deploy_files import DEPLOY, REPO, assert_usqa_command, setting_variables
@@ -53,7 +53,7 @@ def _stage_args(instructions: list) -> dict[str, str]:
     return out
 
 
-def test_base_image_and_flavours(commands) -> None:
+def test_base_image_and_flavours(commands: tuple[dockerfile.Command, ...]) -> None:
     args = _global_args(commands)
     assert args["PYTHON_IMAGE"] == "python:3.11-slim"
     assert args["FLAVOR"] == "cpu"
@@ -69,7 +69,9 @@ def test_base_image_and_flavours(commands) -> None:
         assert '--index-url "${TORCH_INDEX_URL}" torch torchvision' in runs, flavour
 
 
-def test_the_package_is_installed_with_its_weights(commands) -> None:
+def test_the_package_is_installed_with_its_weights(
+    commands: tuple[dockerfile.Command, ...],
+) -> None:
     stages = {name: ins for _, name, ins in _stages(commands)}
     build = stages["build"]
     copied = {Path(src).name for c in build if c.cmd == "COPY" for src in c.value[:-1]}
@@ -87,7 +89,9 @@ def test_the_package_is_installed_with_its_weights(commands) -> None:
     assert "weights/*.pt" in pyproject["tool"]["setuptools"]["package-data"]["model"]
 
 
-def test_runtime_stage_is_the_default_target_and_runs_unprivileged(commands) -> None:
+def test_runtime_stage_is_the_default_target_and_runs_unprivileged(
+    commands: tuple[dockerfile.Command, ...],
+) -> None:
     stages = _stages(commands)
     base, name, runtime = stages[-1]
     assert name == "runtime", "the last stage is what a plain `docker build` produces"
@@ -100,7 +104,9 @@ def test_runtime_stage_is_the_default_target_and_runs_unprivileged(commands) -> 
     assert any("--from=build" in c.flags for c in copies)
 
 
-def test_entrypoint_command_and_healthcheck_are_usqa_verbs(commands) -> None:
+def test_entrypoint_command_and_healthcheck_are_usqa_verbs(
+    commands: tuple[dockerfile.Command, ...],
+) -> None:
     runtime = _stages(commands)[-1][2]
     entry = next(c for c in runtime if c.cmd == "ENTRYPOINT")
     assert entry.json and entry.value[-1] == "usqa"
@@ -118,7 +124,7 @@ def test_entrypoint_command_and_healthcheck_are_usqa_verbs(commands) -> None:
     assert_usqa_command(argv[1:], "Dockerfile HEALTHCHECK")
 
 
-def test_environment_names_real_settings(commands) -> None:
+def test_environment_names_real_settings(commands: tuple[dockerfile.Command, ...]) -> None:
     runtime = _stages(commands)[-1][2]
     names = []
     for c in runtime:

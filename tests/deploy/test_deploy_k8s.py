@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tests.deploy.deploy_files import K8S, assert_usqa_command, load_yaml_docs, setting_variables
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import promql_parser
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tests.deploy.deploy_files import DEPLOY, REPO
 from worker.ops import metrics

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from tests.deploy.deploy_files import DEPLOY, K8S, load_yaml_docs

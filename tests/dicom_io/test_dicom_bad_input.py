@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_io import ReadOptions, read
 from tests.helpers.dicom import base_dataset, build, encapsulated, jpeg_baseline, noise_image, save
@@ -84,7 +84,7 @@ def test_compressed_frame_damaged_inside(tmp_path: Path) -> None:
 @pytest.mark.parametrize("source", ["generated", "pydicom"])
 def test_structured_report_has_no_pixel_data(tmp_path: Path, source: str) -> None:
     if source == "pydicom":
-        path = Path(get_testdata_file("test-SR.dcm"))
+        path = Path(str(get_testdata_file("test-SR.dcm")))
     else:
         ds = base_dataset("SR")
         ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
@@ -135,7 +135,7 @@ def test_unsupported_transfer_syntax_is_named(
     ds = encapsulated(
         [b"\x00\x00\x01\xb3" + bytes(100)], 16, 16, "YBR_FULL_422", 3, ExplicitVRLittleEndian
     )
-    ds.file_meta.TransferSyntaxUID = uid
+    ds.file_meta.TransferSyntaxUID = UID(uid)
     path = tmp_path / "video.dcm"
     ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=True)
     fails(path, UnsupportedFileError, *words)
@@ -238,7 +238,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def refuse(self: Path, *args: object, **kwargs: object) -> object:
         if self == path:
             raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(Path, "open", refuse)
     fails(path, UnreadableFileError, "permission denied")

@@ -366,7 +366,7 @@ def test_large_screens_within_a_block_of_the_reference(
 
 
 def example_frames(name: str) -> list[NDArray[np.uint8]]:
-    scan = read(Path(get_testdata_file(name)), ReadOptions(crop=False))
+    scan = read(Path(str(get_testdata_file(name))), ReadOptions(crop=False))
     picks = scan.selected_frames
     if len(picks) > HEURISTIC_SAMPLE_FRAMES:
         spots = np.linspace(0, len(picks) - 1, HEURISTIC_SAMPLE_FRAMES).round().astype(int)
@@ -388,7 +388,7 @@ def test_pydicom_examples_against_the_reference(name: str, tolerance: int) -> No
     got, want = find_box(frames)[0], reference_find_box(frames)[0]
     assert got.source == want.source == "heuristic"
     assert offset(got, want) <= tolerance, (got, want)
-    assert read(Path(get_testdata_file(name))).crop == got
+    assert read(Path(str(get_testdata_file(name)))).crop == got
 
 
 # --- each frame decoded once ------------------------------------------------------------
@@ -436,7 +436,7 @@ def test_a_png_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_a_cine_decodes_each_selected_frame_once(decoded: list[int]) -> None:
     """16 of 30 frames are scored, 8 of those feed the heuristic and are not decoded again."""
-    path = Path(get_testdata_file("examples_ybr_color.dcm"))
+    path = Path(str(get_testdata_file("examples_ybr_color.dcm")))
     scan = read(path)
     assert len(scan.selected_frames) == 16
     box = scan.crop
@@ -455,7 +455,7 @@ def test_a_cine_decodes_each_selected_frame_once(decoded: list[int]) -> None:
 
 
 def test_an_uncropped_pass_first_decodes_once_per_pass(decoded: list[int]) -> None:
-    scan = read(Path(get_testdata_file("examples_ybr_color.dcm")))
+    scan = read(Path(str(get_testdata_file("examples_ybr_color.dcm"))))
     list(scan.iter_frames(cropped=False))  # no heuristic asked for
     assert decoded == scan.selected_frames
     del decoded[:]

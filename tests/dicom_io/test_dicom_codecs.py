@@ -263,7 +263,7 @@ def test_jpeg_lossless_process_14_is_exact(tmp_path: Path) -> None:
 def test_jpeg_extended_and_ybr_full_baseline_from_pydicom(name: str) -> None:
     """Syntaxes no installed encoder writes (JPEG extended 12-bit) are checked on
     pydicom's own test files against pydicom's decode and the documented mapping."""
-    path = Path(get_testdata_file(name))
+    path = Path(str(get_testdata_file(name)))
     reference = pixel_array(path)
     got = decoded(path)[0]
     if reference.ndim == 2:

@@ -18,7 +18,7 @@ from dicom_io.regions import parse_regions
 
 
 def example(name: str) -> Path:
-    return Path(get_testdata_file(name))
+    return Path(str(get_testdata_file(name)))
 
 
 def inside(box: CropBox, outer: tuple[int, int, int, int]) -> bool:

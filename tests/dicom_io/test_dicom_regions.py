@@ -106,7 +106,8 @@ def test_invalid_region_falls_back_to_the_heuristic(
     tmp_path: Path, corners: tuple[int, ...]
 ) -> None:
     frame, _ = screen(5)
-    ds = with_regions(build(frame, "RGB"), [region(*corners, spatial=1, data_type=1)])
+    x0, y0, x1, y1 = corners
+    ds = with_regions(build(frame, "RGB"), [region(x0, y0, x1, y1, spatial=1, data_type=1)])
     scan = read(save(ds, tmp_path / "bad.dcm"))
     assert scan.crop is not None and scan.crop.source == "heuristic"
     assert any("not used" in n for n in scan.notes)

@@ -345,8 +345,9 @@ def scores_of(rows: Sequence[Row]) -> list[float]:
     return [r.score for r in rows if r.status == "scored" and r.score is not None]
 
 
-def receive(url: str, path: Path) -> int:
-    """Record ``path`` in the ledger as the ingester would; its scan id."""
+def receive(url: str, path: Path, now: datetime | None = None) -> int:
+    """Record ``path`` in the ledger as the ingester would (received ``now``, by default the
+    clock's time); its scan id."""
     st = path.stat()
     with db.session_scope(url) as s:
         return ledger.record_received(
@@ -355,6 +356,7 @@ def receive(url: str, path: Path) -> int:
             size_bytes=st.st_size,
             mtime_ns=st.st_mtime_ns,
             sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            now=now,
         ).id
 
 

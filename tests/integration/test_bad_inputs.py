@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from tests.helpers.dicom import build, encapsulated, jpeg_baseline, noise_image, save
 from tests.helpers.files import write_png
@@ -66,7 +66,7 @@ def bad_inputs(drop: Path) -> dict[str, tuple[str, str]]:
     video = encapsulated(
         [b"\x00\x00\x01\xb3" + bytes(100)], 16, 16, "YBR_FULL_422", 3, ExplicitVRLittleEndian
     )
-    video.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
+    video.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.102")
     video.save_as(
         put("h264.dcm", "failed", "1.2.840.10008.1.2.4.102"),
         enforce_file_format=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "random.pt"
     net = build_model("none")
     with torch.no_grad():
-        net.fc.bias.fill_(0.6)
+        cast(torch.nn.Linear, net.fc).bias.fill_(0.6)
     save_checkpoint(path, net, random_meta())
     return path
 

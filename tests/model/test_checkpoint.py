@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_round_trip(tmp_path: Path, random_checkpoint: Path, meta: dict) -> None
     save_checkpoint(half, ckpt.net, meta, half=True)
     assert half.stat().st_size < random_checkpoint.stat().st_size * 0.6
     back = load_checkpoint(half)
-    w0, w1 = ckpt.net.conv1.weight, back.net.conv1.weight
+    w0, w1 = (cast(nn.Conv2d, n.conv1).weight for n in (ckpt.net, back.net))
     assert w1.dtype == torch.float32 and torch.allclose(w0, w1, atol=1e-3)
 
 

@@ -143,7 +143,8 @@ def test_sector_shadows_radiate_from_the_apex() -> None:
 def test_outside_the_field_of_view_stays_black(tissue: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     for kind in ("curved", "sector"):
-        g = random_geometry(rng, *tissue.shape, kind=kind)
+        height, width = tissue.shape
+        g = random_geometry(rng, height, width, kind=kind)
         base = tissue.copy()
         base[~g.mask] = 0
         for name in DEFECTS:

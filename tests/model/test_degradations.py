@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 
 from model.degradations import blur, graded_blur_label, graded_jpeg_label, jpeg
+from model.protocols import Protocol as LabelProtocol
 from model.protocols import get_protocol
+
+
+def label_protocol(name: str) -> LabelProtocol:
+    """A label protocol (paper or graded), typed as one."""
+    return cast(LabelProtocol, get_protocol(name))
 
 
 @pytest.fixture
@@ -16,7 +24,7 @@ def image() -> np.ndarray:
 
 
 def test_documented_ranges() -> None:
-    paper, graded = get_protocol("paper"), get_protocol("graded")
+    paper, graded = label_protocol("paper"), label_protocol("graded")
     assert paper.jpeg_quality == (10.0, 40.0) and paper.blur_sigma == (1.5, 3.0)
     assert graded.jpeg_quality == (5.0, 100.0) and graded.blur_sigma == (0.0, 4.0)
     rng = np.random.default_rng(0)
@@ -31,7 +39,7 @@ def test_documented_ranges() -> None:
 
 
 def test_strata_split_the_range() -> None:
-    graded = get_protocol("graded")
+    graded = label_protocol("graded")
     rng = np.random.default_rng(0)
     for i in range(3):
         s = [graded.draw("blur", rng, (i, 3)) for _ in range(200)]
@@ -39,7 +47,7 @@ def test_strata_split_the_range() -> None:
 
 
 def test_paper_labels() -> None:
-    paper = get_protocol("paper")
+    paper = label_protocol("paper")
     assert paper.label("original", 0) == 100
     assert paper.label("jpeg", 10) == paper.label("jpeg", 40) == 60
     assert paper.label("blur", 1.5) == paper.label("blur", 3.0) == 30
@@ -77,7 +85,7 @@ def test_degradations_change_pixels_by_severity(image: np.ndarray) -> None:
 
 
 def test_apply_labels_the_version(image: np.ndarray) -> None:
-    graded = get_protocol("graded")
+    graded = label_protocol("graded")
     v = graded.apply(image, "jpeg", 30)
     assert v.kind == "jpeg" and v.severity == 30 and v.label == graded_jpeg_label(30)
     with pytest.raises(ValueError, match="unknown degradation"):

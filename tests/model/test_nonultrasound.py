@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from model import nonultrasound as nu
 
@@ -178,7 +178,7 @@ def _dicom_items(split: str) -> list[str]:
 def _pixel_hash(name: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MR_small_padded: "excess padding to be removed"
-        arr = nu._decode(pydicom.dcmread(get_testdata_file(name, download=False)))
+        arr = nu._decode(pydicom.dcmread(str(get_testdata_file(name, download=False))))
     arr = arr.astype(arr.dtype.newbyteorder("="))
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
@@ -259,7 +259,7 @@ def test_photos_from_scikit_image() -> None:
 @pytest.mark.parametrize("split", nu.SPLITS)
 def test_no_listed_dicom_file_is_ultrasound(split: str) -> None:
     for name in _dicom_items(split):
-        ds = pydicom.dcmread(get_testdata_file(name, download=False), stop_before_pixels=True)
+        ds = pydicom.dcmread(str(get_testdata_file(name, download=False)), stop_before_pixels=True)
         assert str(ds.get("Modality", "")).upper() != "US", name
         assert str(ds.get("SOPClassUID", "")) not in nu._US_SOP_CLASSES, name
 
@@ -276,7 +276,7 @@ def _mr(path: Path, frames: int, modality: str = "MR") -> Path:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.4")
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.Modality = modality

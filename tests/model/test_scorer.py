@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -166,7 +167,7 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     net = build_model(init="none")
     with torch.no_grad():
-        net.fc.bias.fill_(0.5)
+        cast(torch.nn.Linear, net.fc).bias.fill_(0.5)
     path = tmp_path_factory.mktemp("small") / "small.pt"
     save_checkpoint(path, net, {"target_scale": 100.0, "preprocess": Preprocess(size=64).to_dict()})
     return path
@@ -200,7 +201,7 @@ def test_streams_score_as_one_stream_does(
     seen: list[tuple[str, int]] = []
     forward = two_streams._forward
 
-    def spy(chunk: Sequence[np.ndarray]) -> np.ndarray:
+    def spy(chunk: Sequence[np.ndarray]) -> Any:
         seen.append((threading.current_thread().name, len(chunk)))
         return forward(chunk)
 

@@ -90,7 +90,8 @@ def test_clean_fan_views_name_nothing(shipped: Scorer, test_images: list[np.ndar
     rng = np.random.default_rng(4)
     quiet = 0
     for i, image in enumerate(test_images):
-        g = random_geometry(rng, *image.shape, kind="sector" if i % 2 else "curved")
+        height, width = image.shape
+        g = random_geometry(rng, height, width, kind="sector" if i % 2 else "curved")
         v = protocol.make(image, [], g, layout_seed=[i], decorate_seed=[i, 1])
         quiet += not _summary(shipped, [v.image]).defects
     assert quiet >= len(test_images) - 1

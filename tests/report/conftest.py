@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 
 from tests.helpers.ledger import Row, seed
 
 D0, D1, D2 = date(2025, 2, 27), date(2025, 3, 1), date(2025, 3, 2)
-A = {"station": "A", "manufacturer": "M1", "model_name": "X1"}
+A: dict[str, Any] = {"station": "A", "manufacturer": "M1", "model_name": "X1"}
 
 # The hand ledger. Acquired scans are received the next day at 01:00 UTC, so a view that
 # used the receipt date would put them on the wrong day. Grades: good >= 80 > average >= 45.

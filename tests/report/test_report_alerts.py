@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from scipy.stats import ttest_ind
@@ -59,14 +60,14 @@ def station_rows(
     return rows
 
 
-def drift(url: str, **rule: float) -> list[tuple[str | None, str]]:
+def drift(url: str, **rule: Any) -> list[tuple[str | None, str]]:
     with db.session_scope(url, readonly=True) as s:
         result = check_drift(
             s,
             ["station"],
             until=UNTIL,
             rule=DriftRule(**rule),
-            model_version="v1",  # type: ignore[arg-type]
+            model_version="v1",
         )
     return [(a.group, a.metric) for a in result.alerts]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def broker(redis_url: str) -> str:
+def broker(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()  # the dedicated test database only
     yield redis_url
@@ -54,7 +56,7 @@ def test_a_batch_on_the_wire_is_plain_json_with_ids_only(broker: str) -> None:
     depth = queue_depth(settings)
     assert depth is not None and depth.waiting == 1 and depth.unacked == 0
     raw = redis.Redis.from_url(broker).lpop(QUEUE)
-    envelope = json.loads(raw)
+    envelope = json.loads(cast(bytes, raw))
     assert envelope["content-type"] == "application/json"
     assert envelope["headers"]["task"] == TASK_NAME
     body = json.loads(base64.b64decode(envelope["body"]))

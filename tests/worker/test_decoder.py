@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -27,7 +29,7 @@ CINE = str(get_testdata_file("examples_ybr_color.dcm"))
 
 
 @pytest.fixture
-def decoder() -> Decoder:
+def decoder() -> Iterator[Decoder]:
     d = Decoder.from_settings(load_settings(environ={}))
     yield d
     d.close()
@@ -47,7 +49,7 @@ def test_header_and_frames_come_back_as_the_reader_gives_them(
     assert header.metadata["sop_instance_uid"] == direct.metadata["sop_instance_uid"]
     assert [i for i, _ in frames] == [i for i, _ in expected]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(frames, expected, strict=True))
-    assert decoder.last_crop == direct.crop.as_dict()
+    assert direct.crop is not None and decoder.last_crop == direct.crop.as_dict()
     png = write_png(tmp_path / "a.png", seed=1)
     assert decoder.open(str(png)).kind == "image"
     [(index, frame)] = list(decoder.frames())
@@ -145,7 +147,7 @@ def test_an_abandoned_frame_stream_does_not_leak_into_the_next_file(
     decoder: Decoder, tmp_path: Path
 ) -> None:
     decoder.open(CINE)
-    stream = decoder.frames()
+    stream = cast(Generator[tuple[int, np.ndarray], None, None], decoder.frames())
     next(stream)
     stream.close()
     png = write_png(tmp_path / "b.png", seed=2)

@@ -16,7 +16,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 import db
 from db.models import Scan
@@ -80,9 +80,9 @@ def _image_bomb(path: Path, side: int) -> Path:
 def _deflate_bomb(path: Path, inflated: int) -> Path:
     """A deflated DICOM file whose dataset inflates to ``inflated`` bytes (zeros)."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.6.1")
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1.99")
     ds = Dataset()
     ds.Modality = "US"
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
@@ -200,7 +200,7 @@ def test_the_salt_stays_in_the_parent_and_the_pseudonyms_are_the_same(
 
     monkeypatch.setattr(decoder_module, "send", recording_send)
     dcm = tmp_path / "cine.dcm"
-    ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
+    ds = pydicom.dcmread(str(get_testdata_file("examples_ybr_color.dcm")))
     ds.PatientID, ds.OperatorsName = "MRN 0042", "Doe^Jane"
     ds.save_as(dcm)
     png = write_png(tmp_path / "b.png", 2)

@@ -328,7 +328,12 @@ def test_reading_files_in_the_folder_sends_the_ingester_no_events(
     with Live(sqlite_url, tmp_path / "drop", random_weights, stable_seconds=5) as live:
         events = live.ingester._events
         dispatch = events.dispatch
-        events.dispatch = lambda event: (seen.append(event.event_type), dispatch(event))  # type: ignore[method-assign]
+
+        def spy(event: Any) -> None:
+            seen.append(event.event_type)
+            dispatch(event)
+
+        events.dispatch = spy  # type: ignore[method-assign]
         png = write_png(tmp_path / "drop" / "a.png", 1)
         until(lambda: bool(live.sent), 5, "a batch sent")
         assert "closed" in seen  # the write was seen

@@ -14,7 +14,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from worker.cli import main
 from worker.commands.inspect import preview_name
@@ -114,7 +114,7 @@ def bad_inputs(folder: Path) -> dict[str, Path]:
     report.Modality = "SR"
     report.file_meta.MediaStorageSOPClassUID = report.SOPClassUID
     report.file_meta.MediaStorageSOPInstanceUID = report.SOPInstanceUID
-    report.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    report.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
     report.save_as(folder / "report.dcm", enforce_file_format=True)
     files["report"] = folder / "report.dcm"
     huge = dicom(folder / "huge.dcm")
@@ -131,7 +131,7 @@ def bad_inputs(folder: Path) -> dict[str, Path]:
     files["frames"] = many
     video = dicom(folder / "video.dcm")
     ds = dcmread(video)
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.102")
     ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(100)])
     ds.save_as(video)
     files["syntax"] = video
@@ -201,7 +201,7 @@ def test_unreadable_file(
     def refuse(self: Path, *args: object, **kwargs: object) -> object:
         if self == path:
             raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(Path, "open", refuse)
     code, records = run_json(capsys, str(path), example("examples_rgb_color.dcm"))

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -131,13 +132,15 @@ def test_embedded_runner_metrics_count_what_was_scored(
     _check_counts(delta, received=True, scored=True)
     rows = _ledger(url)
     assert sorted(r.status for r in rows) == ["failed", "scored", "scored", "scored", "skipped"]
-    grades = {}
+    grades: dict[str, int] = {}
     for row in rows:
         if row.status == "scored":
             with db.session_scope(url, readonly=True) as session:
                 from db.models import ScanScore
 
-                grade = session.scalar(select(ScanScore.grade).where(ScanScore.scan_id == row.id))
+                grade = cast(
+                    str, session.scalar(select(ScanScore.grade).where(ScanScore.scan_id == row.id))
+                )
             grades[grade] = grades.get(grade, 0) + 1
     for grade, count in grades.items():
         assert _get(delta, "usqa_scans_scored_total", grade=grade) == count

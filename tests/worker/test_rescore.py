@@ -4,7 +4,6 @@ PostgreSQL, two random-weights checkpoints as the old and the new model."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,6 +23,8 @@ import db
 from db import ledger
 from db.models import Scan, ScanScore
 from tests.helpers.files import make_settings, write_png
+from tests.helpers.ledger import receive
+from tests.helpers.weights import random_checkpoint
 from worker.cli import main
 from worker.commands.rescore import parse_bound
 from worker.scoring import ScoringContext, process_scans
@@ -37,18 +38,7 @@ OUT_OF_RANGE = datetime(2025, 2, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def weights_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second random-weights checkpoint: the new model."""
-    import torch
-
-    from model import Preprocess, build_model, save_checkpoint
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("weights_b") / "random_b.pt"
-    save_checkpoint(
-        path,
-        build_model(init="none"),
-        {"target_scale": 100.0, "preprocess": Preprocess().to_dict()},
-    )
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("weights_b") / "random_b.pt", seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -84,19 +74,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
     monkeypatch.setenv("USQA_THREADS", "1")
     monkeypatch.setenv("USQA_HEARTBEAT_SECONDS", "0.5")
-
-
-def receive(url: str, path: Path, when: datetime) -> int:
-    st = path.stat()
-    with db.session_scope(url) as s:
-        return ledger.record_received(
-            s,
-            path=str(path),
-            size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-            now=when,
-        ).id
 
 
 def scores(url: str) -> dict[int, dict[str, float]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -203,7 +204,7 @@ def test_a_crashed_decoder_retries_that_scan_alone(
     pipelines: Callable[..., ScoringContext],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), *os.sys.path]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), *sys.path]))
     monkeypatch.setenv("USQA_TEST_FAULTS", "1")
     crash = receive(sqlite_url, write_png(tmp_path / "crash-decoder.png", 1))
     good = receive(sqlite_url, write_png(tmp_path / "good.png", 2))

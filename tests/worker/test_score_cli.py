@@ -78,8 +78,8 @@ def test_png_and_dicom_examples(
 ) -> None:
     png = tmp_path / "scan.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 300), np.uint8)).save(png)
-    single = get_testdata_file("examples_rgb_color.dcm")
-    multi = get_testdata_file("examples_ybr_color.dcm")  # 30 frames, JPEG baseline
+    single = str(get_testdata_file("examples_rgb_color.dcm"))
+    multi = str(get_testdata_file("examples_ybr_color.dcm"))  # 30 frames, JPEG baseline
     code, rows = _score(capsys, "--weights", str(weights), "--frames", "4", str(png), single, multi)
     assert code == 0
     assert [r["status"] for r in rows] == ["scored"] * 3, rows
@@ -133,7 +133,7 @@ def test_the_json_names_defects_most_probable_first(
 ) -> None:
     png = tmp_path / "scan.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 300), np.uint8)).save(png)
-    multi = get_testdata_file("examples_ybr_color.dcm")
+    multi = str(get_testdata_file("examples_ybr_color.dcm"))
     code, rows = _score(
         capsys, "--weights", str(shadowing_weights), "--frames", "3", str(png), multi
     )

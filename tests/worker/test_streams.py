@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +16,10 @@ from pydicom.data import get_testdata_file
 from sqlalchemy import select
 
 import db
-from db import ledger
 from db.models import Scan, ScanScore
 from model import Scorer
 from tests.helpers.files import make_settings, write_png
+from tests.helpers.ledger import receive
 from tests.helpers.poll import until
 from worker.decoding import Decoder
 from worker.scoring import BatchResult, ScoringContext, process_scans
@@ -272,18 +271,6 @@ def test_a_broken_frame_fails_its_own_scan_only(scorer2: Scorer) -> None:
         assert [i for i, _ in work.frame_scores] == [0, 1]
         expected = [scorer2.score_frames([frames[work.scan.id, i]])[0] for i in (0, 1)]
         np.testing.assert_allclose([s for _, s in work.frame_scores], expected, atol=1e-3)
-
-
-def receive(url: str, path: Path) -> int:
-    st = path.stat()
-    with db.session_scope(url) as s:
-        return ledger.record_received(
-            s,
-            path=str(path),
-            size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        ).id
 
 
 @pytest.fixture
