@@ -12,6 +12,7 @@ IMMEDIATE`` so that two writers queue on the lock instead of failing half-way.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -34,15 +35,17 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30.0
 READONLY = "usqa_readonly"
 
-_engines: dict[tuple[str, int], Engine] = {}
+_engines: dict[tuple[str, int, float | None], Engine] = {}
 _lock = threading.Lock()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(
+    dbapi_connection: Any, _record: Any, wait: float = SQLITE_BUSY_TIMEOUT_S
+) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -55,7 +58,9 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-def _build_engine(url: str) -> Engine:
+def _build_engine(url: str, wait: float | None = None) -> Engine:
+    """The engine for ``url``; ``wait``: the longest wait for a lock, a pooled connection
+    or a connection to the server (seconds; default 30 s, 10 s to connect)."""
     try:
         parsed = make_url(url)
     except sa_exc.ArgumentError as exc:
@@ -71,23 +76,24 @@ def _build_engine(url: str) -> Engine:
                 f"USQA_DATABASE_URL={url!r}: an in-memory SQLite database would lose the "
                 "ledger; give a file, e.g. sqlite:///usqa.db"
             )
+        busy = SQLITE_BUSY_TIMEOUT_S if wait is None else wait
         engine = create_engine(
             parsed,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            connect_args={"timeout": busy, "check_same_thread": False},
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", lambda c, r: _sqlite_pragmas(c, r, busy))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         connect_args: dict[str, Any] = {}
         if parsed.get_driver_name() in ("psycopg", "psycopg2"):
-            connect_args["connect_timeout"] = 10
+            connect_args["connect_timeout"] = 10 if wait is None else max(1, math.ceil(wait))
         return create_engine(
             parsed,
             pool_pre_ping=True,
             pool_size=5,
             max_overflow=5,
-            pool_timeout=30,
+            pool_timeout=30 if wait is None else wait,
             connect_args=connect_args,
         )
     try:
@@ -115,21 +121,23 @@ def _resolved(url: str) -> str:
     return parsed.set(database=absolute).render_as_string(hide_password=False)
 
 
-def get_engine(url: str) -> Engine:
-    """The engine for ``url`` in this process (a forked child builds its own)."""
+def get_engine(url: str, wait: float | None = None) -> Engine:
+    """The engine for ``url`` in this process (a forked child builds its own); ``wait``:
+    a separate engine whose lock, pool and connect waits are at most this (seconds), for
+    callers that must answer quickly (the DICOM listener)."""
     url = _resolved(url)
-    key = (url, os.getpid())
+    key = (url, os.getpid(), wait)
     engine = _engines.get(key)
     if engine is not None:
         return engine
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            for (old_url, pid), old in list(_engines.items()):
-                if pid != os.getpid():  # inherited over fork: never touch the parent's sockets
+            for old_key, old in list(_engines.items()):
+                if old_key[1] != os.getpid():  # inherited over fork: never touch its sockets
                     old.dispose(close=False)
-                    del _engines[(old_url, pid)]
-            engine = _build_engine(url)
+                    del _engines[old_key]
+            engine = _build_engine(url, wait)
             _engines[key] = engine
     return engine
 
@@ -137,7 +145,7 @@ def get_engine(url: str) -> Engine:
 def dispose_engines() -> None:
     """Close every pooled connection of this process (at shutdown, or after a fork)."""
     with _lock:
-        for (_, pid), engine in list(_engines.items()):
+        for (_, pid, _wait), engine in list(_engines.items()):
             engine.dispose(close=pid == os.getpid())
         _engines.clear()
 
@@ -186,11 +194,14 @@ def _translate(exc: BaseException, url: str) -> BaseException | None:
 
 
 @contextmanager
-def session_scope(url: str, *, readonly: bool = False) -> Iterator[Session]:
+def session_scope(
+    url: str, *, readonly: bool = False, wait: float | None = None
+) -> Iterator[Session]:
     """A session in one transaction: committed if the block succeeds, rolled back if not.
 
-    ``readonly`` lets SQLite readers run beside a writer (no write lock is taken)."""
-    engine = get_engine(url)
+    ``readonly`` lets SQLite readers run beside a writer (no write lock is taken); ``wait``
+    bounds the waits for a lock or a connection (:func:`get_engine`)."""
+    engine = get_engine(url, wait)
     bind = engine.execution_options(**{READONLY: True}) if readonly else engine
     session = Session(bind=bind, expire_on_commit=False)
     try:

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "evaluate",
     "run",
     "ingest",
+    "listen",
     "worker",
     "scans",
     "status",

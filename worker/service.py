@@ -89,11 +89,15 @@ def _failed_since(settings: Settings, root: str, since: datetime) -> int:
         return ledger.failed_under(session, root, since)
 
 
-def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
+def run_embedded(
+    root: Path, settings: Settings, *, once: bool = False, listen: bool = False
+) -> int:
     """``usqa run``: ingester and in-process runner in one process (no broker).
 
     With ``once``: take what is in the folder, score it, and return when every file has its
-    outcome. Returns 1 if a file failed during a ``once`` run, else 0."""
+    outcome. Returns 1 if a file failed during a ``once`` run, else 0. With ``listen``: the
+    DICOM listener (worker/listener/) receives into the folder and hands its scans to the
+    runner."""
     from worker.ingest import Ingester
     from worker.scoring import ScoringContext
     from worker.transport.embedded import Runner
@@ -117,6 +121,7 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
     with stop_signals(on_second=_exit_now) as stop:
         pipeline.start()
         runner.start()
+        listener = _start_listener(ingester.root, settings, runner.submit) if listen else None
         try:
             _resume_queued(settings, runner.submit)
             log.info(
@@ -134,11 +139,23 @@ def run_embedded(root: Path, settings: Settings, *, once: bool = False) -> int:
                 ),
             )
         finally:
+            if listener is not None:
+                listener.stop()
             runner.stop()
             pipeline.close()
             if heartbeat is not None:
                 heartbeat.remove()
     return _once_outcome(settings, ingester, started) if once else 0
+
+
+def _start_listener(root: str, settings: Settings, send: Callable[[list[int]], None]) -> Any:
+    """The DICOM listener of ``usqa run --listen``, started (before the queued scans are
+    resumed: it first moves in what a crash left recorded but not renamed)."""
+    from worker.listener import Listener
+
+    listener = Listener(root, settings, send)
+    listener.start()
+    return listener
 
 
 def _prepare_embedded(settings: Settings) -> None:

@@ -188,6 +188,33 @@ class Settings:
         900.0, "`usqa status` exits non-zero when a scan has waited longer than this."
     )
 
+    # --- DICOM listener (worker/listener/) ------------------------------------------------
+    dicom_port: int = _opt(
+        11112,
+        "TCP port of the DICOM listener (`usqa listen`, `usqa run --listen`); 0 = any free port.",
+    )
+    dicom_address: str = _opt(
+        "0.0.0.0", "Address the DICOM listener binds: 0.0.0.0 (or ::) = every interface."
+    )
+    dicom_ae_title: str = _opt("USQA", "The listener's own AE title (what senders call).")
+    dicom_allowed_aes: tuple[str, ...] = _opt(
+        (), "Calling AE titles allowed to associate (comma separated); empty: any."
+    )
+    dicom_allowed_addresses: tuple[str, ...] = _opt(
+        (),
+        "Addresses or networks (CIDR, comma separated: 10.1.0.0/16,192.168.4.7) allowed to "
+        "connect to the listener; empty: any. Others are closed before association.",
+    )
+    dicom_max_associations: int = _opt(
+        10, "Associations the listener serves at once; more are rejected as transient."
+    )
+    dicom_tls_cert: Path | None = _opt(  # noqa: RUF009 - field() factory, value is immutable
+        None, "PEM certificate for DICOM over TLS (with USQA_DICOM_TLS_KEY). Unset: plain TCP."
+    )
+    dicom_tls_key: Path | None = _opt(  # noqa: RUF009 - field() factory, value is immutable
+        None, "PEM private key of USQA_DICOM_TLS_CERT."
+    )
+
     # --- logging -----------------------------------------------------------------------
     log_format: Literal["text", "json"] = _opt("text", "Log format: text or json.")
     log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
@@ -334,6 +361,16 @@ def _validate(s: Settings) -> None:
             "batch sizes and attempt caps must be > 0",
         ),
         (s.inference_streams >= 0, "USQA_INFERENCE_STREAMS must be 0 (auto) or more"),
+        (0 <= s.dicom_port < 65536, "USQA_DICOM_PORT must be between 0 and 65535"),
+        (
+            0 < len(s.dicom_ae_title.strip()) <= 16,
+            "USQA_DICOM_AE_TITLE must be 1 to 16 characters",
+        ),
+        (s.dicom_max_associations > 0, "USQA_DICOM_MAX_ASSOCIATIONS must be > 0"),
+        (
+            (s.dicom_tls_cert is None) == (s.dicom_tls_key is None),
+            "USQA_DICOM_TLS_CERT and USQA_DICOM_TLS_KEY go together: set both or neither",
+        ),
         (0 <= s.decoder_nice <= 19, "USQA_DECODER_NICE must be between 0 and 19"),
         (
             s.decoder_memory == 0 or s.decoder_memory >= 256,

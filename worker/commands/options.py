@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_database_option", "add_ingest_options"]
+__all__ = ["add_database_option", "add_ingest_options", "add_listen_options"]
 
 
 def add_database_option(p: argparse.ArgumentParser) -> None:
@@ -51,4 +51,23 @@ def add_ingest_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="S",
         help="take a file once it has not changed for this long (USQA_STABLE_SECONDS)",
+    )
+
+
+def add_listen_options(p: argparse.ArgumentParser) -> None:
+    """The DICOM listener's options of ``usqa listen`` and ``usqa run --listen``."""
+    p.add_argument(
+        "--dicom-port",
+        dest="dicom_port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="TCP port of the DICOM listener (USQA_DICOM_PORT; default 11112)",
+    )
+    p.add_argument(
+        "--ae-title",
+        dest="dicom_ae_title",
+        default=None,
+        metavar="AET",
+        help="the listener's AE title (USQA_DICOM_AE_TITLE; default USQA)",
     )

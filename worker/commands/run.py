@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from worker.commands.options import add_ingest_options
+from worker.commands.options import add_ingest_options, add_listen_options
 from worker.errors import ModelError
 from worker.service import run_embedded
 from worker.settings import Settings
@@ -38,6 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="score what is in the folder, then exit (exit code 1 if some file failed)",
     )
     p.add_argument(
+        "--listen",
+        action="store_true",
+        help="also receive DICOM over the network (C-STORE) into the drop folder, on "
+        "USQA_DICOM_PORT (default 11112) as USQA_DICOM_AE_TITLE (default USQA)",
+    )
+    add_listen_options(p)
+    p.add_argument(
         "--weights",
         dest="weights",
         type=Path,
@@ -50,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        return run_embedded(args.watch, settings, once=args.once)
+        return run_embedded(args.watch, settings, once=args.once, listen=args.listen)
     except ModelError as exc:
         log.error("the model cannot be loaded: %s", exc)
         return 2
