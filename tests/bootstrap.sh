@@ -2,8 +2,10 @@
 # What the test suite needs from the machine besides Python and the Redis and PostgreSQL
 # servers: headless Chromium (the HTML report is opened in a real browser,
 # tests/report/test_report_html.py) and psql (deploy/postgres/roles.sql is run for real,
-# tests/deploy/test_deploy_postgres_roles.py). Installs what is missing with apt-get (Debian
-# or Ubuntu, as root or through sudo), or says what to install by hand. Safe to run again.
+# tests/deploy/test_deploy_postgres_roles.py) and dcmtk (storescu and echoscu: a second real
+# sender for the DICOM listener, tests/listener/test_peers.py). Installs what is missing with
+# apt-get (Debian or Ubuntu, as root or through sudo), or says what to install by hand. Safe to
+# run again.
 # The README's test command and .ci/run start with it.
 set -eu
 
@@ -23,8 +25,12 @@ if ! have psql; then
     missing="$missing postgresql-client"
     what="$what psql (PostgreSQL client),"
 fi
+if ! have storescu || ! have echoscu; then
+    missing="$missing dcmtk"
+    what="$what dcmtk (DICOM storescu and echoscu),"
+fi
 if [ -z "$missing" ]; then
-    echo "tests/bootstrap.sh: Chromium and psql are installed"
+    echo "tests/bootstrap.sh: Chromium, psql and dcmtk are installed"
     exit 0
 fi
 what=${what%,}
