@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_context
+from pynetdicom import AE
 from pynetdicom.association import Association
 
 __all__ = ["associate", "send_files"]
@@ -28,7 +28,7 @@ def associate(
     ae.add_requested_context("1.2.840.10008.1.1")
     for ds in datasets:
         offered = list(syntaxes or [ds.file_meta.TransferSyntaxUID])
-        ae.add_requested_context(build_context(ds.SOPClassUID, offered).abstract_syntax, offered)
+        ae.add_requested_context(str(ds.SOPClassUID), offered)
     return ae.associate("127.0.0.1", port, ae_title=called)
 
 

@@ -150,7 +150,8 @@ def test_too_many_associations_are_rejected_as_transient(
     assert held.is_established
     extra = associate(running.port)
     assert extra.is_rejected
-    assert extra.acceptor.primitive.result == 0x02  # rejected-transient: try again later
+    answer = extra.acceptor.primitive
+    assert answer is not None and answer.result == 0x02  # rejected-transient: try later
     held.release()
 
 
