@@ -17,7 +17,12 @@ import pytest
 from tests.deploy.deploy_files import SYSTEMD, assert_usqa_command, setting_variables
 
 INSTALLED_USQA = "/opt/usqa/venv/bin/usqa"
-SERVICES = ("usqa-ingest.service", "usqa-worker@.service", "usqa-migrate.service")
+SERVICES = (
+    "usqa-ingest.service",
+    "usqa-listen.service",
+    "usqa-worker@.service",
+    "usqa-migrate.service",
+)
 
 
 def _parse(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -101,7 +106,13 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         text = unit.read_text(encoding="utf-8").replace(INSTALLED_USQA, str(usqa))
         (tmp_path / unit.name).write_text(text, encoding="utf-8")
     (tmp_path / "usqa-worker@1.service").symlink_to(tmp_path / "usqa-worker@.service")
-    names = ["usqa.target", "usqa-migrate.service", "usqa-ingest.service", "usqa-worker@1.service"]
+    names = [
+        "usqa.target",
+        "usqa-migrate.service",
+        "usqa-ingest.service",
+        "usqa-listen.service",
+        "usqa-worker@1.service",
+    ]
     for name in names:
         result = subprocess.run(
             ["systemd-analyze", "verify", "--man=no", str(tmp_path / name)],
