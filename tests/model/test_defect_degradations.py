@@ -173,7 +173,11 @@ def test_dead_elements_are_narrow_full_depth_streaks(tissue: np.ndarray) -> None
     assert (out[:, dim] < 130).mean() > 0.95
 
 
-def test_no_signal_at_full_severity_leaves_no_tissue(tissue: np.ndarray) -> None:
+def test_no_signal_at_full_severity_leaves_no_tissue() -> None:
+    # 256 rows deep, the depth training and scoring see: the ring-down fades over some
+    # 100-200 px, so a frame only 128 px deep can still ring at its bottom
+    rng = np.random.default_rng(3)
+    tissue = np.clip(rng.rayleigh(1.0, (256, 128)) * 60.0 + 40.0, 1, 255).astype(np.uint8)
     for seed in range(5):
         out = apply_defects(tissue, [("no_signal", 1.0)], [seed])
         assert abs(np.corrcoef(out.ravel(), tissue.ravel())[0, 1]) < 0.1
