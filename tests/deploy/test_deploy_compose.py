@@ -23,7 +23,7 @@ from tests.deploy.deploy_files import (
 COMPOSE = DEPLOY / "docker-compose.yml"
 GPU = DEPLOY / "docker-compose.gpu.yml"
 ENV_EXAMPLE = DEPLOY / "usqa.env.example"
-USQA_SERVICES = ("migrate", "ingest", "worker")
+USQA_SERVICES = ("migrate", "ingest", "listen", "worker")
 
 
 @pytest.fixture(scope="module")

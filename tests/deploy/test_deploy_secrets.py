@@ -43,6 +43,7 @@ NEEDS = {  # service or pod -> the secrets it may see
     },
     "migrate": {"MIGRATE_DATABASE_URL"},
     "ingest": DB | BROKER,
+    "listen": DB | BROKER,
     "worker": DB | BROKER | {"USQA_PSEUDONYM_SALT"},
     "flower": BROKER | {"FLOWER_BASIC_AUTH"},
     "prometheus": set(),
