@@ -21,6 +21,9 @@ Defect names are those of :data:`model.defects.DEFECTS`; no CHECK constraint lis
 ``workers``         processes that score scans, with their last heartbeat.
 ``site_settings``   facts about the site the ledger must remember, by name: the fingerprint
                     of the pseudonym salt its scans were pseudonymised with (never the salt).
+``result_outbox``   one row per structured report (SR) to deliver: a scored DICOM scan, its
+                    model version and a destination (a PACS AE or the results folder), with
+                    its delivery state (``pending`` -> ``sent`` | ``failed``) and retries.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ __all__ = [
     "Base",
     "FrameScore",
     "ModelVersion",
+    "ResultOutbox",
     "Scan",
     "ScanDefect",
     "ScanScore",
@@ -316,3 +320,41 @@ class SiteSetting(Base):
     value: Mapped[str] = mapped_column(Text)
     recorded_by: Mapped[str] = mapped_column(String(255))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+OUTBOX_PENDING = "pending"
+OUTBOX_SENT = "sent"
+OUTBOX_FAILED = "failed"
+OUTBOX_STATES = (OUTBOX_PENDING, OUTBOX_SENT, OUTBOX_FAILED)
+
+
+class ResultOutbox(Base):
+    """One structured report to deliver: the score of ``scan_id`` by ``model_version``, to
+    ``destination`` (``AE@host:port`` or ``dir:FOLDER``). Queued in the transaction that
+    scores the scan; a delivering process claims due rows (``claim_token`` until
+    ``claimed_until``), then marks them ``sent``, or ``pending`` again with
+    ``next_attempt_at`` pushed back (a PACS that is down), or ``failed`` (never deliverable:
+    the file is gone, the destination refuses the object)."""
+
+    __tablename__ = "result_outbox"
+    __table_args__ = (
+        UniqueConstraint("scan_id", "model_version", "destination"),
+        CheckConstraint("state IN ('pending', 'sent', 'failed')", name="state"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("ix_result_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    destination: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default=OUTBOX_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sr_sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    sr_sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

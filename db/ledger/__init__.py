@@ -15,6 +15,7 @@ It owns, one module each:
 - :mod:`~db.ledger.versions`: ``model_versions`` and the defect vocabulary check.
 - :mod:`~db.ledger.workers`: heartbeats and who counts as alive.
 - :mod:`~db.ledger.disposal`: what the after-scoring policy did with each file.
+- :mod:`~db.ledger.outbox`: the structured reports waiting to be delivered, and their fate.
 
 Every function takes an open session and never commits (the caller's
 :func:`~db.session.session_scope` does). Writes that finish a scan are guarded by the
@@ -41,6 +42,17 @@ from db.ledger.lookups import (
     queued_count,
     queued_ids,
     stuck_scans,
+)
+from db.ledger.outbox import (
+    OutboxSummary,
+    ReportFacts,
+    claim_due,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    outbox_summary,
+    queue_results,
+    report_facts,
 )
 from db.ledger.received import (
     Received,
@@ -84,9 +96,11 @@ __all__ = [
     "METADATA_COLUMNS",
     "MOVES",
     "DisallowedMoveError",
+    "OutboxSummary",
     "Outcome",
     "Received",
     "ReceivedFile",
+    "ReportFacts",
     "ScoreEntry",
     "ScoreWrite",
     "active_under",
@@ -94,6 +108,7 @@ __all__ = [
     "check_defect_names",
     "check_move",
     "claim",
+    "claim_due",
     "db_now",
     "ensure_model_version",
     "failed_under",
@@ -112,17 +127,23 @@ __all__ = [
     "known_scores",
     "live_model_versions",
     "mark_disposed",
+    "mark_failed",
+    "mark_retry",
     "mark_scored",
+    "mark_sent",
     "metadata_columns",
     "move",
+    "outbox_summary",
     "paths_text",
     "pending_disposal",
+    "queue_results",
     "queued_count",
     "queued_ids",
     "record_failed_many",
     "record_received",
     "record_received_many",
     "release",
+    "report_facts",
     "requeue",
     "rescore_requeue",
     "restore_scored",
