@@ -121,6 +121,7 @@ def run_embedded(
     with stop_signals(on_second=_exit_now) as stop:
         pipeline.start()
         runner.start()
+        results = _start_results(settings)
         listener = _start_listener(ingester.root, settings, runner.submit) if listen else None
         try:
             _resume_queued(settings, runner.submit)
@@ -141,6 +142,7 @@ def run_embedded(
         finally:
             if listener is not None:
                 listener.stop()
+            results.stop()
             runner.stop()
             pipeline.close()
             if heartbeat is not None:
@@ -156,6 +158,16 @@ def _start_listener(root: str, settings: Settings, send: Callable[[list[int]], N
     listener = Listener(root, settings, send)
     listener.start()
     return listener
+
+
+def _start_results(settings: Settings) -> Any:
+    """The delivery loop of the results outbox (worker/results/outbox.py), started; it
+    does nothing without USQA_SEND_RESULTS_TO or USQA_RESULTS_DIR."""
+    from worker.results.outbox import Deliverer
+
+    deliverer = Deliverer(settings)
+    deliverer.start()
+    return deliverer
 
 
 def _prepare_embedded(settings: Settings) -> None:
@@ -241,9 +253,11 @@ def run_ingester(root: Path, settings: Settings) -> int:
 
     ingester = Ingester(root, settings, send, reconcile_send=send, transport_empty=empty)
     with stop_signals() as stop:
+        results = _start_results(settings)
         try:
             ingester.run(stop, until_idle=beating(heartbeat, None))
         finally:
+            results.stop()
             if heartbeat is not None:
                 heartbeat.remove()
     return 0

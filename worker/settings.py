@@ -215,6 +215,19 @@ class Settings:
         None, "PEM private key of USQA_DICOM_TLS_CERT."
     )
 
+    # --- results back (worker/results/) -------------------------------------------------
+    send_results_to: str | None = _opt(
+        None,
+        "Send a DICOM structured report (SR) of each scored DICOM scan to this PACS by C-STORE: "
+        "AE@host:port (e.g. PACS@pacs.example.org:104), calling as USQA_DICOM_AE_TITLE. Unset: "
+        "none sent. Delivered by `usqa run` or `usqa ingest`, retried with backoff.",
+    )
+    results_dir: Path | None = _opt(  # noqa: RUF009 - field() factory, value is immutable
+        None,
+        "Also (or instead) write each SR as a file into this folder (written atomically: "
+        "a temporary name, then renamed). Unset: no files.",
+    )
+
     # --- logging -----------------------------------------------------------------------
     log_format: Literal["text", "json"] = _opt("text", "Log format: text or json.")
     log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
@@ -335,9 +348,24 @@ def _check_salt(salt: str | None) -> None:
         )
 
 
+def _check_results_to(value: str | None) -> None:
+    """USQA_SEND_RESULTS_TO is ``AE@host:port``."""
+    if value is None:
+        return
+    ae, _, address = value.partition("@")
+    host, _, port = address.rpartition(":")
+    if not (0 < len(ae.strip()) <= 16 and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(
+            f"USQA_SEND_RESULTS_TO={value!r}: expected AE@host:port, the PACS's AE title (1 to "
+            "16 characters), its host name or address and its DICOM port, e.g. "
+            "PACS@pacs.example.org:104"
+        )
+
+
 def _validate(s: Settings) -> None:
     """Every rule, checked once, whatever set the value (environment, flag or code)."""
     _check_salt(s.pseudonym_salt)
+    _check_results_to(s.send_results_to)
     _check_choices(s)
     checks = [
         (s.max_pixels > 0 and s.max_frames > 0 and s.max_samples > 0, "input limits must be > 0"),

@@ -1,5 +1,6 @@
 """``usqa status [--json]``: is scoring keeping up? Counts per status, queue depth, the
-oldest scan waiting, the last scoring time and the workers seen.
+oldest scan waiting, the last scoring time, the workers seen and the results outbox (the
+structured reports pending, sent and failed, the oldest pending one).
 
 Exit codes (for monitoring): 0 healthy; 1 a scan has waited longer than
 USQA_ALERT_WAIT_SECONDS, or the broker cannot be reached; 2 configuration problem.
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         state = queries.status_summary(
             session, workers_since=ledger.age_cutoff(WORKERS_WINDOW_S, now)
         )
+        outbox = ledger.outbox_summary(session)
     problems: list[str] = []
     queue = _queue(settings, state, problems)
     waited = state.waiting_seconds(now)
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     workers = _workers(state, now, settings.dead_after_seconds)
     report = _report(settings, state, queue, workers, waited, problems)
+    report["results"] = _results(outbox, now)
     out = sys.stdout
     if args.json:
         out.write(json.dumps(report) + "\n")
@@ -174,6 +177,7 @@ def _text(
             f"(alert after {settings.alert_wait_seconds:.0f} s)"
         )
     lines.append(f"last scored: {_ago(state.last_scored_at, now)}")
+    lines.extend(_results_text(report["results"], now))
     alive = sum(1 for w in workers if w["alive"])
     lines.append(f"workers: {alive} alive (seen in the last hour: {len(workers)})")
     for w in workers:
@@ -184,4 +188,37 @@ def _text(
         )
     for problem in report["problems"]:
         lines.append(f"PROBLEM: {problem}")
+    return lines
+
+
+def _results(outbox: ledger.OutboxSummary, now: datetime) -> dict[str, Any]:
+    """The results outbox for ``--json``: rows per state and the oldest pending one."""
+    since = outbox.oldest_pending_since
+    return {
+        "counts": outbox.counts,
+        "oldest_pending": None
+        if outbox.oldest_pending_id is None or since is None
+        else {
+            "id": outbox.oldest_pending_id,
+            "since": since.isoformat(),
+            "waited_seconds": round(max(0.0, (now - since).total_seconds()), 1),
+            "last_error": outbox.last_error,
+        },
+    }
+
+
+def _results_text(results: dict[str, Any], now: datetime) -> list[str]:
+    counts = results["counts"]
+    lines = [
+        f"results outbox: pending {counts['pending']}, sent {counts['sent']}, "
+        f"failed {counts['failed']}"
+    ]
+    oldest = results["oldest_pending"]
+    if oldest is not None:
+        lines.append(
+            f"  oldest pending: report {oldest['id']}, queued "
+            f"{_ago(datetime.fromisoformat(oldest['since']), now)}"
+        )
+        if oldest["last_error"]:
+            lines.append(f"  last error: {oldest['last_error']}")
     return lines

@@ -151,6 +151,9 @@ def _build() -> _Metrics:
     from worker.ops.quality import register  # late: quality builds on this module
 
     register(registry)  # the ledger's quality alerts, on the same registry
+    from worker.ops import results_metrics  # late: it builds on this module
+
+    results_metrics.register(registry)  # the results outbox, on the same registry
     return m
 
 

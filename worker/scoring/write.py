@@ -10,6 +10,7 @@ from db import ledger
 from db.models import SCORED
 from dicom_io.messages import shown
 from model.defects import DEFECTS
+from worker.results.destinations import destinations
 from worker.scoring.context import ScoringContext
 from worker.scoring.outcomes import INTERRUPTED, attempt_cap_outcome, duplicate_outcome
 from worker.scoring.work import RETRY, BatchResult, ScanWork
@@ -92,6 +93,19 @@ def write_outcomes(
             else:
                 result.not_claimed.append(scan.id)
         write_scores(context, session, to_score, token, result)
+        queue_reports(context, session, to_score, result)
+
+
+def queue_reports(
+    context: ScoringContext, session: db.Session, works: list[ScanWork], result: BatchResult
+) -> None:
+    """Queue the structured report of each DICOM scan just scored, for each results
+    destination (USQA_SEND_RESULTS_TO, USQA_RESULTS_DIR), in the transaction of its score:
+    the report is recorded exactly when the score is (worker/results/outbox.py)."""
+    targets = destinations(context.settings)
+    scored = [w.scan.id for w in works if result.statuses.get(w.scan.id) == SCORED]
+    if targets and scored:
+        ledger.queue_results(session, scored, context.model_version, targets)
 
 
 def crash_outcome(
