@@ -135,6 +135,7 @@ def test_usqa_containers_run_real_commands_with_probes_and_limits() -> None:
     docs = _by_kind_name(_base_docs())
     for key in [
         ("Deployment", "usqa-ingest"),
+        ("Deployment", "usqa-listen"),
         ("Deployment", "usqa-worker"),
         ("Job", "usqa-db-upgrade"),
     ]:

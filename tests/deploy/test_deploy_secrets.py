@@ -130,6 +130,7 @@ def _pod_secrets(doc: dict[str, Any]) -> set[str]:
         ("StatefulSet", "usqa-redis", "redis"),
         ("Job", "usqa-db-upgrade", "migrate"),
         ("Deployment", "usqa-ingest", "ingest"),
+        ("Deployment", "usqa-listen", "listen"),
         ("Deployment", "usqa-worker", "worker"),
         ("Deployment", "usqa-flower", "flower"),
     ],
@@ -222,9 +223,9 @@ def test_network_policies_allow_only_what_the_stack_uses() -> None:
     deny = docs[("NetworkPolicy", "usqa-default-deny-ingress")]["spec"]
     assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
     assert "ingress" not in deny
-    assert _allowed("postgres", 5432) == {"ingest", "worker", "migrate"}
-    assert _allowed("redis", 6379) == {"ingest", "worker", "flower", "ns:keda"}
-    for component in ("ingest", "worker"):
+    assert _allowed("postgres", 5432) == {"ingest", "listen", "worker", "migrate"}
+    assert _allowed("redis", 6379) == {"ingest", "listen", "worker", "flower", "ns:keda"}
+    for component in ("ingest", "listen", "worker"):
         assert _allowed(component, 9400) == {"ns:monitoring"}, component
     for component in ("flower", "migrate"):
         assert _allowed(component, 5555) == set() and _allowed(component, 9400) == set()
@@ -232,6 +233,7 @@ def test_network_policies_allow_only_what_the_stack_uses() -> None:
     pods = _pods()
     assert {c for c, lab in pods.items() if _selects(egress["podSelector"], lab)} == {
         "ingest",
+        "listen",
         "worker",
         "migrate",
     }
