@@ -46,7 +46,7 @@ from model.degradations import (
     jpeg,
 )
 from model.geometry import Geometry, linear, random_geometry
-from model.screen import colour_flow, decorate, inference_crop
+from model.screen import colour_flow, decorate, dual_view, inference_crop
 
 __all__ = [
     "KINDS",
@@ -206,6 +206,7 @@ class DefectProtocol:
     pair_share: float = 0.2
     crop_share: float = 0.5
     flow_share: float = 0.1
+    dual_share: float = 0.0  # versions shown as a dual screen (set by --dual-share)
     geometry_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
     clean_geometry_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
     clean_per_image: int = 2
@@ -226,6 +227,7 @@ class DefectProtocol:
         crop: bool = False,
         blur_kind: str | None = None,
         flow_seed: Sequence[int] | None = None,
+        dual_seed: Sequence[int] | None = None,
     ) -> Degraded:
         """One version of a clean ``image``: masked to ``geometry``, ``defects`` applied,
         decorated when ``decorate_seed`` is given (before compression, as on a screen
@@ -241,6 +243,8 @@ class DefectProtocol:
         )
         if flow_seed is not None:
             out = colour_flow(out, geometry, np.random.default_rng(list(flow_seed)))
+        if dual_seed is not None:
+            out = dual_view(out, np.random.default_rng(list(dual_seed)))
         if decorate_seed is not None:
             out = decorate(out, geometry, np.random.default_rng(list(decorate_seed)))
         if display:
@@ -284,6 +288,9 @@ class DefectProtocol:
         geometry = random_geometry(rng, h, w, weights)
         defects = [] if clean else self.draw_defects(rng)
         seed = [int(x) for x in rng.integers(0, 2**31, 2)]
+        extra: dict[str, Any] = {}
+        if self.dual_share > 0 and rng.random() < self.dual_share:  # no draw when off
+            extra["dual_seed"] = [*seed, 5]
         return self.make(
             image,
             defects,
@@ -293,6 +300,7 @@ class DefectProtocol:
             decorate_seed=seed if rng.random() < 0.6 else None,
             crop=bool(rng.random() < self.crop_share),
             flow_seed=[*seed, 3] if rng.random() < self.flow_share else None,
+            **extra,
         )
 
     def eval_versions(
@@ -343,6 +351,7 @@ class DefectProtocol:
             "pair_share": self.pair_share,
             "crop_share": self.crop_share,
             "flow_share": self.flow_share,
+            "dual_share": self.dual_share,
             "geometry_weights": list(self.geometry_weights),
             "clean_geometry_weights": list(self.clean_geometry_weights),
             "versions_per_image": [self.clean_per_image, self.degraded_per_image],

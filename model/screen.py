@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from model.geometry import Geometry
 
-__all__ = ["colour_flow", "decorate", "inference_crop"]
+__all__ = ["colour_flow", "decorate", "dual_view", "inference_crop"]
 
 _WORDS = (
     "LEFT BREAST",
@@ -106,6 +106,21 @@ def colour_flow(image: np.ndarray, geometry: Geometry, rng: np.random.Generator)
     out = np.array(pil)
     out[~geometry.mask] = image[~geometry.mask]
     return out
+
+
+def dual_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A scanner's dual-screen layout: the image twice side by side (the second mirrored in
+    half the versions, as a second plane often is), a black gap between, squeezed back to the
+    image's size as the worker's square resize squeezes a wide screen. Both halves carry the
+    same defects, so the label is unchanged."""
+    h, w = image.shape
+    second = image[:, ::-1] if rng.random() < 0.5 else image
+    gap = _between(rng, 0, max(1, w // 12))
+    wide = np.zeros((h, 2 * w + gap), dtype=np.uint8)
+    wide[:, :w] = image
+    wide[:, w + gap :] = second
+    squeezed = Image.fromarray(wide, mode="L").resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(squeezed)
 
 
 def inference_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:

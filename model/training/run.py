@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -19,7 +20,7 @@ from model.dataset import eval_versions, load_split
 from model.network import OUTPUTS, SCORE_ONLY, build_model
 from model.phantom import phantoms
 from model.preprocess import Preprocess
-from model.protocols import Degraded, get_protocol
+from model.protocols import DefectProtocol, Degraded, get_protocol
 from model.training.batches import Data, nonus_images
 from model.training.config import TrainConfig
 from model.training.loop import evaluate_val, lr_lambda, optimizer, recalibrate_bn, run_epoch
@@ -65,6 +66,8 @@ def _prepare(cfg: TrainConfig) -> tuple[Data, dict[str, Any], list[Degraded], st
     """The training data, the validation set, its versions and the combined data hash."""
     preprocess = Preprocess(size=cfg.size)
     protocol = get_protocol(cfg.protocol)
+    if isinstance(protocol, DefectProtocol) and cfg.dual_share > 0:
+        protocol = dataclasses.replace(protocol, dual_share=cfg.dual_share)
     outputs = OUTPUTS if protocol.name == "defects" else SCORE_ONLY
     train_set = load_split(cfg.data, cfg.splits, "train", preprocess, cfg.limit)
     val_set = load_split(cfg.data, cfg.splits, "val", preprocess, cfg.limit)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from model.defects import DEFECTS
 from model.geometry import Geometry, linear
@@ -93,3 +94,24 @@ def test_the_defect_weight_raises_the_cost_of_a_missed_defect() -> None:
     assert weighted - plain == pytest.approx(2.0 * 2.0 * per_output, rel=1e-4)
     with pytest.raises(ConfigError, match="defect-pos-weight"):
         TrainConfig(data=Path("."), splits=Path("."), out=Path("x"), defect_pos_weight=0).check()
+
+
+def test_a_dual_screen_version_keeps_its_label_and_shows_the_image_twice() -> None:
+    import dataclasses
+
+    from model.screen import dual_view
+
+    image = phantoms(1, 128, seed=2)[0]
+    dual = dual_view(image, np.random.default_rng(0))
+    assert dual.shape == image.shape
+    # each half is the image squeezed to half the width (the second maybe mirrored)
+    half = np.asarray(Image.fromarray(image).resize((64, 128), Image.Resampling.BILINEAR))
+    left = dual[:, :60].astype(float)
+    assert np.corrcoef(left.ravel(), half[:, :60].astype(float).ravel())[0, 1] > 0.8
+    protocol = dataclasses.replace(DefectProtocol(), dual_share=1.0)
+    plain = DefectProtocol()
+    for slot in range(5):
+        a = protocol.version(image, slot, np.random.default_rng([slot, 1]))
+        b = plain.version(image, slot, np.random.default_rng([slot, 1]))
+        assert a.label == b.label and a.defects == b.defects
+        assert not np.array_equal(a.image, b.image)

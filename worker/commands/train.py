@@ -169,6 +169,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "training split (default 0: BUSI only)",
     )
     p.add_argument(
+        "--dual-share",
+        type=float,
+        default=0.0,
+        help="defects: share of versions shown as a scanner's dual screen (the image twice "
+        "side by side, squeezed to a square as scoring does; default 0)",
+    )
+    p.add_argument(
         "--defect-pos-weight",
         type=float,
         default=1.0,
@@ -211,6 +218,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         half=args.half,
         nonus_share=args.nonus_share,
         phantom_share=args.phantom_share,
+        dual_share=args.dual_share,
         defect_pos_weight=args.defect_pos_weight,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
