@@ -129,9 +129,14 @@ def test_an_unknown_calling_ae_is_refused(start_listener: Callable[..., Running]
     ds = dcmread(example("examples_rgb_color.dcm"))
     stranger = associate(running.port, [ds], calling="INTRUDER")
     assert stranger.is_rejected
+    answer = stranger.acceptor.primitive
+    assert answer is not None and answer.result == 0x01  # permanent: do not retry
+    assert answer.diagnostic == 0x03  # calling AE title not recognised
     friend = associate(running.port, [ds], calling="SCANNER")
     assert friend.is_established
     friend.release()
+    misdirected = associate(running.port, [ds], calling="SCANNER", called="PACS")
+    assert misdirected.is_rejected
 
 
 def test_an_address_outside_the_allow_list_is_closed(

@@ -43,6 +43,7 @@ class Listener:
         self.ae.maximum_associations = settings.dicom_max_associations
         self.ae.maximum_pdu_size = MAX_PDU
         self.ae.require_calling_aet = list(settings.dicom_allowed_aes)
+        self.ae.require_called_aet = True  # a sender set up for another AE title is told so
         self.ae.supported_contexts = accepted_contexts()
         self.networks = parse_networks(settings.dicom_allowed_addresses)
         self.tls = (
