@@ -142,8 +142,8 @@ def run_embedded(
         finally:
             if listener is not None:
                 listener.stop()
-            results.stop()
             runner.stop()
+            results.stop(final_pass=once)
             pipeline.close()
             if heartbeat is not None:
                 heartbeat.remove()

@@ -205,11 +205,18 @@ class Deliverer:
             if self._stop.wait(0.0 if busy else self.every):
                 return
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, final_pass: bool = False) -> None:
+        """End the thread; with ``final_pass``, deliver what is due once more first (``usqa
+        run --once``: the reports of the scans it just scored)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+        if final_pass and self.destinations:
+            try:
+                self.deliver_once()
+            except Exception as exc:  # what is left stays pending for the next start
+                log.warning("results outbox not delivered before exit: %s", exc)
 
 
 def summary(database_url: str) -> OutboxSummary:
