@@ -88,6 +88,11 @@ def _build_engine(url: str, wait: float | None = None) -> Engine:
         connect_args: dict[str, Any] = {}
         if parsed.get_driver_name() in ("psycopg", "psycopg2"):
             connect_args["connect_timeout"] = 10 if wait is None else max(1, math.ceil(wait))
+            if wait is not None:  # a lock held elsewhere (a migration, a vacuum) waits no longer
+                given = parsed.query.get("options", "")  # the URL's own (search_path...) kept
+                given = " ".join(given) if isinstance(given, tuple) else given
+                timeout = f"-c lock_timeout={max(1, int(wait * 1000))}"
+                connect_args["options"] = f"{given} {timeout}".strip()
         return create_engine(
             parsed,
             pool_pre_ping=True,

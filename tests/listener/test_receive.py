@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 from pydicom import dcmread, uid
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from sqlalchemy import text
 
+import db
 from tests.helpers.dicom import build, save, smooth_image
 from tests.helpers.ledger import scans
 from tests.listener.conftest import Running
@@ -189,4 +192,25 @@ def test_an_unreachable_database_answers_out_of_resources(
     assert assoc.send_c_store(ds).Status == 0xA700
     assoc.release()
     assert running.received() == []
+    assert running.incoming() == []
+
+
+def test_a_locked_postgresql_table_answers_out_of_resources_then_the_retry_succeeds(
+    start_listener: Callable[..., Running], postgres_ledger: Callable[[], str]
+) -> None:
+    url = postgres_ledger()
+    running = start_listener(url=url)
+    ds = dcmread(example("examples_rgb_color.dcm"))
+    assoc = associate(running.port, [ds])
+    engine = db.get_engine(url)
+    with engine.connect() as blocker:  # a migration or a VACUUM FULL holds the table
+        blocker.execute(text("LOCK TABLE scans IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        assert assoc.send_c_store(ds).Status == 0xA700
+        assert time.monotonic() - started < 8.0  # within a modality's usual 10 s timeout
+        blocker.rollback()
+    assert assoc.send_c_store(ds).Status == 0x0000  # the sender's retry
+    assoc.release()
+    assert len(scans(url)) == 1
+    assert len(running.received()) == 1
     assert running.incoming() == []
