@@ -149,3 +149,57 @@ def test_usqa_run_listen_scores_a_sent_file_once(
                 proc.kill()
             log.close()
     assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+
+def test_usqa_listen_records_queues_and_reports_healthy(
+    tmp_path: Path, postgres_ledger: Callable[[], str], redis_url: str, random_weights: Path
+) -> None:
+    url = postgres_ledger()
+    port = free_port()
+    heartbeat = tmp_path / "heartbeat.json"
+    env = env_for(tmp_path, random_weights)
+    env.update(
+        USQA_DATABASE_URL=url,
+        USQA_BROKER_URL=redis_url,
+        USQA_DICOM_ADDRESS="127.0.0.1",
+        USQA_HEARTBEAT_FILE=str(heartbeat),
+    )
+    log = (tmp_path / "listen.log").open("w")
+    command = [sys.executable, "-m", "worker.cli", "listen", "--watch", str(tmp_path / "drop")]
+    proc = subprocess.Popen(
+        [*command, "--dicom-port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        until(
+            lambda: pynetdicom_app("echoscu", port).returncode == 0,
+            60,
+            "`usqa listen` to answer C-ECHO",
+            interval=0.5,
+        )
+        store = pynetdicom_app("storescu", port, str(FRAME), "-cx")
+        assert store.returncode == 0, store.stderr
+        (row,) = scans(url)
+        assert row.status == "queued" and row.path.startswith(str(tmp_path / "drop" / "dicom"))
+        health = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "health"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    text = (tmp_path / "listen.log").read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "could not queue" not in text, text[-3000:]
