@@ -226,7 +226,8 @@ def _once_outcome(settings: Settings, ingester: Ingester, started: datetime) -> 
 
 def _pending_disposal(settings: Settings, root: str) -> bool:
     with db.session_scope(settings.database_url, readonly=True) as session:
-        return bool(ledger.pending_disposal(session, root, limit=1))
+        # a file whose report waits (the PACS is down) is deleted by a later run
+        return bool(ledger.pending_disposal(session, root, limit=1, after_reports=True))
 
 
 def run_ingester(root: Path, settings: Settings) -> int:

@@ -27,9 +27,10 @@ import db
 from db import ledger
 from db.models import ResultOutbox, ScanScore
 from tests.helpers.files import copy_dicom, write_png
-from tests.helpers.ledger import receive
+from tests.helpers.ledger import receive, scans
 from tests.helpers.poll import until
 from worker.cli import main
+from worker.ingest.disposal import dispose_scored
 from worker.ops import metrics
 from worker.results import sr
 from worker.results.outbox import Deliverer
@@ -250,3 +251,17 @@ def test_dcmtk_storescp_stores_the_report_once(
     [group] = hsr.srread(path).content.get_image_measurement_groups()  # type: ignore[attr-defined]
     [rating] = group.get_measurements(name=codes.DCM.ImageQualityRating)
     assert rating.value == pytest.approx(round(ledger_score(any_url, cine), 2))
+
+
+def test_a_file_to_delete_waits_for_its_report(
+    any_url: str, tmp_path: Path, scored: Callable[..., tuple[ScoringContext, int]]
+) -> None:
+    pipeline, cine = scored(results_dir=tmp_path / "results", after_scoring="delete")
+    root, path = str(tmp_path / "in"), tmp_path / "in" / "cine.dcm"
+    dispose_scored(root, pipeline.settings, {})
+    assert path.exists() and not (tmp_path / "in" / "a.png").exists()  # the PNG has no report
+    assert Deliverer(pipeline.settings).deliver_once().sent == 1
+    dispose_scored(root, pipeline.settings, {})
+    assert not path.exists()
+    [scan] = [s for s in scans(any_url) if s.id == cine]
+    assert scan.disposition == "deleted"

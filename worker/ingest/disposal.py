@@ -157,12 +157,13 @@ def dispose_scored(root: str, settings: Any, known: MutableMapping[str, Any]) ->
     """Apply ``USQA_AFTER_SCORING`` to each scan under ``root`` with a terminal row not
     disposed of yet, forget its path in ``known``, and record what was done."""
     url = settings.database_url
+    policy = settings.after_scoring
     with db.session_scope(url, readonly=True) as session:
-        scans = ledger.pending_disposal(session, root)
+        # a file to delete waits for its structured report, which is built from it
+        scans = ledger.pending_disposal(session, root, after_reports=policy == "delete")
     if not scans:
         return
     done: list[Disposal] = []
-    policy = settings.after_scoring
     for scan in scans:
         try:
             outcome = dispose(root, scan, policy)
