@@ -3,6 +3,7 @@ recorded, and what the sender is answered in each case."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import sqlite3
 import time
@@ -20,6 +21,7 @@ from tests.helpers.dicom import build, save, smooth_image
 from tests.helpers.ledger import scans
 from tests.listener.conftest import Running
 from tests.listener.peers import associate, send_files
+from worker.listener import storage
 from worker.listener.contexts import LOSSLESS
 
 pytestmark = pytest.mark.timeout(120)
@@ -214,3 +216,32 @@ def test_a_locked_postgresql_table_answers_out_of_resources_then_the_retry_succe
     assert len(scans(url)) == 1
     assert len(running.received()) == 1
     assert running.incoming() == []
+
+
+def test_a_full_disk_answers_out_of_resources_and_records_nothing(
+    start_listener: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = start_listener()
+
+    def full(path: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(storage, "_fsync_file", full)
+    ds = dcmread(example("examples_rgb_color.dcm"))
+    assoc = associate(running.port, [ds])
+    answer = assoc.send_c_store(ds)
+    assoc.release()
+    assert answer.Status == 0xA700 and "disk full" in answer.ErrorComment
+    assert scans(running.url) == [] and running.received() == []
+
+
+def test_a_data_set_over_the_size_limit_is_refused(
+    start_listener: Callable[..., Running],
+) -> None:
+    running = start_listener(max_file_bytes=1000)
+    ds = dcmread(example("examples_rgb_color.dcm"))
+    assoc = associate(running.port, [ds])
+    answer = assoc.send_c_store(ds)
+    assoc.release()
+    assert answer.Status == 0xC000  # never accepted: the sender does not retry
+    assert scans(running.url) == [] and running.received() == []
