@@ -3,9 +3,11 @@
 # servers: headless Chromium (the HTML report is opened in a real browser,
 # tests/report/test_report_html.py) and psql (deploy/postgres/roles.sql is run for real,
 # tests/deploy/test_deploy_postgres_roles.py) and dcmtk (storescu and echoscu: a second real
-# sender for the DICOM listener, tests/listener/test_peers.py). Installs what is missing with
-# apt-get (Debian or Ubuntu, as root or through sudo), or says what to install by hand. Safe to
-# run again.
+# sender for the DICOM listener, tests/listener/test_peers.py) and Orthanc (a PACS that forwards
+# to the listener, tests/listener/test_orthanc.py; the test runs its own Orthanc on free loopback
+# ports, so the system service the package sets up is stopped and disabled). Installs what is
+# missing with apt-get (Debian or Ubuntu, as root or through sudo), or says what to install by
+# hand. Safe to run again.
 # The README's test command and .ci/run start with it.
 set -eu
 
@@ -29,8 +31,12 @@ if ! have storescu || ! have echoscu; then
     missing="$missing dcmtk"
     what="$what dcmtk (DICOM storescu and echoscu),"
 fi
+if ! have Orthanc && [ ! -x /usr/sbin/Orthanc ]; then
+    missing="$missing orthanc"
+    what="$what Orthanc (DICOM server),"
+fi
 if [ -z "$missing" ]; then
-    echo "tests/bootstrap.sh: Chromium, psql and dcmtk are installed"
+    echo "tests/bootstrap.sh: Chromium, psql, dcmtk and Orthanc are installed"
     exit 0
 fi
 what=${what%,}
@@ -49,4 +55,14 @@ echo "tests/bootstrap.sh: installing${missing} with apt-get (the tests need${wha
 $sudo apt-get install -y -q $missing >/dev/null 2>&1 || {
     $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q $missing >/dev/null
 } || fail "apt-get could not install${missing}; install${what} by hand (Ubuntu names the browser chromium-browser), then run the tests again"
+case " $missing " in
+*" orthanc "*)
+    # Debian's package starts a system Orthanc on 4242/8042 (with systemd or SysV init): stop
+    # it and keep it from starting at boot; the test starts its own
+    $sudo service orthanc stop >/dev/null 2>&1 ||
+        $sudo /etc/init.d/orthanc stop >/dev/null 2>&1 || true
+    if have update-rc.d; then $sudo update-rc.d orthanc disable >/dev/null 2>&1 || true; fi
+    if have systemctl; then $sudo systemctl disable orthanc >/dev/null 2>&1 || true; fi
+    ;;
+esac
 echo "tests/bootstrap.sh: installed${missing}"
