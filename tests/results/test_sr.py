@@ -131,3 +131,20 @@ def test_a_header_without_uids_or_an_unknown_defect_is_refused() -> None:
         sr.build_report(bare, FACTS)
     with pytest.raises(InputError, match="no report code"):
         built(sr.ReportInput(**{**FACTS.__dict__, "defects": ("smudge",)}))
+
+
+def test_a_poor_scan_gets_a_quality_issue_selection_and_others_none() -> None:
+    from worker.results.kos import KOS_CLASS, build_selection
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kos = build_selection(header(), FACTS)
+        again = build_selection(header(), FACTS)
+        good = build_selection(header(), sr.ReportInput(**{**FACTS.__dict__, "grade": "good"}))
+    assert kos is not None and again is not None and good is None
+    ds = read_back(kos)
+    assert ds.SOPClassUID == KOS_CLASS and ds.SOPInstanceUID == again.SOPInstanceUID
+    title = ds.ConceptNameCodeSequence[0]
+    assert (title.CodeValue, title.CodingSchemeDesignator) == ("113010", "DCM")  # never 113001
+    [item] = [i for i in content_items(ds) if "ReferencedSOPSequence" in i]
+    assert item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == header().SOPInstanceUID

@@ -33,6 +33,7 @@ from worker.cli import main
 from worker.ingest.disposal import dispose_scored
 from worker.ops import metrics
 from worker.results import sr
+from worker.results.kos import KOS_CLASS
 from worker.results.outbox import Deliverer
 from worker.scoring import ScoringContext, process_scans
 
@@ -238,7 +239,7 @@ def test_dcmtk_storescp_stores_the_report_once(
         assert peer.poll() is None, peer.stderr.read() if peer.stderr else ""
         deliverer = Deliverer(pipeline.settings)
         assert deliverer.deliver_once().sent == 1
-        [path] = until(lambda: list(received.iterdir()), 20, "the report stored by storescp")
+        [path] = until(lambda: list(received.glob("SR*")), 20, "the report stored by storescp")
         make_due(any_url)
         assert deliverer.deliver_once().sent == 0
     finally:
@@ -265,3 +266,18 @@ def test_a_file_to_delete_waits_for_its_report(
     assert not path.exists()
     [scan] = [s for s in scans(any_url) if s.id == cine]
     assert scan.disposition == "deleted"
+
+
+def test_a_poor_scan_sends_its_quality_issue_selection_after_the_report(
+    any_url: str, scored: Callable[..., tuple[ScoringContext, int]]
+) -> None:
+    port = free_port()
+    pipeline, _ = scored(send_results_to=f"PACS@127.0.0.1:{port}")
+    with db.session_scope(any_url) as s:  # the random test model scores high: make it poor
+        s.execute(update(ScanScore).values(grade="poor"))
+    with Pacs(port, (*sr.SR_CLASSES, KOS_CLASS)) as pacs:
+        deliverer = Deliverer(pipeline.settings)
+        assert deliverer.deliver_once().sent == 1
+        until(lambda: len(pacs.received) == 2, 10, "the report and the selection")
+        assert deliverer.deliver_once().sent == 0
+    assert [d.SOPClassUID for d in pacs.received] == [sr.COMPREHENSIVE_SR, KOS_CLASS]

@@ -8,7 +8,8 @@ each row is claimed by one at a time with a guarded UPDATE and a lease) then, pe
 
 1. claims up to ``limit`` due rows of the destinations it is configured with;
 2. reads each scan's header (no pixels) from where its file is now, builds the SR as the
-   class the destination accepts (:mod:`worker.results.sender`) and delivers it;
+   class the destination accepts (:mod:`worker.results.sender`) and delivers it, followed
+   for a poor scan by its Key Object Selection (:mod:`worker.results.kos`);
 3. marks it ``sent``; or, for a transient failure (PACS down, busy, association
    refused), ``pending`` again with the next attempt pushed back (exponential backoff,
    10 s doubling to at most 15 min: a PACS down for a day loses nothing); or ``failed``
@@ -30,6 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import db
 from db import ledger
@@ -37,9 +39,15 @@ from db.ledger import OutboxSummary
 from worker.errors import InputError, TransientError
 from worker.results import sender
 from worker.results.destinations import DIR_PREFIX, destinations, parse_peer
+from worker.results.kos import build_selection
 from worker.results.sr import COMPREHENSIVE_SR, ReportInput, build_report
 from worker.scoring.retry import Backoff
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pydicom import Dataset
 
 __all__ = ["BACKOFF", "Deliverer", "PassResult"]
 
@@ -62,7 +70,7 @@ class _Job:
     outbox_id: int
     destination: str
     attempts: int
-    header: object  # pydicom Dataset, read without pixels
+    header: Dataset  # read without pixels
     facts: ReportInput
 
 
@@ -129,13 +137,13 @@ class Deliverer:
         if destination.startswith(DIR_PREFIX):
             folder = Path(destination[len(DIR_PREFIX) :])
             for job in jobs:
-                self._one(job, token, result, lambda r: sender.write_report_file(folder, r))
+                self._one(job, token, result, lambda r: sender.write_report_file(folder, r), True)
             return
         try:
             with sender.open_association(parse_peer(destination), self.calling_ae) as assoc:
                 sop_class = assoc.sop_class or COMPREHENSIVE_SR
                 for job in jobs:
-                    self._one(job, token, result, assoc.store, sop_class)
+                    self._one(job, token, result, assoc.store, assoc.takes_kos, sop_class)
         except TransientError as exc:  # no association: every job waits for the next try
             for job in jobs:
                 self._record(job.outbox_id, token, exc, result, job.attempts)
@@ -145,14 +153,20 @@ class Deliverer:
         job: _Job,
         token: str,
         result: PassResult,
-        deliver: object,
+        deliver: Callable[[Dataset], object],
+        with_kos: bool,
         sop_class: str = COMPREHENSIVE_SR,
     ) -> None:
+        """Build and deliver one row's SR (and, for a poor scan, its KOS when the
+        destination takes one), then record the outcome."""
         try:
             with warnings.catch_warnings():  # highdicom warns with header values (PHI)
                 warnings.simplefilter("ignore")
-                report = build_report(job.header, job.facts, sop_class)  # type: ignore[arg-type]
-            deliver(report)  # type: ignore[operator]
+                report = build_report(job.header, job.facts, sop_class)
+                selection = build_selection(job.header, job.facts) if with_kos else None
+            deliver(report)
+            if selection is not None:
+                deliver(selection)
         except (InputError, TransientError) as exc:
             self._record(job.outbox_id, token, exc, result, job.attempts)
             return

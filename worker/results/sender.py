@@ -3,7 +3,8 @@ results folder.
 
 Negotiation comes first: the association proposes every SR SOP class a TID 1500 report
 can be (:data:`worker.results.sr.SR_CLASSES`) and the report is then built as the first
-of them the PACS accepted, so a PACS that takes only Comprehensive SR (or only Enhanced
+of them the PACS accepted (Key Object Selection is proposed too, for the KOS of a poor
+scan: :mod:`worker.results.kos`), so a PACS that takes only Comprehensive SR (or only Enhanced
 SR) gets one it stores. Failures are sorted for the outbox: :class:`TransientError` (no
 connection, association rejected or aborted, no SR class accepted, the PACS out of
 resources 0xA7xx): try again later; :class:`InputError` (the PACS refused this object
@@ -24,6 +25,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from worker.errors import InputError, TransientError
 from worker.results.destinations import Peer
+from worker.results.kos import KOS_CLASS
 from worker.results.sr import SR_CLASSES
 
 __all__ = ["Association", "open_association", "write_report_file"]
@@ -40,25 +42,20 @@ class Association:
     def __init__(self, assoc: object, peer: Peer) -> None:
         self._assoc = assoc
         self.peer = peer
-        accepted = {
-            (str(c.abstract_syntax), str(c.transfer_syntax[0]))
+        # the transfer syntax of each accepted SOP class
+        self.accepted = {
+            str(c.abstract_syntax): str(c.transfer_syntax[0])
             for c in getattr(assoc, "accepted_contexts", [])
         }
-        self.sop_class: str | None = None
-        self.transfer_syntax: str | None = None
-        for sop_class in SR_CLASSES:
-            for ts in TRANSFER_SYNTAXES:
-                if (str(sop_class), str(ts)) in accepted:
-                    self.sop_class, self.transfer_syntax = str(sop_class), str(ts)
-                    break
-            if self.sop_class:
-                break
+        self.sop_class = next((str(c) for c in SR_CLASSES if str(c) in self.accepted), None)
+        self.takes_kos = str(KOS_CLASS) in self.accepted
 
     def store(self, report: Dataset) -> None:
         """C-STORE ``report``; raises TransientError or InputError unless Success
         (or a warning status: the PACS stored it)."""
         assoc = self._assoc
-        report.file_meta.TransferSyntaxUID = UID(self.transfer_syntax or ExplicitVRLittleEndian)
+        ts = self.accepted.get(str(report.SOPClassUID), ExplicitVRLittleEndian)
+        report.file_meta.TransferSyntaxUID = UID(ts)
         try:
             status = assoc.send_c_store(report)  # type: ignore[attr-defined]
         except (OSError, RuntimeError, ValueError) as exc:
@@ -82,7 +79,7 @@ def open_association(peer: Peer, calling_ae: str, timeout: float = 30.0) -> Iter
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    for sop_class in SR_CLASSES:
+    for sop_class in (*SR_CLASSES, KOS_CLASS):
         ae.add_requested_context(sop_class, TRANSFER_SYNTAXES)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
