@@ -60,6 +60,23 @@ def _content(row: Row, i: int) -> tuple[str, int, int, str]:
     return path, 1000, 1, hashlib.sha256(f"scan-{i}".encode()).hexdigest()
 
 
+def _header(row: Row, i: int) -> dict[str, Any]:
+    """The header metadata of scan ``i`` as the reader gives it (no study UID)."""
+    return {
+        "sop_instance_uid": f"1.2.826.0.1.3680043.10.9999.{i}",
+        "modality": "US",
+        "manufacturer": row.manufacturer,
+        "model_name": row.model_name,
+        "station_name": row.station,
+        "transducer": row.transducer,
+        "operator": row.operator,
+        "body_part": row.body_part,
+        "acquisition_datetime": (
+            datetime.combine(row.day, row.acquired_time).isoformat() if row.acquired else None
+        ),
+    }
+
+
 def grade(score: float) -> str:
     return "good" if score >= 80 else "average" if score >= 45 else "poor"
 
@@ -79,22 +96,7 @@ def seed(url: str, rows: Iterable[Row], *, start: int = 0) -> list[int]:
                 sha256=sha,
                 now=received,
             )
-            meta = {
-                "sop_instance_uid": f"1.2.826.0.1.3680043.10.9999.{i}",
-                "study_instance_uid": f"1.2.826.0.1.3680043.10.9998.{i}",
-                "modality": "US",
-                "manufacturer": row.manufacturer,
-                "model_name": row.model_name,
-                "station_name": row.station,
-                "transducer": row.transducer,
-                "operator": row.operator,
-                "body_part": row.body_part,
-                "acquisition_datetime": (
-                    datetime.combine(row.day, row.acquired_time).isoformat()
-                    if row.acquired
-                    else None
-                ),
-            }
+            meta = {**_header(row, i), "study_instance_uid": f"1.2.826.0.1.3680043.10.9998.{i}"}
             s.execute(
                 update(Scan).where(Scan.id == scan.id).values(**ledger.metadata_columns(meta))
             )
@@ -210,24 +212,9 @@ def bulk_seed(url: str, rows: Sequence[Row]) -> list[int]:
         for i, row in enumerate(rows, start=start):
             received = _received(row, i)
             path, size, mtime_ns, sha = _content(row, i)
-            uid = f"1.2.826.0.1.3680043.10.9999.{i}"
-            meta = ledger.metadata_columns(
-                {
-                    "sop_instance_uid": uid,
-                    "modality": "US",
-                    "manufacturer": row.manufacturer,
-                    "model_name": row.model_name,
-                    "station_name": row.station,
-                    "transducer": row.transducer,
-                    "operator": row.operator,
-                    "body_part": row.body_part,
-                    "acquisition_datetime": (
-                        datetime.combine(row.day, row.acquired_time).isoformat()
-                        if row.acquired
-                        else None
-                    ),
-                }
-            )
+            header = _header(row, i)
+            uid = header["sop_instance_uid"]
+            meta = ledger.metadata_columns(header)
             done = row.status != "queued"
             scans.append(
                 {
@@ -364,6 +351,12 @@ def scans(url: str) -> list[Scan]:
     """Every row of the ledger, by id."""
     with db.session_scope(url, readonly=True) as s:
         return list(s.scalars(select(Scan).order_by(Scan.id)).all())
+
+
+def settled(url: str, count: int) -> bool:
+    """The ledger holds ``count`` scans, each scored, skipped or failed."""
+    rows = scans(url)
+    return len(rows) == count and all(r.status in ("scored", "skipped", "failed") for r in rows)
 
 
 def finish_all(url: str, status: str = "scored") -> None:

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,9 +19,10 @@ from typing import Any
 import pytest
 
 from tests.helpers.files import env_for
-from tests.helpers.ledger import query_rows, scans
+from tests.helpers.ledger import query_rows, scans, settled
 from tests.helpers.poll import until
-from tests.listener.test_peers import CINE, FRAME, free_port
+from tests.listener.peers import free_port, usqa_listening
+from tests.listener.test_peers import CINE, FRAME
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -132,16 +132,7 @@ def test_orthanc_forwards_a_cine_and_a_frame_each_scored_once(
         USQA_DICOM_ADDRESS="127.0.0.1",
         USQA_DICOM_ALLOWED_AES="ORTHANC",
     )
-    command = [sys.executable, "-m", "worker.cli", "run", "--watch", str(tmp_path / "drop")]
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(
-        [*command, "--listen", "--dicom-port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with usqa_listening(tmp_path, env, port, "run", "--listen"):
         server = orthanc(port)
         until(
             server.echo,
@@ -169,11 +160,7 @@ def test_orthanc_forwards_a_cine_and_a_frame_each_scored_once(
         assert state["Content"]["FailedInstancesCount"] == 0, state
         assert state["Content"]["InstancesCount"] == 2, state
 
-        def finished() -> bool:
-            rows = scans(any_url)
-            return len(rows) == 2 and all(r.status in ("scored", "skipped", "failed") for r in rows)
-
-        until(finished, 240, "both forwarded scans to be scored", interval=0.5)
+        until(lambda: settled(any_url, 2), 240, "both forwarded scans to be scored", interval=0.5)
         rows = scans(any_url)
         assert {r.status for r in rows} == {"scored"}, [(r.status, r.reason) for r in rows]
         scores = query_rows(any_url, "SELECT scan_id FROM scan_scores ORDER BY scan_id")
@@ -186,13 +173,4 @@ def test_orthanc_forwards_a_cine_and_a_frame_each_scored_once(
         assert again["FailedInstancesCount"] == 0 and again["InstancesCount"] == 2, again
         assert [(r.id, r.sha256) for r in scans(any_url)] == [(r.id, r.sha256) for r in rows]
         assert len(query_rows(any_url, "SELECT scan_id FROM scan_scores")) == 2
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
     assert len(query_rows(any_url, "SELECT scan_id FROM scan_scores")) == 2

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,9 +15,10 @@ from pydicom.data import get_testdata_file
 
 from tests.helpers.dicom import save
 from tests.helpers.files import env_for
-from tests.helpers.ledger import query_rows, scans
+from tests.helpers.ledger import query_rows, scans, settled
 from tests.helpers.poll import until
 from tests.listener.conftest import Running
+from tests.listener.peers import await_echo, free_port, pynetdicom_app, usqa_listening
 from tests.listener.test_receive import ct_image
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,16 +33,6 @@ DCMTK = {app: shutil.which(app, path=_SYSTEM_PATH) for app in ("storescu", "echo
 needs_dcmtk = pytest.mark.skipif(
     None in DCMTK.values(), reason="dcmtk is not installed (tests/bootstrap.sh installs it)"
 )
-
-
-def pynetdicom_app(app: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pynetdicom", app, "127.0.0.1", str(port), *args]
-    return subprocess.run(
-        [*command, "-aec", "USQA", "-aet", "SCANNER"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def dcmtk(app: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -95,60 +84,31 @@ def test_an_unknown_calling_ae_is_refused_by_dcmtk(
     assert "Rejected" in echo.stdout + echo.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_usqa_run_listen_scores_a_sent_file_once(
     tmp_path: Path, sqlite_url: str, random_weights: Path
 ) -> None:
     port = free_port()
     env = env_for(tmp_path, random_weights)
     env.update(USQA_DATABASE_URL=sqlite_url, USQA_DICOM_ADDRESS="127.0.0.1")
-    command = [sys.executable, "-m", "worker.cli", "run", "--watch", str(tmp_path / "drop")]
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(
-        [*command, "--listen", "--dicom-port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        until(
-            lambda: pynetdicom_app("echoscu", port).returncode == 0,
-            120,
-            "`usqa run --listen` to answer C-ECHO",
-            interval=0.5,
-        )
+    with usqa_listening(tmp_path, env, port, "run", "--listen"):
+        await_echo(port, 120, "`usqa run --listen` to answer C-ECHO")
         ct = save(ct_image(), tmp_path / "ct.dcm")
         for path in (CINE, ct):
             store = pynetdicom_app("storescu", port, str(path), "-cx")
             assert store.returncode == 0, store.stderr
         store = pynetdicom_app("storescu", port, str(CINE), "-cx")  # sent again
         assert store.returncode == 0, store.stderr
-
-        def finished() -> bool:
-            rows = scans(sqlite_url)
-            return len(rows) == 2 and all(r.status in ("scored", "skipped", "failed") for r in rows)
-
-        until(finished, 180, "both received files to be scored or skipped", interval=0.5)
+        until(
+            lambda: settled(sqlite_url, 2),
+            180,
+            "both received files to be scored or skipped",
+            interval=0.5,
+        )
         by_modality = {r.modality: r for r in scans(sqlite_url)}
         assert by_modality["US"].status == "scored", by_modality["US"].reason
         scores = query_rows(sqlite_url, "SELECT scan_id FROM scan_scores")
         assert [r["scan_id"] for r in scores] == [by_modality["US"].id]  # scored once
         assert by_modality["CT"].status == "skipped", by_modality["CT"].reason
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
 
 
 def test_usqa_listen_records_queues_and_reports_healthy(
@@ -164,22 +124,8 @@ def test_usqa_listen_records_queues_and_reports_healthy(
         USQA_DICOM_ADDRESS="127.0.0.1",
         USQA_HEARTBEAT_FILE=str(heartbeat),
     )
-    log = (tmp_path / "listen.log").open("w")
-    command = [sys.executable, "-m", "worker.cli", "listen", "--watch", str(tmp_path / "drop")]
-    proc = subprocess.Popen(
-        [*command, "--dicom-port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        until(
-            lambda: pynetdicom_app("echoscu", port).returncode == 0,
-            60,
-            "`usqa listen` to answer C-ECHO",
-            interval=0.5,
-        )
+    with usqa_listening(tmp_path, env, port, "listen", log="listen.log", stop_timeout=30) as log:
+        await_echo(port, 60, "`usqa listen` to answer C-ECHO")
         store = pynetdicom_app("storescu", port, str(FRAME), "-cx")
         assert store.returncode == 0, store.stderr
         (row,) = scans(url)
@@ -192,14 +138,5 @@ def test_usqa_listen_records_queues_and_reports_healthy(
             timeout=60,
         )
         assert health.returncode == 0, health.stdout + health.stderr
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    text = (tmp_path / "listen.log").read_text()
-    assert proc.returncode == 0, text[-3000:]
+    text = log.read_text()
     assert "could not queue" not in text, text[-3000:]

@@ -5,9 +5,7 @@ results folder gets its copy too."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import highdicom.sr as hsr
@@ -18,7 +16,8 @@ from pydicom.sr.codedict import codes
 from tests.helpers.files import copy_dicom, env_for, write_png
 from tests.helpers.ledger import query_rows, scans
 from tests.helpers.poll import until
-from tests.listener.test_peers import CINE, free_port, pynetdicom_app
+from tests.listener.peers import await_echo, free_port, pynetdicom_app, usqa_listening
+from tests.listener.test_peers import CINE
 from tests.worker.test_results_outbox import dcmtk_tool, listening
 from worker.cli import main
 
@@ -44,57 +43,39 @@ def test_usqa_run_listen_sends_the_report_once_after_the_pacs_comes_up(
         USQA_SEND_RESULTS_TO=f"PACS@127.0.0.1:{pacs_port}",
         USQA_RESULTS_DIR=str(tmp_path / "results"),
     )
-    command = [sys.executable, "-m", "worker.cli", "run", "--watch", str(tmp_path / "drop")]
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(
-        [*command, "--listen", "--dicom-port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     received = tmp_path / "pacs"
     received.mkdir()
+    pacs_command = [storescp, "--aetitle", "PACS", "--output-directory", str(received)]
     pacs: subprocess.Popen[bytes] | None = None
     try:
-        until(
-            lambda: pynetdicom_app("echoscu", port).returncode == 0,
-            120,
-            "`usqa run --listen` to answer C-ECHO",
-            interval=0.5,
-        )
-        store = pynetdicom_app("storescu", port, str(CINE), "-cx")
-        assert store.returncode == 0, store.stderr
-        until(
-            lambda: any(d.startswith("PACS@") and n >= 1 for d, _, n in outbox_states(sqlite_url)),
-            120,
-            "a first, failed try to reach the PACS",
-            interval=0.5,
-        )
-        pacs = subprocess.Popen(
-            [storescp, "--aetitle", "PACS", "--output-directory", str(received), str(pacs_port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        until(lambda: listening(pacs_port), 20, "storescp listening")
-        until(
-            lambda: [s for _, s, _ in outbox_states(sqlite_url)] == ["sent", "sent"],
-            120,
-            "the report sent after the backoff",
-            interval=0.5,
-        )
+        with usqa_listening(tmp_path, env, port, "run", "--listen"):
+            await_echo(port, 120, "`usqa run --listen` to answer C-ECHO")
+            store = pynetdicom_app("storescu", port, str(CINE), "-cx")
+            assert store.returncode == 0, store.stderr
+            until(
+                lambda: any(
+                    d.startswith("PACS@") and n >= 1 for d, _, n in outbox_states(sqlite_url)
+                ),
+                120,
+                "a first, failed try to reach the PACS",
+                interval=0.5,
+            )
+            pacs = subprocess.Popen(
+                [*pacs_command, str(pacs_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            until(lambda: listening(pacs_port), 20, "storescp listening")
+            until(
+                lambda: [s for _, s, _ in outbox_states(sqlite_url)] == ["sent", "sent"],
+                120,
+                "the report sent after the backoff",
+                interval=0.5,
+            )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-            if pacs is not None:
-                pacs.terminate()
-                pacs.wait(10)
-    assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
+        if pacs is not None:
+            pacs.terminate()
+            pacs.wait(10)
     [scan] = scans(sqlite_url)
     [score] = query_rows(sqlite_url, "SELECT score FROM scan_scores")
     [sent] = list(received.glob("SR*"))  # once, although it was tried before (KO*: a KOS)
