@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from worker.transport.embedded import Runner
 
 __all__ = [
+    "require_broker",
     "run_embedded",
     "run_ingester",
+    "start_scaled",
     "stop_signals",
 ]
 
@@ -181,6 +183,26 @@ def _prepare_embedded(settings: Settings) -> None:
     check_salt_at_start(settings)
 
 
+def require_broker(settings: Settings, command: str, instead: str) -> None:
+    """ConfigError unless a broker is set: ``usqa COMMAND`` needs one (``instead``: what to
+    run without one)."""
+    if not settings.broker_url:
+        raise ConfigError(
+            f"`usqa {command}` needs a broker: set USQA_BROKER_URL (e.g. redis://host:6379/0), "
+            f"or use {instead}"
+        )
+
+
+def start_scaled(settings: Settings, command: str, instead: str) -> HeartbeatFile | None:
+    """What ``usqa ingest`` and ``usqa listen`` do first: insist on a broker and on the
+    ledger's current schema, and serve the metrics; the heartbeat file of ``command`` (None:
+    none set)."""
+    require_broker(settings, command, instead)
+    db.require_current(settings.database_url)
+    _serve_metrics(settings)
+    return HeartbeatFile.from_settings(settings, command)
+
+
 def _serve_metrics(settings: Settings) -> None:
     if metrics.serve(settings.metrics_port, addr=settings.metrics_address):
         metrics.watch_queue_depth(lambda: metrics.ledger_queue_depth(settings.database_url))
@@ -236,14 +258,7 @@ def run_ingester(root: Path, settings: Settings) -> int:
     from worker.ingest import Ingester
     from worker.transport.celery_app import queue_depth, send_batch
 
-    if not settings.broker_url:
-        raise ConfigError(
-            "`usqa ingest` needs a broker: set USQA_BROKER_URL (e.g. redis://host:6379/0), or "
-            "use `usqa run` to score in one process without one"
-        )
-    db.require_current(settings.database_url)
-    _serve_metrics(settings)
-    heartbeat = HeartbeatFile.from_settings(settings, "ingest")
+    heartbeat = start_scaled(settings, "ingest", "`usqa run` to score in one process without one")
 
     def send(ids: list[int]) -> None:
         send_batch(settings, ids)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from db.paths import ledger_path, printable
-from worker.commands.options import add_database_option
+from worker.commands.options import add_database_option, add_file_options
 from worker.errors import ConfigError, InputError, ModelError, TransientError
 from worker.settings import Settings
 
@@ -56,21 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="folder for the images (made)"
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
-    p.add_argument(
-        "--weights",
-        dest="weights",
-        type=Path,
-        default=None,
-        help="model checkpoint (USQA_WEIGHTS; default: the shipped model)",
-    )
-    p.add_argument(
-        "--frames",
-        dest="frames_to_score",
-        type=int,
-        default=None,
-        help="frames per cine loop, evenly spaced; 0 = all (USQA_FRAMES_TO_SCORE)",
-    )
+    add_file_options(p)
     add_database_option(p)
     return p
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker.commands.options import add_ingest_options
+from worker.commands.options import add_broker_option, add_ingest_options
 from worker.service import run_ingester
 from worker.settings import Settings
 
@@ -24,13 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "scans that got lost. Run exactly one per drop folder.",
     )
     add_ingest_options(p)
-    p.add_argument(
-        "--broker-url",
-        dest="broker_url",
-        default=None,
-        metavar="URL",
-        help="the broker (USQA_BROKER_URL), e.g. redis://queue-host:6379/0",
-    )
+    add_broker_option(p)
     return p
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from worker.commands.options import add_database_option, add_listen_options
+from worker.commands.options import (
+    add_broker_option,
+    add_database_option,
+    add_listen_options,
+)
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -33,13 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     add_database_option(p)
     add_listen_options(p)
-    p.add_argument(
-        "--broker-url",
-        dest="broker_url",
-        default=None,
-        metavar="URL",
-        help="the broker (USQA_BROKER_URL), e.g. redis://queue-host:6379/0",
-    )
+    add_broker_option(p)
     return p
 
 

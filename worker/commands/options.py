@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_database_option", "add_ingest_options", "add_listen_options"]
+__all__ = [
+    "add_broker_option",
+    "add_database_option",
+    "add_file_options",
+    "add_ingest_options",
+    "add_listen_options",
+]
 
 
 def add_database_option(p: argparse.ArgumentParser) -> None:
@@ -15,6 +21,35 @@ def add_database_option(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="URL",
         help="database of the ledger (USQA_DATABASE_URL; default sqlite:///usqa.db)",
+    )
+
+
+def add_broker_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker-url",
+        dest="broker_url",
+        default=None,
+        metavar="URL",
+        help="the broker (USQA_BROKER_URL), e.g. redis://queue-host:6379/0",
+    )
+
+
+def add_file_options(p: argparse.ArgumentParser) -> None:
+    """The output and model options of ``usqa score`` and ``usqa explain``."""
+    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    p.add_argument(
+        "--weights",
+        dest="weights",
+        type=Path,
+        default=None,
+        help="model checkpoint (USQA_WEIGHTS; default: the shipped model)",
+    )
+    p.add_argument(
+        "--frames",
+        dest="frames_to_score",
+        type=int,
+        default=None,
+        help="frames scored per cine loop, evenly spaced; 0 = all (USQA_FRAMES_TO_SCORE)",
     )
 
 

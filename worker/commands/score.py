@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from db.paths import ledger_path, printable
+from worker.commands.options import add_file_options
 from worker.errors import InputError, ModelError, SkipScan
 from worker.settings import Settings
 
@@ -41,21 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "scored.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files to score")
-    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
-    p.add_argument(
-        "--weights",
-        dest="weights",
-        type=Path,
-        default=None,
-        help="model checkpoint (USQA_WEIGHTS; default: the shipped model)",
-    )
-    p.add_argument(
-        "--frames",
-        dest="frames_to_score",
-        type=int,
-        default=None,
-        help="frames scored per cine loop, evenly spaced; 0 = all (USQA_FRAMES_TO_SCORE)",
-    )
+    add_file_options(p)
     p.add_argument(
         "--precision",
         dest="precision",

@@ -16,11 +16,12 @@ import os
 from pathlib import Path
 
 import db
-from worker.commands.options import add_database_option
+from worker.commands.options import add_broker_option, add_database_option
 from worker.errors import ConfigError, ModelError
 from worker.ops import metrics
 from worker.ops.health import celery_heartbeat_step
 from worker.salt import check_salt_at_start
+from worker.service import require_broker
 from worker.settings import Settings
 from worker.transport import celery_app
 from worker.transport.celery_app import QUEUE, make_app, node_name
@@ -47,13 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(default 1; CPU threads are shared out between them unless USQA_THREADS is set)",
     )
     add_database_option(p)
-    p.add_argument(
-        "--broker-url",
-        dest="broker_url",
-        default=None,
-        metavar="URL",
-        help="the broker (USQA_BROKER_URL), e.g. redis://queue-host:6379/0",
-    )
+    add_broker_option(p)
     p.add_argument(
         "--weights",
         dest="weights",
@@ -100,11 +95,7 @@ def _share_shutdown() -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.broker_url:
-        raise ConfigError(
-            "`usqa worker` needs a broker: set USQA_BROKER_URL (e.g. redis://host:6379/0), or "
-            "use `usqa run` to score in one process without one"
-        )
+    require_broker(settings, "worker", "`usqa run` to score in one process without one")
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency {args.concurrency}: expected 1 or more")
     if settings.weights is not None and not Path(settings.weights).is_file():

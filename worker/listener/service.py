@@ -11,10 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import db
-from worker.errors import ConfigError
 from worker.listener.listener import Listener
-from worker.ops.health import HeartbeatFile, beating
+from worker.ops.health import beating
 from worker.settings import Settings
 
 __all__ = ["BackgroundSender", "run_listener"]
@@ -49,17 +47,11 @@ class BackgroundSender:
 
 def run_listener(root: Path, settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; returns 0."""
-    from worker.service import _serve_metrics, stop_signals
+    from worker.service import start_scaled, stop_signals
     from worker.transport.celery_app import send_batch
 
-    if not settings.broker_url:
-        raise ConfigError(
-            "`usqa listen` needs a broker: set USQA_BROKER_URL (e.g. redis://host:6379/0), or "
-            "use `usqa run --listen` to receive and score in one process"
-        )
-    db.require_current(settings.database_url)
-    _serve_metrics(settings)
-    heartbeat = HeartbeatFile.from_settings(settings, "listen")
+    instead = "`usqa run --listen` to receive and score in one process"
+    heartbeat = start_scaled(settings, "listen", instead)
     sender = BackgroundSender(lambda ids: send_batch(settings, ids))
     listener = Listener(str(root), settings, sender)
     with stop_signals() as stop:

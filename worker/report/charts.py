@@ -102,6 +102,15 @@ def _style(ax: Axes) -> None:
     ax.set_axisbelow(True)
 
 
+def _finish_time_chart(fig: Figure, ax: Axes, handles: Sequence[tuple[Any, str]]) -> str:
+    """A one-axes chart over time finished: its legend, style, horizontal grid and dates."""
+    legend(ax, handles)
+    _style(ax)
+    ax.grid(axis="y", color="#e4e7eb")
+    fig.autofmt_xdate(rotation=0, ha="center")
+    return _png(fig)
+
+
 def legend(ax: Axes, handles: Sequence[tuple[Any, str]]) -> None:
     """A legend right of the axes with exactly ``handles`` (artist, label): explicit
     entries, as matplotlib would drop a label that starts with "_"."""
@@ -283,11 +292,7 @@ def trend_chart(report: QAReport, t: Thresholds, alerted: set[str | None]) -> st
         color=INK,
         fontsize=12,
     )
-    legend(ax, handles)
-    _style(ax)
-    ax.grid(axis="y", color="#e4e7eb")
-    fig.autofmt_xdate(rotation=0, ha="center")
-    return _png(fig)
+    return _finish_time_chart(fig, ax, handles)
 
 
 def shown_groups(report: QAReport) -> list[GroupFigures]:

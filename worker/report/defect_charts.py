@@ -16,6 +16,7 @@ from worker.report.charts import (
     POOR,
     TREND_GROUPS,
     _figure,
+    _finish_time_chart,
     _periods,
     _png,
     _style,
@@ -121,11 +122,7 @@ def defect_time_chart(report: QAReport) -> str:
     ax.set_ylabel("share of judged scans (%)", color=INK)
     unit = "week" if weekly else "day"
     ax.set_title(f"First defects per {unit}, all scans", loc="left", color=INK, fontsize=12)
-    legend(ax, handles)
-    _style(ax)
-    ax.grid(axis="y", color="#e4e7eb")
-    fig.autofmt_xdate(rotation=0, ha="center")
-    return _png(fig)
+    return _finish_time_chart(fig, ax, handles)
 
 
 def trend_pairs(
@@ -189,8 +186,4 @@ def defect_trend_chart(report: QAReport) -> str:
         color=INK if handles else MUTED,
         fontsize=12,
     )
-    legend(ax, handles)
-    _style(ax)
-    ax.grid(axis="y", color="#e4e7eb")
-    fig.autofmt_xdate(rotation=0, ha="center")
-    return _png(fig)
+    return _finish_time_chart(fig, ax, handles)
