@@ -58,6 +58,9 @@ class TextFormatter(logging.Formatter):
         return "\n".join(printable(line) for line in stack_info.split("\n"))
 
 
+QUIET_LIBRARIES = ("highdicom", "pynetdicom")
+
+
 def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
     """Send logs to stderr in the chosen format. Safe to call more than once."""
     handler = logging.StreamHandler(sys.stderr)
@@ -68,6 +71,11 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The DICOM libraries log every association and every copied header module at INFO:
+    # kept for --log-level DEBUG, their warnings and errors always shown.
+    chatty = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(chatty)
 
 
 def log_outcome(
