@@ -24,6 +24,17 @@ Defect names are those of :data:`model.defects.DEFECTS`; no CHECK constraint lis
 ``result_outbox``   one row per structured report (SR) to deliver: a scored DICOM scan, its
                     model version and a destination (a PACS AE or the results folder), with
                     its delivery state (``pending`` -> ``sent`` | ``failed``) and retries.
+``users``           the review page's accounts (``usqa user add``): a login name, a role
+                    (``viewer`` < ``reviewer`` < ``admin``) and an adaptive password hash
+                    (NULL: signs in only through the site's trusted single sign-on proxy).
+``web_sessions``    signed-in browser sessions: the sha256 of the cookie's random token
+                    (never the token), the CSRF token of its forms, and when it expires.
+``reviews``         a reviewer's rating of a scan: the grade they give (and whether they
+                    agreed with the model's), with the model version, score and grade they
+                    were shown; one per scan and reviewer (rating again replaces it).
+``review_defects``  the defects a reviewer sees in a rated scan, one row each.
+``audit_log``       who signed in (or failed to), viewed which scan or image, and rated what,
+                    when and from where; never deleted by the application.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -51,17 +63,24 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ACTIVE",
+    "GRADES",
+    "ROLES",
     "STATUSES",
     "TERMINAL",
+    "AuditEntry",
     "Base",
     "FrameScore",
     "ModelVersion",
     "ResultOutbox",
+    "Review",
+    "ReviewDefect",
     "Scan",
     "ScanDefect",
     "ScanScore",
     "SiteSetting",
     "UTCDateTime",
+    "User",
+    "WebSession",
     "WorkerProcess",
     "utcnow",
 ]
@@ -74,6 +93,9 @@ FAILED = "failed"
 STATUSES = (QUEUED, PROCESSING, SCORED, SKIPPED, FAILED)
 ACTIVE = (QUEUED, PROCESSING)
 TERMINAL = (SCORED, SKIPPED, FAILED)
+
+GRADES = ("good", "average", "poor")  # model.grading owns them; repeated for the CHECKs
+ROLES = ("viewer", "reviewer", "admin")  # each may do what the ones before it may
 
 # Stable constraint names, so migrations behave the same on SQLite and PostgreSQL.
 NAMING = {
@@ -358,3 +380,100 @@ class ResultOutbox(Base):
     sr_sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class User(Base):
+    """An account of the review page. ``password_hash`` is an argon2id hash (worker/web);
+    NULL: the account signs in only through the trusted proxy header. A disabled account
+    (``disabled_at``) keeps its reviews and audit entries but cannot sign in."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'reviewer', 'admin')", name="role"),
+        UniqueConstraint("name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie holds a random token; the ledger keeps only
+    its sha256, so reading the table does not let anyone sign in. ``csrf_token`` goes in
+    every form of the session and is checked on every POST."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Review(Base):
+    """One reviewer's rating of one scan: the grade they give (``agrees``: the model's
+    grade, accepted as it was shown) and, in ``review_defects``, the defects they see.
+    ``model_version``, ``model_score`` and ``model_grade`` record what they were shown."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("scan_id", "reviewer_id"),
+        CheckConstraint("grade IN ('good', 'average', 'poor')", name="grade"),
+        CheckConstraint(
+            "model_grade IS NULL OR model_grade IN ('good', 'average', 'poor')",
+            name="model_grade",
+        ),
+        Index("ix_reviews_reviewer_id_rated_at", "reviewer_id", "rated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    model_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
+    model_score: Mapped[float | None] = mapped_column(Float)
+    model_grade: Mapped[str | None] = mapped_column(String(16))
+    agrees: Mapped[bool] = mapped_column(Boolean)
+    grade: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewDefect(Base):
+    """One defect a reviewer sees in the scan they rated."""
+
+    __tablename__ = "review_defects"
+
+    review_id: Mapped[int] = mapped_column(
+        ForeignKey("reviews.id", ondelete="CASCADE"), primary_key=True
+    )
+    defect: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class AuditEntry(Base):
+    """One audited event of the review page: ``action`` is ``login``, ``login_failed``,
+    ``login_refused`` (rate limit), ``logout``, ``view_scans``, ``view_scan``,
+    ``view_image``, ``view_overlay``, ``rate`` or an account change. ``scan_id`` has no
+    foreign key, so the trail outlives a deleted scan. ``user_name`` is the account (or the
+    name typed at a failed login, cut to 64 characters); ``client`` the remote address."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_action_at", "action", "at"),
+        Index("ix_audit_log_user_name_at", "user_name", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    scan_id: Mapped[int | None] = mapped_column(Integer)
+    client: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
