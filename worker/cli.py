@@ -42,6 +42,10 @@ COMMAND_MODULES = (
     "db",
     "report",
     "explain",
+    "serve",
+    "user",
+    "calibrate",
+    "export_reviews",
 )
 
 
