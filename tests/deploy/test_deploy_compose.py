@@ -23,7 +23,7 @@ from tests.deploy.deploy_files import (
 COMPOSE = DEPLOY / "docker-compose.yml"
 GPU = DEPLOY / "docker-compose.gpu.yml"
 ENV_EXAMPLE = DEPLOY / "usqa.env.example"
-USQA_SERVICES = ("migrate", "ingest", "listen", "worker")
+USQA_SERVICES = ("migrate", "ingest", "listen", "worker", "web")
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,18 @@ def test_workers_scale_and_share_the_drop_folder_with_the_ingester(
     assert services["ingest"]["command"][services["ingest"]["command"].index("--watch") + 1] == (
         "/data/dropbox"
     )
+
+
+def test_review_page_is_local_reads_the_drop_folder_and_waits_for_the_schema(
+    services: dict[str, Any],
+) -> None:
+    web = services["web"]
+    assert web["command"] == ["serve"]
+    assert web["ports"] == ["127.0.0.1:${DEPLOY_WEB_PORT:-8080}:8080"], "behind the proxy only"
+    assert web["volumes"] == ["${DEPLOY_DROP_DIR:-./dropbox}:/data/dropbox:ro"]
+    assert web["environment"]["USQA_WEB_PORT"] == "8080"
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
 
 
 def test_containers_are_locked_down(services: dict[str, Any]) -> None:

@@ -171,6 +171,26 @@ def test_usqa_containers_run_real_commands_with_probes_and_limits() -> None:
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+def test_review_page_serves_behind_the_ingress_and_reads_the_drop_folder() -> None:
+    docs = _by_kind_name(_base_docs())
+    web = docs[("Deployment", "usqa-web")]
+    spec = _pod_spec(web)
+    (container,) = spec["containers"]
+    assert container["args"] == ["serve"]
+    assert_usqa_command(container["args"], "Deployment usqa-web")
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz", probe
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "dropbox"]
+    assert mount["readOnly"] is True and mount["mountPath"] == "/data/dropbox"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["USQA_WEB_HOST"] == "0.0.0.0" and env["USQA_WEB_PORT"] == "8080"
+    assert docs[("Service", "usqa-web")]["spec"]["type"] == "ClusterIP", "exposed by Ingress"
+    policy = docs[("NetworkPolicy", "usqa-web")]["spec"]["ingress"]
+    assert [p["port"] for rule in policy for p in rule["ports"]] == [8080]
+
+
 def test_every_container_has_probes_and_resources() -> None:
     for doc in _base_docs():
         if doc["kind"] not in {"Deployment", "StatefulSet"}:

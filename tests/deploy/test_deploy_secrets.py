@@ -45,6 +45,7 @@ NEEDS = {  # service or pod -> the secrets it may see
     "ingest": DB | BROKER,
     "listen": DB | BROKER,
     "worker": DB | BROKER | {"USQA_PSEUDONYM_SALT"},
+    "web": DB,
     "flower": BROKER | {"FLOWER_BASIC_AUTH"},
     "prometheus": set(),
     "grafana": {"GF_SECURITY_ADMIN_PASSWORD", "POSTGRES_READER_PASSWORD"},
@@ -223,7 +224,8 @@ def test_network_policies_allow_only_what_the_stack_uses() -> None:
     deny = docs[("NetworkPolicy", "usqa-default-deny-ingress")]["spec"]
     assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
     assert "ingress" not in deny
-    assert _allowed("postgres", 5432) == {"ingest", "listen", "worker", "migrate"}
+    assert _allowed("postgres", 5432) == {"ingest", "listen", "worker", "web", "migrate"}
+    assert _allowed("web", 8080) == {"ns:ingress-nginx"}
     assert _allowed("redis", 6379) == {"ingest", "listen", "worker", "flower", "ns:keda"}
     for component in ("ingest", "listen", "worker"):
         assert _allowed(component, 9400) == {"ns:monitoring"}, component
@@ -235,6 +237,7 @@ def test_network_policies_allow_only_what_the_stack_uses() -> None:
         "ingest",
         "listen",
         "worker",
+        "web",
         "migrate",
     }
     ports = {(p["protocol"], p["port"]) for rule in egress["egress"] for p in rule["ports"]}

@@ -22,6 +22,7 @@ SERVICES = (
     "usqa-listen.service",
     "usqa-worker@.service",
     "usqa-migrate.service",
+    "usqa-web.service",
 )
 
 
@@ -73,13 +74,23 @@ def test_units_are_hardened_and_restart(name: str) -> None:
     for value in service.get("Environment", []):
         key = value.split("=", 1)[0]
         assert key in setting_variables(), f"{name}: {key} is not a usqa setting"
-    if name != "usqa-migrate.service":
+    if name not in ("usqa-migrate.service", "usqa-web.service"):
         # The heartbeat feeds systemd's watchdog: a hung or stuck process is restarted.
         assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"], name
         assert int(service["WatchdogSec"][0].rstrip("s")) >= 3 * 20, name
         assert "/srv/usqa/dropbox" in service["ReadWritePaths"], name
         assert "usqa-migrate.service" in " ".join(unit["Unit"]["After"]), name
         assert unit["Install"]["WantedBy"] == ["usqa.target"]
+
+
+def test_review_page_reads_the_drop_folder_only() -> None:
+    unit = _parse(SYSTEMD / "usqa-web.service")
+    service = unit["Service"]
+    assert _usqa_argv(service["ExecStart"][0]) == ["serve"]
+    assert "/srv/usqa/dropbox" in service["ReadOnlyPaths"]
+    assert "ReadWritePaths" not in service, "the review page never writes to the drop folder"
+    assert "usqa-migrate.service" in " ".join(unit["Unit"]["After"])
+    assert unit["Install"]["WantedBy"] == ["usqa.target"]
 
 
 def test_worker_template_uses_its_instance() -> None:
