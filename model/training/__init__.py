@@ -16,6 +16,11 @@ the score and defect terms on ultrasound versions only, the gate term on all, wi
 Without it the loss is the plain MSE of the score, as published. The selected epoch is the
 one with the lowest validation loss (the same formula on the validation versions and the
 validation split of the non-ultrasound material; plain score MSE without defects).
+
+The ``reviewed`` protocol fine-tunes the usqa checkpoint given as ``init`` on the set that
+``usqa export-reviews`` wrote (:mod:`model.reviewed`): its preset and outputs are the
+checkpoint's, each exported frame is one version per epoch with its reviewers' label, and
+the loss is the one above (with the defects formula when the checkpoint has a defect head).
 """
 
 from model.training.config import TrainConfig

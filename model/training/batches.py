@@ -17,6 +17,7 @@ from torch import nn
 from model.dataset import crops
 from model.preprocess import Preprocess
 from model.protocols import AnyProtocol, Degraded
+from model.reviewed import ReviewedProtocol
 from model.training.config import TrainConfig
 
 __all__ = [
@@ -56,7 +57,7 @@ class Data:
     """What one training run works on."""
 
     cfg: TrainConfig
-    protocol: AnyProtocol
+    protocol: AnyProtocol | ReviewedProtocol
     preprocess: Preprocess
     images: np.ndarray  # the training split, (N, size, size) uint8
     outputs: tuple[str, ...]
@@ -76,6 +77,15 @@ class Data:
         if not self.defects or self.cfg.nonus_share <= 0:
             return 0
         return round(self.items * self.cfg.nonus_share / (1.0 - self.cfg.nonus_share))
+
+    def version(
+        self, image: np.ndarray, source: int, slot: int, rng: np.random.Generator
+    ) -> Degraded:
+        """Version ``slot`` of training image ``source`` (``image``: it, augmented); a
+        reviewed image is itself with its reviewers' label."""
+        if isinstance(self.protocol, ReviewedProtocol):
+            return self.protocol.source_version(image, source)
+        return self.protocol.version(image, slot, rng)
 
 
 @dataclass
@@ -129,8 +139,9 @@ def make_batch(
         if i >= data.items:
             versions.append(nonus_version(nonus[int(i) - data.items], data.preprocess))
             continue
-        image = _augment(data.images[int(i) // slots], cfg.augment, rng)
-        versions.append(data.protocol.version(image, int(i) % slots, rng))
+        source, slot = divmod(int(i), slots)
+        image = _augment(data.images[source], cfg.augment, rng)
+        versions.append(data.version(image, source, slot, rng))
     return versions_batch(data, versions, rng)
 
 

@@ -58,7 +58,7 @@ class TrainConfig:
             "schedule": ("constant", "cosine"),
             "augment": ("paper", "flip", "none"),
             "target": ("raw", "unit"),
-            "protocol": ("paper", "graded", "defects"),
+            "protocol": ("paper", "graded", "defects", "reviewed"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

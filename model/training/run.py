@@ -20,7 +20,8 @@ from model.dataset import eval_versions, load_split
 from model.network import OUTPUTS, SCORE_ONLY, build_model
 from model.phantom import phantoms
 from model.preprocess import Preprocess
-from model.protocols import DefectProtocol, Degraded, get_protocol
+from model.protocols import AnyProtocol, DefectProtocol, Degraded, get_protocol
+from model.reviewed import ReviewedProtocol, fine_tune_start
 from model.training.batches import Data, nonus_images
 from model.training.config import TrainConfig
 from model.training.loop import evaluate_val, lr_lambda, optimizer, recalibrate_bn, run_epoch
@@ -64,14 +65,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
 def _prepare(cfg: TrainConfig) -> tuple[Data, dict[str, Any], list[Degraded], str]:
     """The training data, the validation set, its versions and the combined data hash."""
-    preprocess = Preprocess(size=cfg.size)
-    protocol = get_protocol(cfg.protocol)
-    if isinstance(protocol, DefectProtocol) and cfg.dual_share > 0:
-        protocol = dataclasses.replace(protocol, dual_share=cfg.dual_share)
-    outputs = OUTPUTS if protocol.name == "defects" else SCORE_ONLY
+    protocol, preprocess, outputs = _protocol(cfg)
     train_set = load_split(cfg.data, cfg.splits, "train", preprocess, cfg.limit)
     val_set = load_split(cfg.data, cfg.splits, "val", preprocess, cfg.limit)
-    val_versions, _ = eval_versions(val_set, protocol, levels=cfg.val_levels)
+    if isinstance(protocol, ReviewedProtocol):
+        protocol.check_paths("train", train_set.paths)
+        val_versions = protocol.val_versions(val_set)
+    else:
+        val_versions, _ = eval_versions(val_set, protocol, levels=cfg.val_levels)
     target_scale = 100.0 if cfg.target == "unit" else 1.0
     images = train_set.images
     if protocol.name == "defects" and cfg.phantom_share > 0:
@@ -80,7 +81,25 @@ def _prepare(cfg: TrainConfig) -> tuple[Data, dict[str, Any], list[Degraded], st
     data = Data(cfg, protocol, preprocess, images, outputs, target_scale)
     val_nonus = nonus_images("val", max(8, len(val_set) // 2), cfg.seed) if data.defects else []
     val = make_validation(data, val_versions, val_nonus)
-    return data, val, val_versions, combined_hash(train_set.data_hash, val_set.data_hash)
+    hashes = [train_set.data_hash, val_set.data_hash]
+    if isinstance(protocol, ReviewedProtocol):  # the reviewers' labels are data too
+        hashes.append(protocol.labels_sha256)
+    return data, val, val_versions, combined_hash(*hashes)
+
+
+def _protocol(
+    cfg: TrainConfig,
+) -> tuple[AnyProtocol | ReviewedProtocol, Preprocess, tuple[str, ...]]:
+    """The protocol, the preprocessing preset and the outputs of a run."""
+    if cfg.protocol == "reviewed":  # fine-tuning: the preset and outputs of --init
+        start = fine_tune_start(cfg.init)
+        start.check(cfg.size, cfg.target)
+        return ReviewedProtocol.load(cfg.splits, cfg.limit), start.preprocess, start.outputs
+    protocol = get_protocol(cfg.protocol)
+    if isinstance(protocol, DefectProtocol) and cfg.dual_share > 0:
+        protocol = dataclasses.replace(protocol, dual_share=cfg.dual_share)
+    outputs = OUTPUTS if protocol.name == "defects" else SCORE_ONLY
+    return protocol, Preprocess(size=cfg.size), outputs
 
 
 def _build_net(cfg: TrainConfig, data: Data, val_versions: list[Degraded]) -> nn.Module:

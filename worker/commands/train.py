@@ -2,6 +2,9 @@
 
 Defaults are the published hyper-parameters (Adam, lr 1e-3, 10 epochs, batch 16, rotation /
 flip / scale augmentation); the shipped model's command in model/MODEL_CARD.md overrides some.
+``--protocol reviewed`` fine-tunes the ``--init`` checkpoint on the folder that ``usqa
+export-reviews`` wrote (``--splits`` its labels.csv); its ``--size`` and ``--target`` default
+to the checkpoint's.
 """
 
 from __future__ import annotations
@@ -37,18 +40,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
     p.add_argument(
         "--protocol",
-        choices=["paper", "graded", "defects"],
+        choices=["paper", "graded", "defects", "reviewed"],
         default="graded",
         help="pseudo-label protocol: defects (every defect, score + defect + "
         "not-ultrasound outputs: the shipped model), graded (JPEG and blur) or paper "
-        "(100/60/30) (default graded)",
+        "(100/60/30); or reviewed: fine-tune the --init checkpoint on reviewers' grades and "
+        "defects exported by `usqa export-reviews` (--data its folder, --splits its "
+        "labels.csv) (default graded)",
     )
     p.add_argument(
         "--init",
         default="none",
         help="initial weights: none, imagenet (needs internet or torchvision's "
         "cache), a local resnet18 .pth file or a usqa checkpoint (its backbone and score "
-        "head) (default none)",
+        "head; reviewed: required, with every output it has) (default none)",
     )
     p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     p.add_argument(
@@ -111,14 +116,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--size",
         type=int,
-        default=256,
-        help="preset image size every frame is resized to (default 256)",
+        default=None,
+        help="preset image size every frame is resized to (default 256; reviewed: the "
+        "--init checkpoint's)",
     )
     p.add_argument(
         "--target",
         choices=["raw", "unit"],
-        default="raw",
-        help="regress the label itself (raw) or label/100 (unit) (default raw)",
+        default=None,
+        help="regress the label itself (raw) or label/100 (unit) (default raw; reviewed: "
+        "the --init checkpoint's)",
     )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on recent CPUs)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -189,6 +196,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from model.training import TrainConfig, train
 
+    size, target = args.size, args.target
+    if args.protocol == "reviewed" and (size is None or target is None):
+        from model.reviewed import fine_tune_start
+
+        start = fine_tune_start(args.init)
+        size = start.preprocess.size if size is None else size
+        target = start.target if target is None else target
     cfg = TrainConfig(
         data=args.data,
         splits=args.splits,
@@ -206,8 +220,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         crop=args.crop,
         crop_align=args.crop_align,
         bn_recal=args.bn_recal,
-        size=args.size,
-        target=args.target,
+        size=256 if size is None else size,
+        target=target or "raw",
         bf16=args.bf16,
         seed=args.seed,
         threads=args.train_threads,
