@@ -16,8 +16,8 @@ whose file was deleted, moved away, replaced or cannot be read is skipped and li
 the reason.
 
 The images are pseudonymous by name only: burned-in screen text can still show patient
-details, so the folder must be handled as clinical data (it is made readable by its owner
-only).
+details, so the folder must be handled as clinical data (a folder made here is readable by
+its owner only).
 
 Exit codes: 0 a set was written (skipped scans are listed), 1 nothing could be exported,
 2 usage or configuration (including a folder that is not empty).
