@@ -243,3 +243,39 @@ def test_export_then_fine_tune_then_score(
     result = Scorer.load(tuned, precision="fp32", threads=1).assess([frame])
     assert result.scores.shape == (1,) and 0.0 <= float(result.scores[0]) <= 100.0
     assert result.defects is not None and result.defects.shape == (1, len(DEFECTS))
+
+
+def test_reviewed_scans_on_sqlite_and_postgresql(any_url: str) -> None:
+    """The query behind the export: ratings per scan by reviewer, the period, the model
+    version, and where each file is now."""
+    from db.reviews.export import reviewed_scans
+
+    day = date(2025, 3, 9)
+    rows = [Row(day, score=70.0, version="v1"), Row(day, score=40.0, version="v2")]
+    a, b = seed(any_url, rows)
+    with db.session_scope(any_url) as s:
+        ledger.mark_disposed(s, a, "moved", "/drop/done/scan0.dcm")
+        ledger.mark_disposed(s, b, "deleted", None)
+        u = _users(s, "bob", "alice")
+        _rate(s, u["bob"], a, "poor", ("noise",))
+        _rate(s, u["alice"], a, "average")
+        reviews.save_rating(
+            s, scan_id=b, reviewer=u["alice"], agrees=False, grade="good",
+            now=datetime(2025, 4, 1, tzinfo=UTC),
+        )  # fmt: skip
+    with db.session_scope(any_url, readonly=True) as s:
+        every = reviewed_scans(s)
+        v2 = reviewed_scans(s, model_version="v2")
+        march = reviewed_scans(s, until=datetime(2025, 3, 31, tzinfo=UTC))
+        april = reviewed_scans(s, since=datetime(2025, 3, 31, tzinfo=UTC))
+    assert [x.scan_id for x in every] == [a, b]
+    first = every[0]
+    assert [(r.reviewer, r.grade, r.defects) for r in first.ratings] == [
+        ("alice", "average", frozenset()),
+        ("bob", "poor", frozenset({"noise"})),
+    ]
+    assert (first.location, first.disposition) == ("/drop/done/scan0.dcm", "moved")
+    assert (every[1].location, every[1].disposition) == (None, "deleted")
+    assert len(first.sha256) == 64 and first.size_bytes == 1000
+    assert [x.scan_id for x in v2] == [b]
+    assert [x.scan_id for x in march] == [a] and [x.scan_id for x in april] == [b]

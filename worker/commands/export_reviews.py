@@ -291,11 +291,13 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(summary))
         return
     split = summary["splits"]
-    print(
-        f"exported {summary['frames']} frames of {summary['scans']} scans to {summary['out']} "
-        f"(train: {split['train']['scans']} scans, {split['train']['frames']} frames; "
-        f"val: {split['val']['scans']} scans, {split['val']['frames']} frames)"
-    )
+    if summary["frames"]:
+        print(
+            f"exported {summary['frames']} frames of {summary['scans']} scans to "
+            f"{summary['out']} (train: {split['train']['scans']} scans, "
+            f"{split['train']['frames']} frames; val: {split['val']['scans']} scans, "
+            f"{split['val']['frames']} frames)"
+        )
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} rated scans:")
         for item in summary["skipped"]:
