@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,11 @@ from worker.commands.options import add_database_option
 from worker.commands.rescore import parse_bound
 from worker.errors import ConfigError, InputError
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from db.reviews.export import ReviewedScan
+    from dicom_io import ReadOptions
+    from model.reviewed import ReviewedLabel
 
 __all__ = ["Export", "add_parser", "image_name", "run"]
 
@@ -117,7 +122,7 @@ def image_name(scan_id: int, frame: int) -> str:
 class Export:
     """What an export wrote and skipped."""
 
-    labels: list[Any] = field(default_factory=list)  # model.reviewed.ReviewedLabel
+    labels: list[ReviewedLabel] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (scan id, reason)
 
     def summary(self, out: Path) -> dict[str, Any]:
@@ -166,8 +171,10 @@ def _prepare_out(out: Path) -> bool:
     return True
 
 
-def _frames(scan: Any, options: Any) -> tuple[list[tuple[int, np.ndarray]], str | None]:
-    """The frames of a rated scan, or none and why (db.reviews.export.ReviewedScan)."""
+def _frames(
+    scan: ReviewedScan, options: ReadOptions
+) -> tuple[list[tuple[int, np.ndarray]], str | None]:
+    """The frames of a rated scan, or none and why."""
     from db.qa.queries import ScannedFile
     from worker.report.thumbnails import GONE, REPLACED, read_verified
 
@@ -201,9 +208,15 @@ def _write_frames(
 
 
 def export(
-    scans: list[Any], out: Path, options: Any, *, min_reviewers: int, val_share: float, seed: int
+    scans: list[ReviewedScan],
+    out: Path,
+    options: ReadOptions,
+    *,
+    min_reviewers: int,
+    val_share: float,
+    seed: int,
 ) -> Export:
-    """Write the frames of ``scans`` (db.reviews.export.ReviewedScan) under ``out/images``;
+    """Write the frames of ``scans`` under ``out/images``;
     the labels of what was written, split by scan. Raises OSError when ``out`` cannot be
     written."""
     from model.reviewed import ReviewedLabel, consensus, split_scans
