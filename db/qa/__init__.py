@@ -6,7 +6,8 @@
 * ``stats``: the intervals and the one-sided drift tests (the only scipy user in ``db``);
 * ``drift``: the drift rule, the recent-versus-baseline check per group, its alerts;
 * ``report``: :class:`QAReport`, everything one report shows, and :func:`build_report`;
-* ``agreement``: the model against the reviewers' ratings, and reviewers against each other.
+* ``agreement``: the model against the reviewers' ratings, and reviewers against each other;
+* ``calibration``: grade thresholds that best match the reviewers, checked on held-out ratings.
 
 Statistics (scipy) are imported on first use, so ``import db`` and ``import db.qa`` never
 import scipy.

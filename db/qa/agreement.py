@@ -59,6 +59,7 @@ __all__ = [
     "agreement_report",
     "build_agreement",
     "grade_rank",
+    "linear_kappa",
     "weighted_kappa",
 ]
 
@@ -176,8 +177,9 @@ class AgreementReport:
 # --- the figures, vectorised over bootstrap rounds -------------------------------------------
 
 
-def _kappa(conf: FloatArray) -> FloatArray:
-    """Linear-weighted kappa of confusion tables ``(..., 3, 3)``; NaN where undefined."""
+def linear_kappa(conf: FloatArray) -> FloatArray:
+    """Linear-weighted kappa of confusion tables ``(..., 3, 3)`` (rows and columns in
+    :data:`GRADE_ORDER`); NaN where undefined."""
     total = conf.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         observed = conf / total[..., None, None]
@@ -239,7 +241,7 @@ def weighted_kappa(first: Sequence[str], second: Sequence[str]) -> float | None:
     conf = np.zeros((3, 3))
     for a, b in zip(first, second, strict=True):
         conf[_INDEX[a], _INDEX[b]] += 1
-    value = float(_kappa(conf))
+    value = float(linear_kappa(conf))
     return None if np.isnan(value) else value
 
 
@@ -330,7 +332,7 @@ def _group_figures(
         scans=n_scans,
         accepted=sum(r.agrees for r in rows),
         agreement=_figure(_share_same(conf), n, "no ratings", rounds),
-        kappa=_figure(_kappa(conf), n, kappa_reason, rounds),
+        kappa=_figure(linear_kappa(conf), n, kappa_reason, rounds),
         spearman=_figure(_spearman(scores, ranks, weights), n, spearman_reason, rounds),
         confusion=tuple(tuple(int(c) for c in row) for row in conf[0]),
         defect_ratings=len(judged),
@@ -403,7 +405,7 @@ def _pair_figures(
         pairs=len(pairs),
         scans=n_scans,
         agreement=_figure(_share_same(conf), len(pairs), "no pairs", rounds),
-        kappa=_figure(_kappa(conf), len(pairs), reason, rounds),
+        kappa=_figure(linear_kappa(conf), len(pairs), reason, rounds),
         confusion=tuple(tuple(float(c) for c in row) for row in conf[0]),
     )
 

@@ -60,7 +60,9 @@ class Rating:
 class RatedScan:
     """A rating beside one model version's result for the same scan: the unit of every
     agreement figure. ``model_defects_judged`` is False for a version without a defect head
-    (its empty defect list means "not judged", not "clean")."""
+    (its empty defect list means "not judged", not "clean"). ``model_first_defect``: the
+    most probable defect it listed (``no_signal`` first makes the grade poor whatever the
+    score, which calibration must know)."""
 
     review_id: int
     scan_id: int
@@ -77,6 +79,7 @@ class RatedScan:
     model_grade: str
     model_defects: frozenset[str]
     model_defects_judged: bool
+    model_first_defect: str | None = None
 
 
 def _model_defects(session: Session, scan_id: int, version: str) -> tuple[str, ...]:
@@ -263,6 +266,7 @@ def rated_scans(
             model_grade=score.grade,
             model_defects=frozenset(model_defects.get((review.scan_id, score.model_version), ())),
             model_defects_judged=judged is not None,
+            model_first_defect=score.first_defect,
         )
         for review, name, scan, score, judged in rows
     ]

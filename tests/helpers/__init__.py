@@ -7,6 +7,7 @@
 - :mod:`tests.helpers.ledger`: seeding and reading a ledger through the db package's own
   helpers, the way the worker fills it.
 - :mod:`tests.helpers.weights`: small checkpoints (random weights, or fixed answers).
+- :mod:`tests.helpers.ratings`: reviewers' ratings, as rows in code or written to a ledger.
 
 Database fixtures (engines, URLs, the schema template) live in ``tests/conftest.py``; the fault
 tests' harness of real processes lives beside them in ``tests/integration/fault_stack.py``."""
