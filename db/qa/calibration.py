@@ -250,6 +250,13 @@ def _verdict(
         return "improves", (
             f"On the {n} held-out ratings the proposal agrees better with the reviewers."
         )
+    if after.kappa == before.kappa and after.agreement == before.agreement:
+        return "no_gain", (
+            f"On the {n} held-out ratings the proposal does exactly as well as the current "
+            "thresholds (few held-out scores lie between the two): it is not shown to do "
+            "better; keep the current thresholds, and collect more ratings before "
+            "calibrating again."
+        )
     what = "kappa does not rise" if not kappa_up else "fewer ratings agree"
     return "no_gain", (
         f"On the {n} held-out ratings the proposal does not do better ({what}): keep the "

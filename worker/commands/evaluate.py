@@ -1,13 +1,20 @@
-"""``usqa evaluate``: the model card's figures for one split of a labelled image set."""
+"""``usqa evaluate``: the model card's figures for one split of a labelled image set, or
+(``--reviews``) how well the model agrees with the reviewers' ratings in the ledger.
+
+The ``--reviews`` path reads the ledger only: it never imports torch or loads a model.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from db.qa.agreement import BY_CHOICES
+from worker.commands.options import add_database_option
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -16,13 +23,19 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
-        help="measure a model on degraded copies of a data split (for model maintainers)",
+        help="measure a model on a data split, or against the reviewers' ratings (--reviews)",
         description="Score degraded copies of every image of one split and report MSE, RMSE, "
         "MAE, PLCC (raw and after a 4-parameter logistic), SROCC, KROCC and grade accuracy, "
-        "per degradation type and overall, with bootstrap 95%% intervals over source images.",
+        "per degradation type and overall, with bootstrap 95%% intervals over source images "
+        "(needs --data and --splits). With --reviews instead: how well each model version "
+        "agrees with the reviewers' ratings in the ledger (grade agreement, linear-weighted "
+        "kappa, Spearman of score with grade, per-defect precision and recall, and agreement "
+        "between reviewers), per reviewer and per --by group, with bootstrap 95%% intervals "
+        "over scans; no model is loaded.",
+        epilog="Exit codes: 0 done; 1 --reviews found no ratings; 2 usage or configuration.",
     )
-    p.add_argument("--data", type=Path, required=True, help="folder holding the images")
-    p.add_argument("--splits", type=Path, required=True, help="CSV with columns path and split")
+    p.add_argument("--data", type=Path, default=None, help="folder holding the images")
+    p.add_argument("--splits", type=Path, default=None, help="CSV with columns path and split")
     p.add_argument(
         "--weights",
         dest="weights",
@@ -114,7 +127,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         help="write a predicted-vs-label scatter plot per type to this PNG",
     )
+    _add_review_options(p)
     return p
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; expected YYYY-MM-DD, e.g. 2025-03-01"
+        ) from None
+
+
+def _add_review_options(p: argparse.ArgumentParser) -> None:
+    reviews = p.add_argument_group("agreement with reviewers (--reviews)")
+    reviews.add_argument(
+        "--reviews",
+        action="store_true",
+        help="measure the model against the reviewers' ratings in the ledger (no --data)",
+    )
+    reviews.add_argument(
+        "--model-version",
+        metavar="VERSION",
+        default=None,
+        help="only this model version (default: every version, each on its own)",
+    )
+    reviews.add_argument(
+        "--since", type=_day, metavar="YYYY-MM-DD", help="first day of ratings (UTC)"
+    )
+    reviews.add_argument(
+        "--until", type=_day, metavar="YYYY-MM-DD", help="last day of ratings, included (UTC)"
+    )
+    reviews.add_argument(
+        "--by",
+        choices=BY_CHOICES,
+        default=None,
+        help="also per station, operator or transducer (default station); reviewers are "
+        "always shown",
+    )
+    add_database_option(p)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -267,7 +319,74 @@ def _defect_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+REVIEW_ONLY = ("model_version", "since", "until", "by")
+
+
+def _usage(message: str) -> int:
+    print(f"usqa evaluate: {message}", file=sys.stderr)
+    return 2
+
+
+def _reviews(args: argparse.Namespace, settings: Settings) -> int:
+    """``--reviews``: the agreement tables (or JSON) from the ledger's ratings."""
+    import db
+    from db.qa.agreement import build_agreement
+    from model.defects import DEFECTS  # the vocabulary only: no torch
+    from worker.report.agreement_text import agreement_text
+
+    if args.bootstrap < 0:
+        return _usage(f"--bootstrap {args.bootstrap}: expected 0 or more rounds")
+    if args.since and args.until and args.until < args.since:
+        return _usage(f"--until {args.until} is before --since {args.since}")
+    since = datetime.combine(args.since, time(), UTC) if args.since else None
+    until = datetime.combine(args.until + timedelta(days=1), time(), UTC) if args.until else None
+    by = args.by or "station"
+    db.require_current(settings.database_url)
+    with db.session_scope(settings.database_url, readonly=True) as session:
+        report = build_agreement(
+            session,
+            model_version=args.model_version,
+            since=since,
+            until=until,
+            by=by,
+            rounds=args.bootstrap,
+            defects=DEFECTS,
+        )
+    selected = []
+    if args.model_version:
+        selected.append(f"model {args.model_version}")
+    if args.since and args.until:
+        selected.append(f"rated {args.since} to {args.until}")
+    elif args.since or args.until:
+        selected.append(f"rated from {args.since}" if args.since else f"rated up to {args.until}")
+    heading = f" ({', '.join(selected)})" if selected else ""
+    if report.ratings == 0:
+        print(
+            f"usqa evaluate: no ratings in the ledger{heading}. Reviewers rate scans on the "
+            "review page (usqa serve; docs/reviews.md); only scans with a score count.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        sys.stdout.write(agreement_text(report, heading=heading))
+    return 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.reviews:
+        if args.data is not None or args.splits is not None:
+            return _usage("--reviews reads the ledger's ratings: leave out --data and --splits")
+        return _reviews(args, settings)
+    given = [f"--{name.replace('_', '-')}" for name in REVIEW_ONLY if getattr(args, name)]
+    if given:
+        return _usage(f"{', '.join(given)} only go with --reviews")
+    if args.data is None or args.splits is None:
+        return _usage(
+            "give --data DIR and --splits CSV to measure the model on a data split, or "
+            "--reviews to measure it against the reviewers' ratings in the ledger"
+        )
     from model.evaluation import evaluate, plot_scatter
     from model.scorer import Scorer
 
