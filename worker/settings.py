@@ -231,6 +231,45 @@ class Settings:
         "a temporary name, then renamed). Unset: no files.",
     )
 
+    # --- review page (usqa serve, worker/web/; docs/reviews.md) ----------------------------
+    web_host: str = _opt(
+        "127.0.0.1",
+        "Address the review page (`usqa serve`) listens on: 127.0.0.1 = this machine only, "
+        "behind the hospital's reverse proxy; 0.0.0.0 (or ::) = every interface (containers).",
+    )
+    web_port: int = _opt(8080, "TCP port of the review page; 0 = any free port (logged).")
+    web_trusted_proxies: tuple[str, ...] = _opt(
+        (),
+        "Reverse proxies (addresses or networks, comma separated: 10.1.0.5,10.2.0.0/24) whose "
+        "X-Forwarded-For and X-Forwarded-Proto the review page believes, so the audit trail "
+        "records the real client addresses; and the only peers whose "
+        "USQA_WEB_TRUSTED_USER_HEADER is honoured. Empty: none.",
+    )
+    web_trusted_user_header: str | None = _opt(
+        None,
+        "Single sign-on: the request header in which the reverse proxy sends the signed-in "
+        "user's account name (e.g. X-Remote-User). Honoured only from USQA_WEB_TRUSTED_PROXIES "
+        "(required with it); the account must exist (`usqa user add`) and be enabled. "
+        "Unset: sign-in by password only.",
+    )
+    web_password_login: bool = _opt(
+        True,
+        "Whether the review page offers its own sign-in form (name and password). Turn off "
+        "(0) when every user signs in through USQA_WEB_TRUSTED_USER_HEADER.",
+    )
+    web_session_hours: float = _opt(
+        12.0, "A review page sign-in lasts at most this many hours, used or not."
+    )
+    web_idle_minutes: float = _opt(
+        60.0, "A review page sign-in ends after this many minutes without a request."
+    )
+    web_insecure_cookies: bool = _opt(
+        False,
+        "Send the review page's cookies without the Secure flag, so that they work over plain "
+        "http. Only for trying it out on this machine (http://127.0.0.1) and for tests; never "
+        "behind a proxy that serves other machines.",
+    )
+
     # --- logging -----------------------------------------------------------------------
     log_format: Literal["text", "json"] = _opt("text", "Log format: text or json.")
     log_level: str = _opt("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")

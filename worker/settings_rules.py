@@ -1,6 +1,7 @@
 """How :mod:`worker.settings` reads and checks values: the text of a ``USQA_*`` variable
 turned into the field's type, and every rule a :class:`~worker.settings.Settings` must keep
-(``Literal`` choices, the pseudonym salt, the results address, ranges and cross-field rules).
+(``Literal`` choices, the pseudonym salt, the results address, the review page's sign-in,
+ranges and cross-field rules).
 
 Nothing here knows the field list: the caller passes each field's resolved annotation, so
 this module imports ``worker.settings`` only for type checking (no import cycle).
@@ -8,6 +9,8 @@ this module imports ``worker.settings`` only for type checking (no import cycle)
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,11 +113,52 @@ def _check_results_to(value: str | None) -> None:
         )
 
 
+# An HTTP header name (RFC 9110 token, kept to letters, digits and hyphens).
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+
+
+def _check_web(s: Settings) -> None:
+    """The review page: proxies are addresses or networks; the single sign-on header is a
+    header name and needs the proxies it may come from; some way to sign in remains."""
+    for item in s.web_trusted_proxies:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"USQA_WEB_TRUSTED_PROXIES: {item!r} is not an address or network; expected "
+                "e.g. 10.1.0.5,10.2.0.0/24"
+            ) from None
+    header = s.web_trusted_user_header
+    if header is not None:
+        if not _HEADER_NAME.fullmatch(header):
+            raise ConfigError(
+                f"USQA_WEB_TRUSTED_USER_HEADER={header!r}: expected a header name such as "
+                "X-Remote-User (letters, digits and hyphens)"
+            )
+        if not s.web_trusted_proxies:
+            raise ConfigError(
+                "USQA_WEB_TRUSTED_USER_HEADER needs USQA_WEB_TRUSTED_PROXIES: the addresses of "
+                "the reverse proxies that set it (anyone else could send it and be signed in)"
+            )
+    elif not s.web_password_login:
+        raise ConfigError(
+            "USQA_WEB_PASSWORD_LOGIN=0 leaves no way to sign in: set USQA_WEB_TRUSTED_USER_HEADER "
+            "(single sign-on through the reverse proxy) or turn the password sign-in back on"
+        )
+    if not (s.web_session_hours > 0 and s.web_idle_minutes > 0):
+        raise ConfigError("USQA_WEB_SESSION_HOURS and USQA_WEB_IDLE_MINUTES must be > 0")
+    if not 0 <= s.web_port < 65536:
+        raise ConfigError("USQA_WEB_PORT must be between 0 and 65535")
+    if not s.web_host.strip():
+        raise ConfigError("USQA_WEB_HOST must be an address to listen on: 127.0.0.1 or 0.0.0.0")
+
+
 def validate(s: Settings, hints: Mapping[str, Any]) -> None:
     """Every rule, checked once, whatever set the value (environment, flag or code).
     ``hints``: each field's resolved annotation (``typing.get_type_hints(Settings)``)."""
     _check_salt(s.pseudonym_salt)
     _check_results_to(s.send_results_to)
+    _check_web(s)
     _check_choices(s, hints)
     checks = [
         (s.max_pixels > 0 and s.max_frames > 0 and s.max_samples > 0, "input limits must be > 0"),

@@ -38,6 +38,8 @@ __all__ = [
     "Explain",
     "Frames",
     "Thumbnail",
+    "png_bytes",
+    "read_scanned",
     "read_verified",
     "thumbnail",
     "thumbnails",
@@ -88,12 +90,17 @@ def verified(path: Path, expected: ScannedFile) -> os.stat_result | None:
     return info if digest.hexdigest() == expected.sha256 else None
 
 
-def _png(frame: np.ndarray, size: int) -> str:
+def png_bytes(frame: np.ndarray, size: int) -> bytes:
+    """``frame`` as a PNG file, shrunk to at most ``size`` pixels on its longest side."""
     image = Image.fromarray(np.ascontiguousarray(frame))
     image.thumbnail((size, size))
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def _png(frame: np.ndarray, size: int) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(frame, size)).decode("ascii")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +146,30 @@ def read_verified(path: Path, options: ReadOptions, expected: ScannedFile | None
     return Frames(frames)
 
 
+def read_scanned(expected: ScannedFile, options: ReadOptions) -> Frames:
+    """:func:`read_verified` at each known location of a scan's file in turn (moved to
+    ``done/``, then where it arrived): the first that is still the scored content wins;
+    otherwise why none is (a file present but not the scored one says so, not GONE)."""
+    found = Frames([], GONE)
+    for candidate in expected.paths:
+        got = read_verified(Path(candidate), options, expected)
+        if got.frames:
+            return got
+        if got.note != GONE:  # present but not the scored file: say so
+            found = got
+    return found
+
+
+def _thumbnail(got: Frames, size: int, explain: Explain | None) -> Thumbnail:
+    if not got.frames:
+        return Thumbnail(None, got.note or NOT_READ)
+    frame = got.frames[0][1]
+    if explain is None:
+        return Thumbnail(_png(frame, size))
+    overlay, legend = explain(frame)
+    return Thumbnail(_png(frame, size), overlay=overlay, legend=legend)
+
+
 def thumbnail(
     path: Path,
     options: ReadOptions,
@@ -149,29 +180,16 @@ def thumbnail(
     """One frame of the scan at ``path``, if the file there is still the scored one; with
     its overlay from ``explain`` when given."""
     got = read_verified(path, dataclasses.replace(options, frames_to_score=1), expected)
-    if not got.frames:
-        return Thumbnail(None, got.note or NOT_READ)
-    frame = got.frames[0][1]
-    if explain is None:
-        return Thumbnail(_png(frame, size))
-    overlay, legend = explain(frame)
-    return Thumbnail(_png(frame, size), overlay=overlay, legend=legend)
+    return _thumbnail(got, size, explain)
 
 
 def thumbnails(
     files: Mapping[int, ScannedFile], options: ReadOptions, explain: Explain | None = None
 ) -> dict[int, Thumbnail]:
-    """A thumbnail per scan id, trying each known location of its file in turn (moved to
-    ``done/``, then where it arrived); the first that is still the scored content wins.
-    ``explain``: also its saliency overlay (see :class:`Thumbnail`)."""
-    out: dict[int, Thumbnail] = {}
-    for scan_id, expected in files.items():
-        out[scan_id] = Thumbnail(None, GONE)
-        for candidate in expected.paths:
-            found = thumbnail(Path(candidate), options, expected, explain=explain)
-            if found.uri is not None:
-                out[scan_id] = found
-                break
-            if found.note != GONE:  # present but not the scored file: say so
-                out[scan_id] = found
-    return out
+    """A thumbnail per scan id, trying each known location of its file in turn
+    (:func:`read_scanned`). ``explain``: also its saliency overlay (see :class:`Thumbnail`)."""
+    one = dataclasses.replace(options, frames_to_score=1)
+    return {
+        scan_id: _thumbnail(read_scanned(expected, one), SIZE, explain)
+        for scan_id, expected in files.items()
+    }
