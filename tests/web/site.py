@@ -157,9 +157,14 @@ def serving(app: Flask, host: str = "127.0.0.1") -> Iterator[str]:
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
-        server.close()
-        for channel in list(server._map.values()):  # keep-alive connections left open
-            channel.close()
-        server.task_dispatcher.shutdown()
+
+        def stop() -> None:  # run by the server's own loop: no race with its select()
+            for channel in list(server._map.values()):  # keep-alive connections left open
+                if channel is not server and channel is not server.trigger:
+                    channel.close()
+            server.close()
+
+        server.trigger.pull_trigger(stop)
         thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
         assert not thread.is_alive(), "the test review server did not stop"
