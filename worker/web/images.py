@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from db.reviews.browse import ScoredFile, scored_file
+from db.reviews.scan import ScoredFile, scored_file
 from worker.web.context import audit, config, ledger
 from worker.web.frames import Picture, first_frame, frame_picture, placeholder
 from worker.web.overlay import Overlays

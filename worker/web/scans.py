@@ -20,7 +20,8 @@ from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from db import reviews
 from db.models import GRADES
 from db.qa.queries import scan_files
-from db.reviews.browse import FilterChoices, filter_choices, scan_detail, scan_page
+from db.reviews.browse import FilterChoices, filter_choices, scan_page
+from db.reviews.scan import scan_detail
 from model.defects import DEFECTS
 from worker.web import params
 from worker.web.auth import requires
