@@ -9,6 +9,9 @@ One module each:
 - :mod:`~db.reviews.audit`: the audit trail, and the failed sign-ins that the rate limit counts.
 - :mod:`~db.reviews.ratings`: a reviewer's rating of a scan, and the rated scans with what each
   model version said of them (what agreement and calibration are computed from).
+- :mod:`~db.reviews.browse` and :mod:`~db.reviews.scan`: what the review page reads of the
+  scans (the filtered list and its choices; one scan's page and the file of its pictures);
+  imported from there, not re-exported here.
 
 Every function takes an open session and never commits. Use it as ``from db import reviews``.
 """
