@@ -252,7 +252,7 @@ class Settings:
         "(required with it); the account must exist (`usqa user add`) and be enabled. "
         "Unset: sign-in by password only.",
     )
-    web_password_login: bool = _opt(
+    web_login_form: bool = _opt(
         True,
         "Whether the review page offers its own sign-in form (name and password). Turn off "
         "(0) when every user signs in through USQA_WEB_TRUSTED_USER_HEADER.",

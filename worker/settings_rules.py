@@ -140,9 +140,9 @@ def _check_web(s: Settings) -> None:
                 "USQA_WEB_TRUSTED_USER_HEADER needs USQA_WEB_TRUSTED_PROXIES: the addresses of "
                 "the reverse proxies that set it (anyone else could send it and be signed in)"
             )
-    elif not s.web_password_login:
+    elif not s.web_login_form:
         raise ConfigError(
-            "USQA_WEB_PASSWORD_LOGIN=0 leaves no way to sign in: set USQA_WEB_TRUSTED_USER_HEADER "
+            "USQA_WEB_LOGIN_FORM=0 leaves no way to sign in: set USQA_WEB_TRUSTED_USER_HEADER "
             "(single sign-on through the reverse proxy) or turn the password sign-in back on"
         )
     if not (s.web_session_hours > 0 and s.web_idle_minutes > 0):

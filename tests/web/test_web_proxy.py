@@ -106,7 +106,7 @@ def test_another_name_in_the_header_replaces_the_session(site: Site) -> None:
 
 
 def test_with_the_password_form_off_only_the_header_signs_in(site: Site) -> None:
-    client = sso_client(site, PROXY, web_password_login=False)
+    client = sso_client(site, PROXY, web_login_form=False)
     form = client.get("/login").get_data(as_text=True)
     assert 'type="password"' not in form and "single sign-on" in form
     cookie = client.get_cookie("usqa_login")
@@ -128,7 +128,7 @@ def test_the_settings_need_the_proxies_for_the_header(site: Site) -> None:
     with pytest.raises(ConfigError, match="header name"):
         settings_for(site.url, web_trusted_user_header="X Remote", web_trusted_proxies=(PROXY,))
     with pytest.raises(ConfigError, match="no way to sign in"):
-        settings_for(site.url, web_password_login=False)
+        settings_for(site.url, web_login_form=False)
     from worker.settings import load_settings
 
     env = {"USQA_WEB_TRUSTED_USER_HEADER": "", "USQA_WEB_TRUSTED_PROXIES": "",

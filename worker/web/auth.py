@@ -10,7 +10,7 @@ Single sign-on: with USQA_WEB_TRUSTED_USER_HEADER, a request from one of the tru
 (:mod:`worker.web.proxies`; from anyone else the header is ignored) that carries the header
 is signed in as the account it names, which must exist and be enabled; its role is the
 account's. A ledger session is opened for it (audited ``login``), so its forms have a CSRF
-token; a header naming another account replaces it. With USQA_WEB_PASSWORD_LOGIN=0 a
+token; a header naming another account replaces it. With USQA_WEB_LOGIN_FORM=0 a
 session is honoured only together with the header naming its account.
 
 The gate (:func:`gate`, before every request): pages and images need a signed-in account

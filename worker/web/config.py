@@ -38,7 +38,7 @@ class WebConfig:
                 ipaddress.ip_network(p, strict=False) for p in settings.web_trusted_proxies
             ),
             user_header=settings.web_trusted_user_header,
-            password_login=settings.web_password_login,
+            password_login=settings.web_login_form,
             secure_cookies=not settings.web_insecure_cookies,
             session_lifetime=timedelta(hours=settings.web_session_hours),
             idle_timeout=timedelta(minutes=settings.web_idle_minutes),
