@@ -152,7 +152,10 @@ def training_loss(data: Data, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         return nn.functional.mse_loss(out[:, 0], batch.score)
     us = batch.is_us
     n_us = us.sum().clamp(min=1.0)
-    mse = (((out[:, 0] - batch.score) ** 2) * us).sum() / n_us
+    # heavier at low labels (--low-score-weight K): 1 at label 100, 1 + K at label 0
+    label = (batch.score * data.target_scale / 100.0).clamp(0.0, 1.0)
+    emphasis = 1.0 + data.cfg.low_score_weight * (1.0 - label)
+    mse = (((out[:, 0] - batch.score) ** 2) * us * emphasis).sum() / n_us
     weight = torch.full((batch.defects.shape[1],), data.cfg.defect_pos_weight, device=out.device)
     bce = nn.functional.binary_cross_entropy_with_logits(
         out[:, 1:-1], batch.defects, reduction="none", pos_weight=weight

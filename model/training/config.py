@@ -46,6 +46,7 @@ class TrainConfig:
     phantom_share: float = 0.0  # defects: synthetic other-organ source images, share of sources
     dual_share: float = 0.0  # defects: versions shown as a scanner's dual screen
     defect_pos_weight: float = 1.0  # defects: weight of a present defect in its BCE term
+    low_score_weight: float = 0.0  # defects: extra score-loss weight as the label falls to 0
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ConfigError(f"--phantom-share {self.phantom_share}: expected 0 <= share < 1")
         if not 0.0 <= self.dual_share <= 1.0:
             raise ConfigError(f"--dual-share {self.dual_share}: expected 0 <= share <= 1")
+        if self.low_score_weight < 0:
+            raise ConfigError(f"--low-score-weight {self.low_score_weight}: expected >= 0")
         if self.defect_pos_weight <= 0:
             raise ConfigError(f"--defect-pos-weight {self.defect_pos_weight}: expected > 0")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

@@ -72,10 +72,10 @@ def test_no_signal_includes_grain_without_tissue() -> None:
     assert sum(m > 3 for m in deep) >= 16
 
 
-def _data(weight: float) -> Data:
+def _data(weight: float, low_score_weight: float = 0.0) -> Data:
     cfg = TrainConfig(
         data=Path("."), splits=Path("."), out=Path("x.pt"), protocol="defects",
-        defect_pos_weight=weight,
+        defect_pos_weight=weight, low_score_weight=low_score_weight,
     )  # fmt: skip
     outputs = ("score", *DEFECTS, "not_ultrasound")
     return Data(cfg, DefectProtocol(), None, np.zeros((1, 8, 8), np.uint8), outputs, 100.0)  # type: ignore[arg-type]
@@ -94,6 +94,22 @@ def test_the_defect_weight_raises_the_cost_of_a_missed_defect() -> None:
     assert weighted - plain == pytest.approx(2.0 * 2.0 * per_output, rel=1e-4)
     with pytest.raises(ConfigError, match="defect-pos-weight"):
         TrainConfig(data=Path("."), splits=Path("."), out=Path("x"), defect_pos_weight=0).check()
+
+
+def test_the_low_score_weight_raises_the_cost_of_an_error_at_low_labels() -> None:
+    n = len(DEFECTS)
+    # two versions labelled 0 and 100 (unit targets 0 and 1), both scored 0.1 too high
+    batch = Batch(torch.zeros(1), torch.tensor([0.0, 1.0]), torch.zeros((2, n)), torch.ones(2),
+                  np.array([0.0, 100.0]))  # fmt: skip
+    out = torch.zeros((2, n + 2))
+    out[:, 0] = torch.tensor([0.1, 1.1])
+    plain = float(training_loss(_data(1.0), out, batch))
+    weighted = float(training_loss(_data(1.0, low_score_weight=2.0), out, batch))
+    # squared errors 0.01 each: plain mean 0.01; weighted (3 x 0.01 + 1 x 0.01) / 2 = 0.02;
+    # the score term counts 10 times in the loss
+    assert weighted - plain == pytest.approx(10.0 * 0.01, rel=1e-4)
+    with pytest.raises(ConfigError, match="low-score-weight"):
+        TrainConfig(data=Path("."), splits=Path("."), out=Path("x"), low_score_weight=-1).check()
 
 
 def test_a_dual_screen_version_keeps_its_label_and_shows_the_image_twice() -> None:

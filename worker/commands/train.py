@@ -189,6 +189,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="defects: weight of a present defect in its cross-entropy term, for defects "
         "present in few versions (default 1: unweighted)",
     )
+    p.add_argument(
+        "--low-score-weight",
+        type=float,
+        default=0.0,
+        help="defects: extra weight of the score error as the label falls, 1 + K x (1 - "
+        "label/100), to separate the strongest severities (default 0: unweighted)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -234,6 +241,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         phantom_share=args.phantom_share,
         dual_share=args.dual_share,
         defect_pos_weight=args.defect_pos_weight,
+        low_score_weight=args.low_score_weight,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
     meta = train(cfg, progress=not args.no_progress)
