@@ -57,7 +57,7 @@ def list_scans(
     if since is not None:
         query = query.where(Scan.received_at >= since)
     if defect is not None:
-        query = query.where(Scan.status == SCORED, _lists_defect(defect))
+        query = query.where(Scan.status == SCORED, lists_defect(defect))
     if limit is not None:
         # the most recent `limit` rows, still listed oldest first
         query = query.order_by(None).order_by(Scan.id.desc()).limit(limit)
@@ -95,7 +95,7 @@ def list_scans(
     return out
 
 
-def _lists_defect(defect: str) -> ColumnElement[bool]:
+def lists_defect(defect: str) -> ColumnElement[bool]:
     """The scan's current outcome (its model version) lists ``defect``: answered from the
     primary key of ``scan_defects`` for each scan."""
     return (

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.models import SCORED, ModelVersion, Review, Scan, ScanDefect, ScanScore, User
+from db.models import SCORED, ModelVersion, Review, Scan, ScanScore, User
+from db.queries import lists_defect
 
 __all__ = [
     "FilterChoices",
@@ -100,18 +101,6 @@ def _in_period(since: date | None, until: date | None) -> list[ColumnElement[boo
     return [or_(and_(*acquired), and_(*received))]
 
 
-def _lists(defect: str) -> ColumnElement[bool]:
-    return (
-        select(ScanDefect.scan_id)
-        .where(
-            ScanDefect.scan_id == Scan.id,
-            ScanDefect.model_version == Scan.model_version,
-            ScanDefect.defect == defect,
-        )
-        .exists()
-    )
-
-
 def _filtered(query: Q, f: ScanFilter) -> Q:
     query = query.join(
         ScanScore,
@@ -126,7 +115,7 @@ def _filtered(query: Q, f: ScanFilter) -> Q:
         if value is not None:
             query = query.where(column == value)
     if f.defect is not None:
-        query = query.where(_lists(f.defect))
+        query = query.where(lists_defect(f.defect))
     return query
 
 

@@ -8,6 +8,7 @@
   helpers, the way the worker fills it.
 - :mod:`tests.helpers.weights`: small checkpoints (random weights, or fixed answers).
 - :mod:`tests.helpers.ratings`: reviewers' ratings, as rows in code or written to a ledger.
+- :mod:`tests.helpers.browser`: the headless Chromium of the browser tests.
 
 Database fixtures (engines, URLs, the schema template) live in ``tests/conftest.py``; the fault
 tests' harness of real processes lives beside them in ``tests/integration/fault_stack.py``."""

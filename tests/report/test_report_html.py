@@ -6,7 +6,6 @@ never a skip."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from tests.helpers.browser import chromium
 from tests.helpers.ledger import Row, bulk_seed, realistic_rows
 from worker.cli import main
 
@@ -24,14 +24,6 @@ pytestmark = pytest.mark.integration
 UNTIL = date(2025, 3, 2)
 GOOD_RGB = (0x3A, 0x92, 0x3A)  # worker.report.charts.GOOD
 POOR_RGB = (0xC8, 0x45, 0x3C)
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("Chromium is not installed: run tests/bootstrap.sh (the README test command does)")
 
 
 def browse(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

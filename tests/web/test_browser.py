@@ -10,7 +10,6 @@ command and .ci/run), never a skip."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -19,19 +18,12 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 import db
 from db import reviews
+from tests.helpers.browser import chromium
 from tests.web.conftest import ServedSite
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_MS = 60_000  # generous: CI shares two cores
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("Chromium is not installed: run tests/bootstrap.sh (the README test command does)")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from db.qa.agreement import BY_CHOICES
-from worker.commands.options import add_database_option
+from worker.commands.options import add_database_option, iso_day
 from worker.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -131,15 +131,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date; expected YYYY-MM-DD, e.g. 2025-03-01"
-        ) from None
-
-
 def _add_review_options(p: argparse.ArgumentParser) -> None:
     reviews = p.add_argument_group("agreement with reviewers (--reviews)")
     reviews.add_argument(
@@ -154,10 +145,10 @@ def _add_review_options(p: argparse.ArgumentParser) -> None:
         help="only this model version (default: every version, each on its own)",
     )
     reviews.add_argument(
-        "--since", type=_day, metavar="YYYY-MM-DD", help="first day of ratings (UTC)"
+        "--since", type=iso_day, metavar="YYYY-MM-DD", help="first day of ratings (UTC)"
     )
     reviews.add_argument(
-        "--until", type=_day, metavar="YYYY-MM-DD", help="last day of ratings, included (UTC)"
+        "--until", type=iso_day, metavar="YYYY-MM-DD", help="last day of ratings, included (UTC)"
     )
     reviews.add_argument(
         "--by",

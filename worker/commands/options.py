@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import date
 from pathlib import Path
 
 __all__ = [
@@ -11,7 +12,18 @@ __all__ = [
     "add_file_options",
     "add_ingest_options",
     "add_listen_options",
+    "iso_day",
 ]
+
+
+def iso_day(text: str) -> date:
+    """An argparse type: a calendar day written YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; expected YYYY-MM-DD, e.g. 2025-03-01"
+        ) from None
 
 
 def add_database_option(p: argparse.ArgumentParser) -> None:

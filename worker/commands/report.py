@@ -20,7 +20,7 @@ from db.qa import DEFAULT_DAYS, DriftRule, QAReport, build_report, scan_files
 from db.qa.equipment import ProbeRule
 from db.qa.rows import DEFECT, GROUPINGS
 from db.session import shown_url
-from worker.commands.options import add_database_option
+from worker.commands.options import add_database_option, iso_day
 from worker.report.defect_text import equipment_text
 from worker.report.text import alerts_text, report_csv, report_text
 from worker.settings import Settings
@@ -30,15 +30,6 @@ __all__ = ["ALERT_DIMENSIONS", "EXIT_ALERTS", "add_parser", "run"]
 EXIT_ALERTS = 3
 # Drift is always checked for these, and for the --by grouping.
 ALERT_DIMENSIONS = ("station", "transducer", "operator")
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date; expected YYYY-MM-DD, e.g. 2025-03-01"
-        ) from None
 
 
 def _positive_int(text: str) -> int:
@@ -85,10 +76,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "3 --alerts found drift or a probe fault; 1 database error; 2 usage.",
     )
     when = p.add_argument_group("period and grouping")
-    when.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="first day included")
+    when.add_argument("--since", type=iso_day, metavar="YYYY-MM-DD", help="first day included")
     when.add_argument(
         "--until",
-        type=_day,
+        type=iso_day,
         metavar="YYYY-MM-DD",
         help="last day included (default: the latest day with scans, up to today)",
     )

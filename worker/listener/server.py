@@ -11,7 +11,6 @@ USQA_DICOM_MAX_ASSOCIATIONS are rejected by pynetdicom (the latter as transient,
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import ssl
@@ -20,7 +19,9 @@ from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
 
+from worker import networks
 from worker.errors import ConfigError
+from worker.networks import Network
 
 __all__ = ["ListenerServer", "parse_networks", "tls_context"]
 
@@ -28,15 +29,13 @@ log = logging.getLogger(__name__)
 
 TLS_HANDSHAKE_S = 10.0
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 def parse_networks(values: Sequence[str]) -> list[Network]:
     """USQA_DICOM_ALLOWED_ADDRESSES as networks (a bare address is a /32 or /128)."""
     out = []
     for text in values:
         try:
-            out.append(ipaddress.ip_network(text.strip(), strict=False))
+            out.extend(networks.parse_networks([text]))
         except ValueError as exc:
             raise ConfigError(
                 f"USQA_DICOM_ALLOWED_ADDRESSES: {text!r} is not an address or network; "
@@ -58,16 +57,8 @@ def tls_context(cert: Any, key: Any) -> ssl.SSLContext:
     return context
 
 
-def _allowed(address: str, networks: Sequence[Network]) -> bool:
-    if not networks:
-        return True
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == n.version and ip in n for n in networks)
+def _allowed(address: str, allowed: Sequence[Network]) -> bool:
+    return not allowed or networks.address_in(address, allowed)
 
 
 class ListenerServer(ThreadedAssociationServer):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
 
 from dicom_io import ReadOptions
+from worker.networks import Network, address_in, parse_networks
 from worker.settings import Settings
 
 __all__ = ["Network", "WebConfig"]
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -34,9 +32,7 @@ class WebConfig:
         return cls(
             settings=settings,
             database_url=settings.database_url,
-            proxies=tuple(
-                ipaddress.ip_network(p, strict=False) for p in settings.web_trusted_proxies
-            ),
+            proxies=tuple(parse_networks(settings.web_trusted_proxies)),
             user_header=settings.web_trusted_user_header,
             password_login=settings.web_login_form,
             secure_cookies=not settings.web_insecure_cookies,
@@ -47,12 +43,4 @@ class WebConfig:
 
     def is_proxy(self, address: str | None) -> bool:
         """Whether ``address`` (the TCP peer) is one of the trusted proxies."""
-        if not address or not self.proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.proxies)
+        return address_in(address, self.proxies)
