@@ -108,14 +108,25 @@ def eval_versions(
 
 
 def crops(
-    images: Sequence[np.ndarray], size: int, rng: np.random.Generator, align: int = 1
+    images: Sequence[np.ndarray],
+    size: int,
+    rng: np.random.Generator,
+    align: int = 1,
+    same_as: Sequence[int] | None = None,
 ) -> np.ndarray:
     """A random ``size x size`` window of each image (no resampling), its corner on a
-    multiple of ``align`` pixels (8 keeps the JPEG block grid where inference sees it)."""
+    multiple of ``align`` pixels (8 keeps the JPEG block grid where inference sees it).
+    ``same_as[i] = j`` (j < i) cuts image ``i`` at image ``j``'s window; -1 draws its own."""
     out = []
-    for im in images:
+    corners: list[tuple[int, int]] = []
+    for i, im in enumerate(images):
         h, w = im.shape
-        y = align * int(rng.integers(0, (h - size) // align + 1))
-        x = align * int(rng.integers(0, (w - size) // align + 1))
+        j = same_as[i] if same_as is not None else -1
+        if 0 <= j < i:
+            y, x = corners[j]
+        else:
+            y = align * int(rng.integers(0, (h - size) // align + 1))
+            x = align * int(rng.integers(0, (w - size) // align + 1))
+        corners.append((y, x))
         out.append(im[y : y + size, x : x + size])
     return np.stack(out)

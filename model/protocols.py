@@ -50,6 +50,7 @@ from model.screen import colour_flow, decorate, dual_view, inference_crop
 
 __all__ = [
     "KINDS",
+    "LADDER_GAP",
     "PROTOCOLS",
     "RANGES",
     "TARGET_DAMAGE",
@@ -79,6 +80,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "dead_elements": (0.0, 10.0),
 }
 TARGET_DAMAGE = 0.25  # the damage at which a defect's target reaches 1 (label 80)
+LADDER_GAP = 4.0  # the smallest label difference between the rungs of a training ladder
 _EXCLUSIVE = ({"low_gain", "high_gain"},)
 
 
@@ -279,10 +281,11 @@ class DefectProtocol:
             chosen.append(str(rng.choice(others)))
         return [(name, _draw_severity(name, rng)) for name in chosen]
 
-    def version(self, image: np.ndarray, slot: int, rng: np.random.Generator) -> Degraded:
-        """Training version ``slot`` of an image: clean for the first ``clean_per_image``
-        slots, else one or two random defects; random geometry, decoration, crop, flow."""
-        h, w = image.shape
+    def plan(self, shape: tuple[int, int], slot: int, rng: np.random.Generator) -> dict[str, Any]:
+        """What training version ``slot`` of an image of ``shape`` will be (the arguments of
+        :meth:`make` but the image): clean for the first ``clean_per_image`` slots, else one
+        or two random defects; random geometry, decoration, crop, flow and dual screen."""
+        h, w = shape
         clean = slot % self.versions_per_image < self.clean_per_image
         weights = self.clean_geometry_weights if clean else self.geometry_weights
         geometry = random_geometry(rng, h, w, weights)
@@ -291,17 +294,47 @@ class DefectProtocol:
         extra: dict[str, Any] = {}
         if self.dual_share > 0 and rng.random() < self.dual_share:  # no draw when off
             extra["dual_seed"] = [*seed, 5]
-        return self.make(
-            image,
-            defects,
-            geometry,
-            layout_seed=seed,
-            dynamic_range=float(rng.uniform(50.0, 65.0)),
-            decorate_seed=seed if rng.random() < 0.6 else None,
-            crop=bool(rng.random() < self.crop_share),
-            flow_seed=[*seed, 3] if rng.random() < self.flow_share else None,
+        return {
+            "defects": defects,
+            "geometry": geometry,
+            "layout_seed": seed,
+            "dynamic_range": float(rng.uniform(50.0, 65.0)),
+            "decorate_seed": seed if rng.random() < 0.6 else None,
+            "crop": bool(rng.random() < self.crop_share),
+            "flow_seed": [*seed, 3] if rng.random() < self.flow_share else None,
             **extra,
-        )
+        }
+
+    def version(self, image: np.ndarray, slot: int, rng: np.random.Generator) -> Degraded:
+        """Training version ``slot`` of an image (see :meth:`plan`)."""
+        return self.make(image, **self.plan(image.shape, slot, rng))
+
+    def ladder(
+        self, image: np.ndarray, slot: int, rng: np.random.Generator, rungs: int = 2
+    ) -> list[Degraded]:
+        """Version ``slot`` of an image and ``rungs - 1`` siblings: the same view, layout,
+        dynamic range, decoration, crop and overlays, the first defect at other severities
+        (each label at least ``LADDER_GAP`` from the others'). A clean slot has no siblings.
+
+        Training compares the scores of such siblings (``--rank-weight``): the one image
+        with more of a defect must score lower, which is what a severity ladder measures.
+        """
+        plan = self.plan(image.shape, slot, rng)
+        out = [self.make(image, **plan)]
+        if not plan["defects"]:
+            return out
+        (name, _), *rest = plan["defects"]
+        for _ in range(rungs - 1):
+            taken = [defect_label(name, v.defects[0][1]) for v in out]
+            severity = _draw_severity(name, rng)
+            for _attempt in range(8):
+                if min(abs(defect_label(name, severity) - t) for t in taken) >= LADDER_GAP:
+                    break
+                severity = _draw_severity(name, rng)
+            else:
+                continue
+            out.append(self.make(image, **{**plan, "defects": [(name, severity), *rest]}))
+        return out
 
     def eval_versions(
         self, image: np.ndarray, index: int, levels: int, seed: int

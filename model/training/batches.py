@@ -16,7 +16,7 @@ from torch import nn
 
 from model.dataset import crops
 from model.preprocess import Preprocess
-from model.protocols import AnyProtocol, Degraded
+from model.protocols import AnyProtocol, DefectProtocol, Degraded
 from model.reviewed import ReviewedProtocol
 from model.training.config import TrainConfig
 
@@ -26,6 +26,7 @@ __all__ = [
     "make_batch",
     "nonus_images",
     "nonus_version",
+    "ranking_loss",
     "training_loss",
     "versions_batch",
 ]
@@ -97,12 +98,30 @@ class Batch:
     defects: torch.Tensor  # (B, defects)
     is_us: torch.Tensor  # (B,) 1 for ultrasound versions
     labels: np.ndarray
+    pairs: torch.Tensor | None = None  # (P, 2) rows of a ladder: [higher label, lower label]
 
 
-def versions_batch(data: Data, versions: list[Degraded], rng: np.random.Generator) -> Batch:
-    """Crop windows of ``versions`` and stack their targets."""
+def versions_batch(
+    data: Data,
+    versions: list[Degraded],
+    rng: np.random.Generator,
+    ladders: list[list[int]] | None = None,
+) -> Batch:
+    """Crop windows of ``versions`` and stack their targets. The rows of each of
+    ``ladders`` (siblings of one image) share one window and make the batch's pairs."""
     cfg = data.cfg
-    x = data.preprocess.tensor(crops([v.image for v in versions], cfg.crop, rng, cfg.crop_align))
+    same_as = [-1] * len(versions)
+    pairs: list[list[int]] = []
+    for rows in ladders or []:
+        for row in rows[1:]:
+            same_as[row] = rows[0]
+        for a in rows:
+            for b in rows:
+                if versions[a].label > versions[b].label:
+                    pairs.append([a, b])
+    x = data.preprocess.tensor(
+        crops([v.image for v in versions], cfg.crop, rng, cfg.crop_align, same_as)
+    )
     labels = np.array([v.label for v in versions], dtype=np.float32)
     n_def = len(data.outputs) - 2 if data.defects else 0
     targets = np.zeros((len(versions), n_def), dtype=np.float32)
@@ -118,6 +137,7 @@ def versions_batch(data: Data, versions: list[Degraded], rng: np.random.Generato
         torch.from_numpy(targets),
         torch.from_numpy(is_us),
         labels,
+        torch.tensor(pairs, dtype=torch.long) if pairs else None,
     )
 
 
@@ -134,15 +154,27 @@ def make_batch(
     rng = np.random.default_rng([cfg.seed, epoch, step])
     items = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
     slots = data.protocol.versions_per_image
-    versions = []
+    versions: list[Degraded] = []
+    ladders: list[list[int]] = []
     for i in items:
         if i >= data.items:
             versions.append(nonus_version(nonus[int(i) - data.items], data.preprocess))
             continue
         source, slot = divmod(int(i), slots)
         image = _augment(data.images[source], cfg.augment, rng)
+        protocol = data.protocol
+        if (
+            cfg.ladder_share > 0
+            and isinstance(protocol, DefectProtocol)
+            and rng.random() < cfg.ladder_share
+        ):
+            rungs = protocol.ladder(image, slot, rng, 2)
+            if len(rungs) > 1:
+                ladders.append(list(range(len(versions), len(versions) + len(rungs))))
+            versions.extend(rungs)
+            continue
         versions.append(data.version(image, source, slot, rng))
-    return versions_batch(data, versions, rng)
+    return versions_batch(data, versions, rng, ladders)
 
 
 def training_loss(data: Data, out: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -161,7 +193,24 @@ def training_loss(data: Data, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         out[:, 1:-1], batch.defects, reduction="none", pos_weight=weight
     ).mean(dim=1)
     gate = nn.functional.binary_cross_entropy_with_logits(out[:, -1], 1.0 - us)
-    return 10.0 * mse + 2.0 * (bce * us).sum() / n_us + 0.5 * gate
+    loss = 10.0 * mse + 2.0 * (bce * us).sum() / n_us + 0.5 * gate
+    if batch.pairs is not None and data.cfg.rank_weight > 0:
+        loss = loss + data.cfg.rank_weight * ranking_loss(out[:, 0], batch.score, batch.pairs)
+    return loss
+
+
+def ranking_loss(pred: torch.Tensor, score: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Mean hinge over ladder pairs ``[hi, lo]`` (siblings of one image, ``hi`` labelled
+    higher): zero once the higher-labelled version scores above the other by at least
+    half their label difference, rising linearly as the order is lost.
+
+    The squared error alone leaves neighbouring severities of one image free to tie or to
+    swap when both are off their labels by the same few points; a severity ladder that is
+    to fall strictly needs the difference itself to be learned.
+    """
+    hi, lo = pairs[:, 0], pairs[:, 1]
+    margin = 0.5 * (score[hi] - score[lo])
+    return torch.relu(margin - (pred[hi] - pred[lo])).mean()
 
 
 def nonus_images(split: str, n: int, seed: int) -> list[np.ndarray]:

@@ -47,6 +47,8 @@ class TrainConfig:
     dual_share: float = 0.0  # defects: versions shown as a scanner's dual screen
     defect_pos_weight: float = 1.0  # defects: weight of a present defect in its BCE term
     low_score_weight: float = 0.0  # defects: extra score-loss weight as the label falls to 0
+    ladder_share: float = 0.0  # defects: degraded items drawn with a sibling at another severity
+    rank_weight: float = 0.0  # defects: weight of the ranking term over those siblings
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +80,12 @@ class TrainConfig:
             raise ConfigError(f"--dual-share {self.dual_share}: expected 0 <= share <= 1")
         if self.low_score_weight < 0:
             raise ConfigError(f"--low-score-weight {self.low_score_weight}: expected >= 0")
+        if not 0.0 <= self.ladder_share <= 1.0:
+            raise ConfigError(f"--ladder-share {self.ladder_share}: expected 0 <= share <= 1")
+        if self.rank_weight < 0:
+            raise ConfigError(f"--rank-weight {self.rank_weight}: expected >= 0")
+        if self.rank_weight > 0 and self.ladder_share == 0:
+            raise ConfigError("--rank-weight needs --ladder-share above 0 (pairs to rank)")
         if self.defect_pos_weight <= 0:
             raise ConfigError(f"--defect-pos-weight {self.defect_pos_weight}: expected > 0")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

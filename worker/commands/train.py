@@ -196,6 +196,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="defects: extra weight of the score error as the label falls, 1 + K x (1 - "
         "label/100), to separate the strongest severities (default 0: unweighted)",
     )
+    p.add_argument(
+        "--ladder-share",
+        type=float,
+        default=0.0,
+        help="defects: share of degraded items drawn together with a sibling, the same "
+        "image, view and layout at another severity of its defect (default 0)",
+    )
+    p.add_argument(
+        "--rank-weight",
+        type=float,
+        default=0.0,
+        help="defects: weight of a ranking term that asks the sibling with more of a defect "
+        "to score lower by at least half the label difference (default 0: off; needs "
+        "--ladder-share)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -242,6 +257,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         dual_share=args.dual_share,
         defect_pos_weight=args.defect_pos_weight,
         low_score_weight=args.low_score_weight,
+        ladder_share=args.ladder_share,
+        rank_weight=args.rank_weight,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
     meta = train(cfg, progress=not args.no_progress)
