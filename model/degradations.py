@@ -41,8 +41,11 @@ Per defect (``t``, ``s_max``, ``gamma`` of its curve; the model card gives the r
   posterior shadows cover a few per cent; good up to 22 %, poor past 53 %.
 - ``no_signal``: the tissue echo attenuated by ``60 s`` dB and a ring-down at ``s`` times its
   level, with the receiver's grain over it in half the versions (a probe in air with the
-  gain up); at ``s = 1`` (a blank frame) also plain black or faint grain alone. s = coupling lost
-  (0.05, 1, 0.7): a probe half in air is already average; 1 is no echo at all, label 20.
+  gain up); at ``s = 1`` (a blank frame) also plain black or faint grain alone, that grain
+  averaged over 1-16 frames (a scanner's persistence) and over 1-3 capture pixels per scored
+  pixel (a larger screen capture resized): a dim haze from just above the display floor.
+  s = coupling lost (0.05, 1, 0.7): a probe half in air is already average; 1 is no echo at
+  all, label 20.
 - ``blur``: Gaussian, motion (a line kernel along or across the scan lines) or lateral
   (focus) blur, s = the equivalent Gaussian sigma in px (0.4, 4, 0.75, the graded curve).
 - ``compression``: a JPEG round trip at quality q (the graded JPEG curve: 100 for q >= 90).

@@ -82,6 +82,24 @@ class Envelope:
         noise = speckle(self.amplitude.shape, self.rng)
         self.amplitude = np.abs(self.amplitude + a * noise).astype(np.float32)
 
+    def persistent_noise(self, level_db: float, frames: int, capture: int = 1) -> None:
+        """Replace the echo by noise alone, as an export shows it: the mean magnitude of
+        ``frames`` independent draws (unit RMS each, at ``level_db``: a frame-averaged,
+        persistence display), drawn on a ``capture`` times finer pixel grid, shown
+        (compressed and clipped) there and area-averaged down to this image's grid, as
+        resizing a larger screen capture for scoring averages its pixels."""
+        h, w = self.amplitude.shape
+        a = self.db_to_amplitude(level_db)
+        mean = np.zeros((h * capture, w * capture), np.float32)
+        for _ in range(frames):
+            mean += np.abs(speckle(mean.shape, self.rng))
+        dr = self.dynamic_range
+        with np.errstate(divide="ignore"):
+            shown = np.clip((20.0 * np.log10(a * mean / frames) + dr) / dr, 0.0, 1.0)
+        shown = shown.reshape(h, capture, w, capture).mean(axis=(1, 3))
+        level = self.db_to_amplitude(dr * shown - dr)
+        self.amplitude = np.where(shown > 0, level, 0.0).astype(np.float32)
+
     def add_floor(self) -> None:
         """The electronic noise floor, 3 dB below what the export displays (once)."""
         if not self.floor_added:
@@ -270,6 +288,9 @@ def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> N
     ring_level = float(layout.uniform(-22.0, -4.0))
     noise_level = float(layout.uniform(0.0, 12.0))
     grain = bool(layout.random() < 0.5)  # receiver noise shown under the rings (gain up)
+    faint_level = float(layout.uniform(-3.0, 12.0))
+    frames = int(layout.choice([1, 2, 4, 8, 16]))
+    capture = int(layout.choice([1, 2, 3]))  # the capture's pixels per scored pixel
     ring_layout = np.random.default_rng(layout.integers(0, 2**32))
     s = min(1.0, max(0.0, severity))
     if s <= 0:
@@ -280,9 +301,13 @@ def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> N
     if variant == "air":
         ring = _ringdown(env, ring_layout, ring_level + 20.0 * math.log10(s))
         env.amplitude = (env.amplitude + ring).astype(np.float32)
-    if variant == "noise" or (variant == "air" and grain):
+    if variant == "air" and grain:
         # a probe in air with the gain up: low-level grain fills the frame, no tissue
         env.add_noise(-env.dynamic_range + noise_level + 20.0 * math.log10(s))
+    elif variant == "noise":
+        # grain alone, averaged by the scanner's persistence and by resizing a larger
+        # capture: a dim haze, from just above the display's floor
+        env.persistent_noise(-env.dynamic_range + faint_level, frames, capture)
 
 
 def _dead_elements(env: Envelope, severity: float, layout: np.random.Generator) -> None:

@@ -72,6 +72,21 @@ def test_no_signal_includes_grain_without_tissue() -> None:
     assert sum(m > 3 for m in deep) >= 16
 
 
+def test_some_blank_frames_are_an_even_haze_of_averaged_grain() -> None:
+    """With the scanner's persistence on, a lifted probe shows a dim, even haze: the
+    frame-averaged grain has a much smaller spread than one frame's grain."""
+    protocol = DefectProtocol()
+    tissue = np.full((256, 256), 120, np.uint8)
+    frames = [
+        protocol.make(tissue, [("no_signal", 1.0)], clean_geometry(tissue), [s]).image[64:]
+        for s in range(80)
+    ]
+    dim = [f for f in frames if 1.0 < f.mean() < 40.0]
+    even = [f for f in dim if f.std() < 0.25 * f.mean() + 1.0]
+    grainy = [f for f in dim if f.std() > 0.5 * f.mean()]
+    assert even and grainy  # both kinds of blank frame are drawn
+
+
 def _data(weight: float, low_score_weight: float = 0.0) -> Data:
     cfg = TrainConfig(
         data=Path("."), splits=Path("."), out=Path("x.pt"), protocol="defects",
