@@ -195,22 +195,27 @@ def training_loss(data: Data, out: torch.Tensor, batch: Batch) -> torch.Tensor:
     gate = nn.functional.binary_cross_entropy_with_logits(out[:, -1], 1.0 - us)
     loss = 10.0 * mse + 2.0 * (bce * us).sum() / n_us + 0.5 * gate
     if batch.pairs is not None and data.cfg.rank_weight > 0:
-        loss = loss + data.cfg.rank_weight * ranking_loss(out[:, 0], batch.score, batch.pairs)
+        rank = ranking_loss(out[:, 0], batch.score, batch.pairs, data.cfg.rank_margin)
+        loss = loss + data.cfg.rank_weight * rank
     return loss
 
 
-def ranking_loss(pred: torch.Tensor, score: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+def ranking_loss(
+    pred: torch.Tensor, score: torch.Tensor, pairs: torch.Tensor, margin: float = 0.5
+) -> torch.Tensor:
     """Mean hinge over ladder pairs ``[hi, lo]`` (siblings of one image, ``hi`` labelled
     higher): zero once the higher-labelled version scores above the other by at least
-    half their label difference, rising linearly as the order is lost.
+    ``margin`` times their label difference, rising linearly as the order is lost. With
+    ``margin`` 1 the labels themselves meet it exactly: it then also asks for the full
+    spread between severities that the squared error alone lets shrink towards the mean.
 
     The squared error alone leaves neighbouring severities of one image free to tie or to
     swap when both are off their labels by the same few points; a severity ladder that is
     to fall strictly needs the difference itself to be learned.
     """
     hi, lo = pairs[:, 0], pairs[:, 1]
-    margin = 0.5 * (score[hi] - score[lo])
-    return torch.relu(margin - (pred[hi] - pred[lo])).mean()
+    wanted = margin * (score[hi] - score[lo])
+    return torch.relu(wanted - (pred[hi] - pred[lo])).mean()
 
 
 def nonus_images(split: str, n: int, seed: int) -> list[np.ndarray]:

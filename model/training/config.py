@@ -49,6 +49,7 @@ class TrainConfig:
     low_score_weight: float = 0.0  # defects: extra score-loss weight as the label falls to 0
     ladder_share: float = 0.0  # defects: degraded items drawn with a sibling at another severity
     rank_weight: float = 0.0  # defects: weight of the ranking term over those siblings
+    rank_margin: float = 0.5  # defects: score gap asked of siblings, times their label gap
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"--ladder-share {self.ladder_share}: expected 0 <= share <= 1")
         if self.rank_weight < 0:
             raise ConfigError(f"--rank-weight {self.rank_weight}: expected >= 0")
+        if not 0.0 < self.rank_margin <= 1.0:
+            raise ConfigError(f"--rank-margin {self.rank_margin}: expected 0 < margin <= 1")
         if self.rank_weight > 0 and self.ladder_share == 0:
             raise ConfigError("--rank-weight needs --ladder-share above 0 (pairs to rank)")
         if self.defect_pos_weight <= 0:

@@ -86,6 +86,9 @@ def test_the_ranking_term_is_zero_in_order_and_grows_as_the_order_is_lost() -> N
     tied = float(ranking_loss(torch.tensor([0.7, 0.7]), score, pairs))
     swapped = float(ranking_loss(torch.tensor([0.6, 0.8]), score, pairs))
     assert tied == pytest.approx(0.2) and swapped == pytest.approx(0.4)
+    # margin 1: the labels' own gap (0.4) is asked; 0.2 of it is missing
+    assert float(ranking_loss(torch.tensor([0.8, 0.6]), score, pairs, 1.0)) == pytest.approx(0.2)
+    assert float(ranking_loss(torch.tensor([0.9, 0.5]), score, pairs, 1.0)) == 0.0
 
 
 def test_the_ranking_term_enters_the_loss_with_its_weight() -> None:
@@ -109,5 +112,7 @@ def test_ranking_options_are_checked() -> None:
         _cfg(ladder_share=1.5).check()
     with pytest.raises(ConfigError, match="rank-weight"):
         _cfg(rank_weight=-1.0, ladder_share=0.5).check()
+    with pytest.raises(ConfigError, match="rank-margin"):
+        _cfg(rank_weight=1.0, ladder_share=0.5, rank_margin=1.5).check()
     with pytest.raises(ConfigError, match="needs --ladder-share"):
         _cfg(rank_weight=1.0).check()

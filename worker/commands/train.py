@@ -208,8 +208,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=float,
         default=0.0,
         help="defects: weight of a ranking term that asks the sibling with more of a defect "
-        "to score lower by at least half the label difference (default 0: off; needs "
-        "--ladder-share)",
+        "to score lower by at least --rank-margin times the label difference (default 0: "
+        "off; needs --ladder-share)",
+    )
+    p.add_argument(
+        "--rank-margin",
+        type=float,
+        default=0.5,
+        help="defects: the score gap the ranking term asks of two siblings, as a share of "
+        "their label gap, above 0 and at most 1 (default 0.5)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -259,6 +266,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         low_score_weight=args.low_score_weight,
         ladder_share=args.ladder_share,
         rank_weight=args.rank_weight,
+        rank_margin=args.rank_margin,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
     meta = train(cfg, progress=not args.no_progress)
