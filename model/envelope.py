@@ -267,7 +267,10 @@ def _shadowing(env: Envelope, severity: float, layout: np.random.Generator) -> N
     if severity <= 0:
         return
     g = env.geometry
-    widest = 0.98 if lay.variant == "contact" else 0.95
+    # the bands may widen past the view's width (overlapping, cut at its edges) so that
+    # every layout reaches the share asked up to the top of the range: a label that keeps
+    # falling while the image no longer changes would teach nothing
+    widest = 0.98 if lay.variant == "contact" else 3.0
     scale = _solve(lambda k: _coverage(_shadow_mask(g, lay, k, 1.0), g.mask), severity, widest)
     depth_factor = 1.0
     if _coverage(_shadow_mask(g, lay, scale, 1.0), g.mask) < severity:

@@ -123,6 +123,20 @@ def test_linear_shadows_are_vertical(tissue: np.ndarray) -> None:
         assert lower > 0.85
 
 
+def test_every_shadow_layout_reaches_the_top_of_the_range() -> None:
+    """The label keeps falling to the top of the range, so the image must keep changing:
+    no layout (narrow acoustic shadows, ribs, a contact wedge) may saturate below it."""
+    flat = np.full((96, 96), 150, np.uint8)
+    for seed in range(40):
+        for kind in ("linear", "curved", "sector"):
+            g = random_geometry(np.random.default_rng(seed), 96, 96, kind=kind)
+            a, b = (
+                apply_defects(flat, [("shadowing", s)], [seed, 5], geometry=g).astype(float)
+                for s in (0.65, 0.75)
+            )
+            assert np.abs(a - b).mean() > 0.3, (seed, kind)
+
+
 def test_sector_shadows_radiate_from_the_apex() -> None:
     h = w = 128
     g = fan(h, w, (w / 2, -4.0), math.radians(40), 6.0, 128.0, kind="sector")
