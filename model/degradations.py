@@ -42,8 +42,9 @@ Per defect (``t``, ``s_max``, ``gamma`` of its curve; the model card gives the r
 - ``no_signal``: the tissue echo attenuated by ``60 s`` dB and a ring-down at ``s`` times its
   level, with the receiver's grain over it in half the versions (a probe in air with the
   gain up); at ``s = 1`` (a blank frame) also plain black or faint grain alone, that grain
-  averaged over 1-16 frames (a scanner's persistence) and over 1-3 capture pixels per scored
-  pixel (a larger screen capture resized): a dim haze from just above the display floor.
+  averaged over 1-16 frames (a scanner's persistence) or added after compression (a black
+  screen's video noise, Rayleigh with scale 1-8 grey levels), and averaged over 1-3 capture
+  pixels per scored pixel (a larger screen capture resized): a dim haze.
   s = coupling lost (0.05, 1, 0.7): a probe half in air is already average; 1 is no echo at
   all, label 20.
 - ``blur``: Gaussian, motion (a line kernel along or across the scan lines) or lateral

@@ -100,6 +100,17 @@ class Envelope:
         level = self.db_to_amplitude(dr * shown - dr)
         self.amplitude = np.where(shown > 0, level, 0.0).astype(np.float32)
 
+    def video_noise(self, sigma_grey: float, capture: int = 1) -> None:
+        """Replace the echo by noise added after the display's compression (the video or
+        capture chain of a black screen): Rayleigh grey levels of scale ``sigma_grey`` on a
+        ``capture`` times finer grid, area-averaged down to this image's grid."""
+        h, w = self.amplitude.shape
+        grey = self.rng.rayleigh(sigma_grey, (h * capture, w * capture)).astype(np.float32)
+        shown = np.clip(grey / 255.0, 0.0, 1.0).reshape(h, capture, w, capture).mean(axis=(1, 3))
+        dr = self.dynamic_range
+        level = self.db_to_amplitude(dr * shown - dr)
+        self.amplitude = np.where(shown > 0, level, 0.0).astype(np.float32)
+
     def add_floor(self) -> None:
         """The electronic noise floor, 3 dB below what the export displays (once)."""
         if not self.floor_added:
@@ -294,6 +305,7 @@ def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> N
     faint_level = float(layout.uniform(-3.0, 12.0))
     frames = int(layout.choice([1, 2, 4, 8, 16]))
     capture = int(layout.choice([1, 2, 3]))  # the capture's pixels per scored pixel
+    video = float(layout.uniform(1.0, 8.0)) if layout.random() < 0.5 else 0.0
     ring_layout = np.random.default_rng(layout.integers(0, 2**32))
     s = min(1.0, max(0.0, severity))
     if s <= 0:
@@ -308,9 +320,12 @@ def _no_signal(env: Envelope, severity: float, layout: np.random.Generator) -> N
         # a probe in air with the gain up: low-level grain fills the frame, no tissue
         env.add_noise(-env.dynamic_range + noise_level + 20.0 * math.log10(s))
     elif variant == "noise":
-        # grain alone, averaged by the scanner's persistence and by resizing a larger
-        # capture: a dim haze, from just above the display's floor
-        env.persistent_noise(-env.dynamic_range + faint_level, frames, capture)
+        # grain alone: the receiver's, averaged by the scanner's persistence, or the video
+        # chain's on a black screen; both averaged by resizing a larger capture: a dim haze
+        if video:
+            env.video_noise(video, capture)
+        else:
+            env.persistent_noise(-env.dynamic_range + faint_level, frames, capture)
 
 
 def _dead_elements(env: Envelope, severity: float, layout: np.random.Generator) -> None:
