@@ -73,8 +73,9 @@ def test_no_signal_includes_grain_without_tissue() -> None:
 
 
 def test_some_blank_frames_are_an_even_haze_of_averaged_grain() -> None:
-    """With the scanner's persistence on, a lifted probe shows a dim, even haze: the
-    frame-averaged grain has a much smaller spread than one frame's grain."""
+    """A lifted probe under persistence, or a black screen's video noise in a resized
+    capture, shows a dim, even haze, unlike one frame's full-contrast grain: both kinds of
+    blank frame are drawn."""
     protocol = DefectProtocol()
     tissue = np.full((256, 256), 120, np.uint8)
     frames = [
@@ -84,7 +85,7 @@ def test_some_blank_frames_are_an_even_haze_of_averaged_grain() -> None:
     dim = [f for f in frames if 1.0 < f.mean() < 40.0]
     even = [f for f in dim if f.std() < 0.25 * f.mean() + 1.0]
     grainy = [f for f in dim if f.std() > 0.5 * f.mean()]
-    assert even and grainy  # both kinds of blank frame are drawn
+    assert len(even) >= 4 and grainy
 
 
 def _data(weight: float, low_score_weight: float = 0.0) -> Data:
