@@ -96,9 +96,7 @@ class Envelope:
         dr = self.dynamic_range
         with np.errstate(divide="ignore"):
             shown = np.clip((20.0 * np.log10(a * mean / frames) + dr) / dr, 0.0, 1.0)
-        shown = shown.reshape(h, capture, w, capture).mean(axis=(1, 3))
-        level = self.db_to_amplitude(dr * shown - dr)
-        self.amplitude = np.where(shown > 0, level, 0.0).astype(np.float32)
+        self._show_captured(shown, capture)
 
     def video_noise(self, sigma_grey: float, capture: int = 1) -> None:
         """Replace the echo by noise added after the display's compression (the video or
@@ -106,7 +104,13 @@ class Envelope:
         ``capture`` times finer grid, area-averaged down to this image's grid."""
         h, w = self.amplitude.shape
         grey = self.rng.rayleigh(sigma_grey, (h * capture, w * capture)).astype(np.float32)
-        shown = np.clip(grey / 255.0, 0.0, 1.0).reshape(h, capture, w, capture).mean(axis=(1, 3))
+        self._show_captured(np.clip(grey / 255.0, 0.0, 1.0), capture)
+
+    def _show_captured(self, shown: np.ndarray, capture: int) -> None:
+        """Make this image the display values ``shown`` (0..1) of a ``capture`` times finer
+        grid, area-averaged down to this grid and taken back to the envelope."""
+        h, w = self.amplitude.shape
+        shown = shown.reshape(h, capture, w, capture).mean(axis=(1, 3))
         dr = self.dynamic_range
         level = self.db_to_amplitude(dr * shown - dr)
         self.amplitude = np.where(shown > 0, level, 0.0).astype(np.float32)
