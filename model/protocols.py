@@ -310,11 +310,17 @@ class DefectProtocol:
         return self.make(image, **self.plan(image.shape, slot, rng))
 
     def ladder(
-        self, image: np.ndarray, slot: int, rng: np.random.Generator, rungs: int = 2
+        self,
+        image: np.ndarray,
+        slot: int,
+        rng: np.random.Generator,
+        rungs: int = 2,
+        clean: bool = False,
     ) -> list[Degraded]:
         """Version ``slot`` of an image and ``rungs - 1`` siblings: the same view, layout,
         dynamic range, decoration, crop and overlays, the first defect at other severities
-        (each label at least ``LADDER_GAP`` from the others'). A clean slot has no siblings.
+        (each label at least ``LADDER_GAP`` from the others'); with ``clean``, last, the
+        same view with no defect at all (label 100). A clean slot has no siblings.
 
         Training compares the scores of such siblings (``--rank-weight``): the one image
         with more of a defect must score lower, which is what a severity ladder measures.
@@ -334,6 +340,8 @@ class DefectProtocol:
             else:
                 continue
             out.append(self.make(image, **{**plan, "defects": [(name, severity), *rest]}))
+        if clean:
+            out.append(self.make(image, **{**plan, "defects": []}))
         return out
 
     def eval_versions(

@@ -168,7 +168,7 @@ def make_batch(
             and isinstance(protocol, DefectProtocol)
             and rng.random() < cfg.ladder_share
         ):
-            rungs = protocol.ladder(image, slot, rng, 2)
+            rungs = protocol.ladder(image, slot, rng, cfg.ladder_rungs, cfg.ladder_clean)
             if len(rungs) > 1:
                 ladders.append(list(range(len(versions), len(versions) + len(rungs))))
             versions.extend(rungs)

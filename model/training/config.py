@@ -50,6 +50,8 @@ class TrainConfig:
     ladder_share: float = 0.0  # defects: degraded items drawn with a sibling at another severity
     rank_weight: float = 0.0  # defects: weight of the ranking term over those siblings
     rank_margin: float = 0.5  # defects: score gap asked of siblings, times their label gap
+    ladder_rungs: int = 2  # defects: versions of the defect per ladder (first + siblings)
+    ladder_clean: bool = False  # defects: a ladder also holds its clean version (label 100)
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"--rank-weight {self.rank_weight}: expected >= 0")
         if not 0.0 < self.rank_margin <= 1.0:
             raise ConfigError(f"--rank-margin {self.rank_margin}: expected 0 < margin <= 1")
+        if not 2 <= self.ladder_rungs <= 6:
+            raise ConfigError(f"--ladder-rungs {self.ladder_rungs}: expected 2 to 6")
         if self.rank_weight > 0 and self.ladder_share == 0:
             raise ConfigError("--rank-weight needs --ladder-share above 0 (pairs to rank)")
         if self.defect_pos_weight <= 0:

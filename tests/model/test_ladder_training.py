@@ -78,6 +78,44 @@ def test_ladder_batches_pair_siblings_and_cut_them_at_one_window() -> None:
     assert off.pairs is None and len(off.labels) == 10
 
 
+def test_a_clean_rung_is_the_same_view_without_any_defect() -> None:
+    protocol = DefectProtocol()
+    image = _image(2)
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        rungs = protocol.ladder(image, protocol.clean_per_image, rng, rungs=3, clean=True)
+        clean = rungs[-1]
+        assert clean.defects == () and clean.label == 100.0 and clean.kind == "original"
+        assert clean.geometry == rungs[0].geometry
+        assert all(r.defects and r.defects[0][0] == rungs[0].defects[0][0] for r in rungs[:-1])
+        plain = protocol.make(image, [], **{
+            k: v for k, v in protocol.plan(image.shape, protocol.clean_per_image,
+                                           np.random.default_rng(seed)).items()
+            if k != "defects"})  # fmt: skip
+        assert np.array_equal(clean.image, plain.image)  # same view, decoration and crop
+
+
+def test_longer_ladders_rank_every_two_rungs_of_one_image() -> None:
+    cfg = _cfg(ladder_share=1.0, rank_weight=2.0, batch_size=10, ladder_rungs=3,
+               ladder_clean=True)  # fmt: skip
+    protocol = DefectProtocol()
+    outputs = ("score", *DEFECTS, "not_ultrasound")
+    images = np.stack([_image(s) for s in range(4)])
+    data = Data(cfg, protocol, Preprocess(size=64), images, outputs, 100.0)
+    batch = make_batch(data, np.arange(data.items), 0, 0, [])
+    assert batch.pairs is not None
+    pairs = {tuple(p) for p in batch.pairs.tolist()}
+    clean_rows = [i for i, label in enumerate(batch.labels) if label == 100.0]
+    # every clean rung ranks above each of its ladder's defect rungs, which sit just before it
+    ranked_clean = [r for r in clean_rows if (r, r - 1) in pairs]
+    assert ranked_clean
+    for row in ranked_clean:
+        below = [lo for hi, lo in pairs if hi == row]
+        assert len(below) >= 2 and all(row - 3 <= lo < row for lo in below)
+    for hi, lo in pairs:
+        assert batch.labels[hi] > batch.labels[lo] and abs(hi - lo) <= 3
+
+
 def test_the_ranking_term_is_zero_in_order_and_grows_as_the_order_is_lost() -> None:
     score = torch.tensor([0.9, 0.5])  # labels 90 and 50
     pairs = torch.tensor([[0, 1]])
@@ -116,3 +154,5 @@ def test_ranking_options_are_checked() -> None:
         _cfg(rank_weight=1.0, ladder_share=0.5, rank_margin=1.5).check()
     with pytest.raises(ConfigError, match="needs --ladder-share"):
         _cfg(rank_weight=1.0).check()
+    with pytest.raises(ConfigError, match="ladder-rungs"):
+        _cfg(ladder_share=0.5, ladder_rungs=1).check()

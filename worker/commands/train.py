@@ -218,6 +218,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="defects: the score gap the ranking term asks of two siblings, as a share of "
         "their label gap, above 0 and at most 1 (default 0.5)",
     )
+    p.add_argument(
+        "--ladder-rungs",
+        type=int,
+        default=2,
+        help="defects: severities of the defect in each ladder, 2 to 6; every two of them "
+        "make a pair to rank (default 2)",
+    )
+    p.add_argument(
+        "--ladder-clean",
+        action="store_true",
+        help="defects: each ladder also holds its image without the defect (label 100), "
+        "so the ranking term asks a mild defect to score below the clean view",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -267,6 +280,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ladder_share=args.ladder_share,
         rank_weight=args.rank_weight,
         rank_margin=args.rank_margin,
+        ladder_rungs=args.ladder_rungs,
+        ladder_clean=args.ladder_clean,
         command="usqa " + shlex.join(sys.argv[1:]) if sys.argv else "",
     )
     meta = train(cfg, progress=not args.no_progress)
