@@ -42,6 +42,10 @@ exist only in heldout, so that the held-out set is not just new seeds of trainin
     text_page    document  dejavu     (same)                                      train val heldout
     ui_form      document  dejavu     (same)                                      train val heldout
     (all four)   document  stix_cm    STIX General, Computer Modern               heldout
+    report_page, text_page, ui_form
+                 document  dejavu_dark  DejaVu, every page in dark mode (light    train
+                                      text on a dark background; in the other
+                                      variants 8-35 % of pages are dark)
     chart        chart     std        line bar scatter pie hist heatmap table;    train val heldout
                                       styles default classic ggplot bmh grayscale
                                       dark_background seaborn whitegrid/darkgrid

@@ -9,12 +9,14 @@ from model.nonultrasound.table import MAX_SIDE
 from model.nonultrasound.text import _TITLES, _char_width, _value, _words
 
 
-def _ui_form(rng: np.random.Generator, fonts: tuple[str, str, str]) -> np.ndarray:
+def _ui_form(
+    rng: np.random.Generator, fonts: tuple[str, str, str], dark_p: float = 0.35
+) -> np.ndarray:
     """A screenshot-like window: title bar and menu, maybe a sidebar, a heading, maybe tabs,
     rows of fields, buttons and a status bar."""
     w = int(rng.integers(560, MAX_SIDE + 1))
     h = int(np.clip(w * rng.uniform(0.55, 0.85), 300, MAX_SIDE))
-    p = _new_page(rng, fonts, w, h, dark_p=0.35)
+    p = _new_page(rng, fonts, w, h, dark_p=dark_p)
     size = int(rng.integers(11, 17))
     y = _window_bars(p, rng, w, size)
     left = _sidebar(p, rng, y, w, h, size) if rng.random() < 0.6 else 0.0

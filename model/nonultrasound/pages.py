@@ -188,8 +188,10 @@ def _page_size(rng: np.random.Generator) -> tuple[int, int]:
     return w, min(MAX_SIDE, int(w * rng.uniform(1.25, 1.45)))
 
 
-def _report_page(rng: np.random.Generator, fonts: tuple[str, str, str]) -> np.ndarray:
-    p = _new_page(rng, fonts, *_page_size(rng))
+def _report_page(
+    rng: np.random.Generator, fonts: tuple[str, str, str], dark_p: float = 0.15
+) -> np.ndarray:
+    p = _new_page(rng, fonts, *_page_size(rng), dark_p=dark_p)
     m = p.w * rng.uniform(0.05, 0.1)
     size = int(p.w / rng.uniform(42, 60))
     y = m
@@ -243,8 +245,10 @@ def _report_page(rng: np.random.Generator, fonts: tuple[str, str, str]) -> np.nd
     return _finish(p, rng)
 
 
-def _worksheet(rng: np.random.Generator, fonts: tuple[str, str, str]) -> np.ndarray:
-    p = _new_page(rng, fonts, *_page_size(rng), dark_p=0.08)
+def _worksheet(
+    rng: np.random.Generator, fonts: tuple[str, str, str], dark_p: float = 0.08
+) -> np.ndarray:
+    p = _new_page(rng, fonts, *_page_size(rng), dark_p=dark_p)
     m = p.w * rng.uniform(0.05, 0.09)
     size = int(p.w / rng.uniform(40, 55))
     y = m
@@ -310,8 +314,10 @@ def _worksheet(rng: np.random.Generator, fonts: tuple[str, str, str]) -> np.ndar
     return _finish(p, rng)
 
 
-def _text_page(rng: np.random.Generator, fonts: tuple[str, str, str]) -> np.ndarray:
-    p = _new_page(rng, fonts, *_page_size(rng), dark_p=0.2)
+def _text_page(
+    rng: np.random.Generator, fonts: tuple[str, str, str], dark_p: float = 0.2
+) -> np.ndarray:
+    p = _new_page(rng, fonts, *_page_size(rng), dark_p=dark_p)
     m = p.w * rng.uniform(0.06, 0.12)
     size = int(p.w / rng.uniform(45, 70))
     y = m

@@ -58,9 +58,12 @@ def _generate(generator: str, variant: str, seed: int) -> np.ndarray:
     """One synthetic image of ``generator`` in ``variant``, a function of ``seed`` only."""
     rng = np.random.default_rng([seed, zlib.crc32(f"{generator}:{variant}".encode())])
     if generator in _DOC_GENERATORS:
-        family = _FONT_FAMILIES[variant]
+        fonts_name, dark = _DOC_VARIANTS[variant]
+        family = _FONT_FAMILIES[fonts_name]
         styles = list(family)
         fonts = family[styles[int(rng.integers(len(styles)))]]
+        if dark:  # a dark-mode page: light text on a dark background
+            return _DOC_GENERATORS[generator](rng, fonts, 1.0)
         return _DOC_GENERATORS[generator](rng, fonts)
     if generator in ("chart", "stat_chart", "dashboard"):
         styles_ = _CHART_STYLES[variant]
@@ -68,7 +71,15 @@ def _generate(generator: str, variant: str, seed: int) -> np.ndarray:
     raise ValueError(f"unknown generator {generator!r}")
 
 
-_DOC_GENERATORS: dict[str, Callable[[np.random.Generator, tuple[str, str, str]], np.ndarray]] = {
+#: document variant -> (font family, every page dark)
+_DOC_VARIANTS: dict[str, tuple[str, bool]] = {
+    "dejavu": ("dejavu", False),
+    "stix_cm": ("stix_cm", False),
+    "dejavu_dark": ("dejavu", True),
+}
+
+
+_DOC_GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "report_page": _report_page,
     "worksheet": _worksheet,
     "text_page": _text_page,

@@ -165,6 +165,18 @@ def test_synthetic_seed_ranges_are_disjoint_and_some_variants_are_heldout_only()
             assert variant not in ("stix_cm", "alt_style") and gen != "stat_chart"
 
 
+def test_dark_mode_pages_train_only_in_the_training_fonts() -> None:
+    dark = [s for s in nu._SYNTHETIC_SOURCES if s.items[1] == "dejavu_dark"]
+    assert {s.items[0] for s in dark} == {"report_page", "text_page", "ui_form"}
+    assert {s.split for s in dark} == {"train"}  # val and the held-out set keep their mix
+    for gen in ("report_page", "text_page", "ui_form"):
+        for seed in range(3):
+            page = np.asarray(nu._generate(gen, "dejavu_dark", seed), dtype=np.float64)
+            grey = page.mean(axis=2) if page.ndim == 3 else page
+            assert np.median(grey) < 60  # the background is dark, the text light
+            assert grey.max() > 180
+
+
 def _dicom_items(split: str) -> list[str]:
     return [
         item
